@@ -1,0 +1,61 @@
+"""One user-facing error type and the CLI wrapper that prints it.
+
+Commands raise :class:`DdimError` (or a subclass) for anything a user can fix;
+:func:`run_cli` turns it into a one-paragraph message on stderr and an exit code,
+without a Python traceback unless ``--debug`` was given.
+"""
+
+import sys
+import textwrap
+
+#: Exit codes shared by every command.
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+class DdimError(Exception):
+    """An error whose message is meant for the user, not the developer."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class UsageError(DdimError, ValueError):
+    """Bad command-line flags, config values or paths (exit code 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """A DiffusionConfig value or config file that cannot be used."""
+
+
+class DataError(DdimError):
+    """A dataset that cannot be found, downloaded or decoded (exit code 1)."""
+
+
+class CheckpointError(DdimError):
+    """A checkpoint that is missing, unreadable or does not match (exit code 1)."""
+
+
+def format_error(error):
+    message = " ".join(str(error).split())
+    return textwrap.fill(f"error: {message}", width=100)
+
+
+def run_cli(main, argv=None):
+    """Run ``main(argv)`` and map errors to exit codes; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        result = main(argv)
+    except DdimError as error:
+        if debug:
+            raise
+        print(format_error(error), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted by the user.", file=sys.stderr)
+        return 130
+    return 0 if result is None else int(result)

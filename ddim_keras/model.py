@@ -1,0 +1,297 @@
+"""DiffusionModel: the keras.io example's model, built on construction.
+
+Composes the pieces: ``normalizer`` (data statistics), ``network`` (trained
+weights), ``ema_network`` (their exponential moving average, used for
+sampling and evaluation), a schedule from :mod:`ddim_keras.schedules`, the
+sampler from :mod:`ddim_keras.sampling` and the KID metric. The public names
+and meanings are the example's, so code written against it ports by changing
+imports; the attribute layout is the example's too, so its ``.weights.h5``
+checkpoints load here.
+"""
+
+import numpy as np
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from ddim_keras import sampling
+from ddim_keras.config import DiffusionConfig
+from ddim_keras.kid import KID
+from ddim_keras.network import build_network
+from ddim_keras.schedules import get_schedule
+
+PACKAGE = "ddim_keras"
+
+LOSS_FUNCTIONS = {
+    "mae": keras.losses.mean_absolute_error,
+    "mse": keras.losses.mean_squared_error,
+}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DiffusionModel(keras.Model):
+    """Denoising diffusion model with DDIM (and DDPM) sampling.
+
+    Example::
+
+        model = DiffusionModel(DiffusionConfig())
+        model.compile()  # AdamW(learning_rate, weight_decay) from the config
+        model.normalizer.adapt(train_dataset)
+        model.fit(train_dataset, validation_data=val_dataset, epochs=50)
+        images = model.generate(num_images=18, diffusion_steps=20)
+    """
+
+    def __init__(self, config=None, kid_weights="imagenet", kid_encoder=None, **kwargs):
+        super().__init__(**kwargs)
+        if config is None:
+            config = DiffusionConfig()
+        elif isinstance(config, dict):
+            config = DiffusionConfig.from_dict(config)
+        self.diffusion_config = config
+        self.kid_weights = kid_weights
+        self._schedule_fn = get_schedule(config.schedule)
+
+        shape = (config.image_size, config.image_size, 3)
+        self.normalizer = layers.Normalization()
+        self.network = build_network(config)
+        self.ema_network = keras.models.clone_model(self.network)
+        # The EMA starts from the network's own initial weights rather than a
+        # second random draw, so early samples are not dominated by noise.
+        self.ema_network.set_weights(self.network.get_weights())
+
+        # Metrics live from construction (the example made them in compile());
+        # the attribute names are the example's, which keeps checkpoints compatible.
+        self.noise_loss_tracker = keras.metrics.Mean(name="n_loss")
+        self.image_loss_tracker = keras.metrics.Mean(name="i_loss")
+        self.kid = KID(name="kid", image_size=config.image_size,
+                       kid_image_size=config.kid_image_size, weights=kid_weights,
+                       encoder=kid_encoder)
+
+        # Built now, normalizer included, so load_weights/save_weights and
+        # ModelCheckpoint work before the first fit.
+        self.normalizer.build((None,) + shape)
+        self.built = True
+        self._compiled_sampler = None
+
+    # -- configuration -------------------------------------------------------------
+
+    @property
+    def image_size(self):
+        return self.diffusion_config.image_size
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "config": self.diffusion_config.to_dict(),
+            "kid_weights": self.kid_weights if isinstance(self.kid_weights, (str, type(None)))
+            else None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        diffusion_config = DiffusionConfig.from_dict(config.pop("config"))
+        return cls(config=diffusion_config, **config)
+
+    def compile(self, optimizer=None, loss=None, **kwargs):
+        """Compile with the config's AdamW and loss unless others are given."""
+        config = self.diffusion_config
+        if optimizer is None:
+            optimizer = keras.optimizers.AdamW(
+                learning_rate=config.learning_rate, weight_decay=config.weight_decay
+            )
+        # The loss is a plain function of (targets, predictions); it is kept out
+        # of Keras' compiled loss because train_step computes it itself.
+        self.loss_fn = loss if loss is not None else LOSS_FUNCTIONS[config.loss]
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        if self.diffusion_config.kid:
+            return [self.noise_loss_tracker, self.image_loss_tracker, self.kid]
+        return [self.noise_loss_tracker, self.image_loss_tracker]
+
+    # -- the example's building blocks ---------------------------------------------
+
+    def denormalize(self, images):
+        # Back from zero mean / unit variance to pixel values in [0, 1].
+        images = self.normalizer.mean + images * self.normalizer.variance**0.5
+        return ops.clip(images, 0.0, 1.0)
+
+    def diffusion_schedule(self, diffusion_times):
+        return self._schedule_fn(
+            diffusion_times,
+            self.diffusion_config.min_signal_rate,
+            self.diffusion_config.max_signal_rate,
+        )
+
+    def denoise(self, noisy_images, noise_rates, signal_rates, training):
+        # The exponential moving average weights are used for evaluation.
+        network = self.network if training else self.ema_network
+        # Predict the noise component; the image component follows from it.
+        pred_noises = network([noisy_images, noise_rates**2], training=training)
+        pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates
+        return pred_noises, pred_images
+
+    def _denoise_eval(self, noisy_images, noise_rates, signal_rates):
+        return self.denoise(noisy_images, noise_rates, signal_rates, training=False)
+
+    def reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0):
+        """Step-by-step sampling loop (the example's), returns normalized images.
+
+        ``eta=0`` is deterministic DDIM; ``eta=1`` is DDPM-like stochastic
+        sampling with noise drawn statelessly from ``seed``.
+        """
+        return sampling.reverse_diffusion_loop(
+            self._denoise_eval, self.diffusion_schedule, initial_noise,
+            diffusion_steps, eta=eta, seed=seed,
+        )
+
+    def compiled_reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0,
+                                   record=False):
+        """The same sampler compiled into one graph; no retrace per step count."""
+        if self._compiled_sampler is None:
+            self._compiled_sampler = {}
+        if record not in self._compiled_sampler:
+            def run(initial_noise, diffusion_steps, eta, seed):
+                return sampling.reverse_diffusion_graph(
+                    self._denoise_eval, self.diffusion_schedule, initial_noise,
+                    diffusion_steps, eta=eta, seed=seed, record=record,
+                )
+
+            shape = (None, self.image_size, self.image_size, 3)
+            self._compiled_sampler[record] = tf.function(
+                run,
+                input_signature=[
+                    tf.TensorSpec(shape, tf.float32),
+                    tf.TensorSpec((), tf.int32),
+                    tf.TensorSpec((), tf.float32),
+                    tf.TensorSpec((), tf.int32),
+                ],
+                jit_compile=False,
+            )
+        return self._compiled_sampler[record](
+            tf.convert_to_tensor(initial_noise, tf.float32),
+            tf.constant(int(diffusion_steps), tf.int32),
+            tf.constant(float(eta), tf.float32),
+            tf.constant(int(seed) % (2**31 - 1), tf.int32),
+        )
+
+    def initial_noise(self, num_images, seed=None):
+        """Standard normal noise drawn with NumPy from ``seed``.
+
+        Drawn on the host so the same seed gives the same noise whatever the
+        device or chunk size.
+        """
+        rng = np.random.default_rng(seed)
+        shape = (num_images, self.image_size, self.image_size, 3)
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    def generate(self, num_images, diffusion_steps, eta=0.0, seed=None, batch_size=None,
+                 progress=None):
+        """Sample ``num_images`` images in [0, 1] as a NumPy array (N, S, S, 3).
+
+        Works in chunks of ``batch_size`` (default: the config's batch size) so
+        that memory stays bounded; the result does not depend on the chunking
+        for ``eta=0``. ``progress`` is an optional callable(done, total).
+        """
+        if num_images < 1:
+            raise ValueError("num_images must be at least 1")
+        if diffusion_steps < 1:
+            raise ValueError("diffusion_steps must be at least 1")
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
+        batch_size = int(batch_size or max(self.diffusion_config.batch_size, 1))
+        initial_noise = self.initial_noise(num_images, seed)
+        chunks = []
+        for start in range(0, num_images, batch_size):
+            images = self.compiled_reverse_diffusion(
+                initial_noise[start:start + batch_size], diffusion_steps, eta=eta,
+                seed=seed + start,
+            )
+            chunks.append(ops.convert_to_numpy(self.denormalize(images)))
+            if progress is not None:
+                progress(min(start + batch_size, num_images), num_images)
+        return np.concatenate(chunks, axis=0)
+
+    # -- training --------------------------------------------------------------------
+
+    def _noisy_batch(self, images, training):
+        # Normalize images to unit variance, like the noises they are mixed with.
+        images = self.normalizer(images, training=training)
+        batch_size = ops.shape(images)[0]  # from the data: a last partial batch works
+        noises = keras.random.normal(shape=ops.shape(images))
+        # Uniform random diffusion times, then mix images and noises accordingly.
+        diffusion_times = keras.random.uniform(shape=(batch_size, 1, 1, 1), minval=0.0, maxval=1.0)
+        noise_rates, signal_rates = self.diffusion_schedule(diffusion_times)
+        noisy_images = signal_rates * images + noise_rates * noises
+        return images, noises, noisy_images, noise_rates, signal_rates
+
+    def _loss(self, targets, predictions):
+        return ops.mean(self.loss_fn(targets, predictions))
+
+    def train_step(self, images):
+        images, noises, noisy_images, noise_rates, signal_rates = self._noisy_batch(
+            images, training=True
+        )
+        with tf.GradientTape() as tape:
+            # Train the network to separate noisy images into their components.
+            pred_noises, pred_images = self.denoise(
+                noisy_images, noise_rates, signal_rates, training=True
+            )
+            noise_loss = self._loss(noises, pred_noises)  # used for training
+            image_loss = self._loss(images, pred_images)  # only used as a metric
+        gradients = tape.gradient(noise_loss, self.network.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.network.trainable_weights))
+
+        self.noise_loss_tracker.update_state(noise_loss)
+        self.image_loss_tracker.update_state(image_loss)
+        self.update_ema()
+        # KID is not measured while training: it is too expensive.
+        return {m.name: m.result() for m in (self.noise_loss_tracker, self.image_loss_tracker)}
+
+    def update_ema(self):
+        """Move every EMA weight (batch-norm statistics included) towards the network's."""
+        ema = self.diffusion_config.ema
+        for weight, ema_weight in zip(self.network.weights, self.ema_network.weights):
+            ema_weight.assign(ema * ema_weight + (1.0 - ema) * weight)
+
+    def test_step(self, images):
+        images, noises, noisy_images, noise_rates, signal_rates = self._noisy_batch(
+            images, training=False
+        )
+        pred_noises, pred_images = self.denoise(
+            noisy_images, noise_rates, signal_rates, training=False
+        )
+        self.noise_loss_tracker.update_state(self._loss(noises, pred_noises))
+        self.image_loss_tracker.update_state(self._loss(images, pred_images))
+
+        if self.diffusion_config.kid:
+            # KID between real and generated images; expensive, so few steps.
+            real_images = self.denormalize(images)
+            initial_noise = keras.random.normal(shape=ops.shape(images))
+            generated_images = self.denormalize(
+                sampling.reverse_diffusion_graph(
+                    self._denoise_eval, self.diffusion_schedule, initial_noise,
+                    self.diffusion_config.kid_diffusion_steps,
+                )
+            )
+            self.kid.update_state(real_images, generated_images)
+        return {m.name: m.result() for m in self.metrics}
+
+    def plot_images(self, epoch=None, logs=None, num_rows=3, num_cols=6, seed=None):
+        """Show a grid of generated images with matplotlib (as in the example)."""
+        import matplotlib.pyplot as plt
+
+        from ddim_keras.images import image_grid
+
+        images = self.generate(num_rows * num_cols, self.diffusion_config.plot_diffusion_steps,
+                               seed=seed)
+        grid = image_grid(images, num_rows, num_cols)
+        plt.figure(figsize=(num_cols * 2.0, num_rows * 2.0))
+        plt.imshow(grid)
+        plt.axis("off")
+        plt.tight_layout()
+        plt.show()
+        plt.close()
+        return grid
