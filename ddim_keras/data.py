@@ -200,6 +200,8 @@ def shapes_images(num_images, image_size, seed=0):
 def _shapes_dataset(split, image_size, seed, shapes_count):
     if split == "train":
         count = SHAPES_TRAIN_COUNT if shapes_count is None else shapes_count
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise UsageError(f"the shapes image count must be a positive integer, got {count!r}.")
         rng = np.random.default_rng(seed)
     else:
         count = SHAPES_VALIDATION_COUNT

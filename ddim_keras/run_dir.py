@@ -1,0 +1,189 @@
+"""The layout of a run directory, and loading a trained model back from it.
+
+::
+
+    RUN_DIR/
+      config.json                 the DiffusionConfig the run trains
+      run.json                    dataset, data dir, KID weights of the run
+      state.json                  last completed epoch, best value so far (for resume)
+      history.csv                 one row of metrics per epoch
+      checkpoints/best.weights.h5 best by val_kid (val_n_loss without KID)
+      checkpoints/last.weights.h5 after every epoch, optimizer state included
+      samples/epoch_0001.png ...  3x6 grid per epoch (fixed seed), final.png at the end
+      logs/                       TensorBoard event files
+"""
+
+import json
+import os
+
+from ddim_keras.config import DiffusionConfig
+from ddim_keras.errors import CheckpointError, ConfigError, UsageError
+
+
+class RunDir:
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+
+    def __repr__(self):
+        return f"RunDir({self.path!r})"
+
+    # paths
+    @property
+    def config_path(self):
+        return os.path.join(self.path, "config.json")
+
+    @property
+    def run_info_path(self):
+        return os.path.join(self.path, "run.json")
+
+    @property
+    def state_path(self):
+        return os.path.join(self.path, "state.json")
+
+    @property
+    def history_path(self):
+        return os.path.join(self.path, "history.csv")
+
+    @property
+    def checkpoint_dir(self):
+        return os.path.join(self.path, "checkpoints")
+
+    @property
+    def best_checkpoint(self):
+        return os.path.join(self.checkpoint_dir, "best.weights.h5")
+
+    @property
+    def last_checkpoint(self):
+        return os.path.join(self.checkpoint_dir, "last.weights.h5")
+
+    @property
+    def samples_dir(self):
+        return os.path.join(self.path, "samples")
+
+    @property
+    def logs_dir(self):
+        return os.path.join(self.path, "logs")
+
+    def exists(self):
+        return os.path.isfile(self.config_path)
+
+    def make(self):
+        for folder in (self.path, self.checkpoint_dir, self.samples_dir, self.logs_dir):
+            os.makedirs(folder, exist_ok=True)
+
+    # files
+    def read_config(self):
+        if not os.path.isfile(self.config_path):
+            raise CheckpointError(
+                f"{self.path} is not a run directory: it has no config.json. Pass the folder "
+                "that `python -m ddim_keras.train --output` wrote."
+            )
+        try:
+            return DiffusionConfig.load(self.config_path)
+        except ConfigError as error:
+            raise CheckpointError(f"the run's config.json is unusable: {error}") from None
+
+    def read_json(self, path, default=None):
+        if not os.path.isfile(path):
+            return default
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def write_json(self, path, data):
+        write_json_atomic(path, data)
+
+    def read_state(self):
+        return self.read_json(self.state_path, default={})
+
+    def read_run_info(self):
+        return self.read_json(self.run_info_path, default={})
+
+    def checkpoint_for_inference(self):
+        """The best checkpoint if there is one, else the last."""
+        for path in (self.best_checkpoint, self.last_checkpoint):
+            if os.path.isfile(path):
+                return path
+        raise CheckpointError(
+            f"run directory {self.path} has no checkpoint yet (looked for "
+            f"{os.path.relpath(self.best_checkpoint, self.path)} and "
+            f"{os.path.relpath(self.last_checkpoint, self.path)}); train it first."
+        )
+
+
+def write_json_atomic(path, data):
+    tmp_path = f"{path}.tmp"
+    with open(tmp_path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp_path, path)
+
+
+def load_model(run=None, checkpoint=None, config=None, kid_weights=None):
+    """A DiffusionModel with trained weights, for sampling or evaluation.
+
+    Accepts a run directory (its best checkpoint and config.json), a ``.keras``
+    file, or a bare ``.weights.h5`` (with ``config``, a config file path, or the
+    example's default config when neither is given).
+    """
+    from ddim_keras.model import DiffusionModel
+
+    if run is None and checkpoint is None:
+        raise UsageError("pass a run directory (--run) or a checkpoint file (--checkpoint).")
+    if run is not None:
+        run_dir = RunDir(run)
+        if not os.path.isdir(run_dir.path):
+            raise CheckpointError(f"run directory {run_dir.path} does not exist.")
+        if config is None:
+            config = run_dir.read_config()
+        if checkpoint is None:
+            checkpoint = run_dir.checkpoint_for_inference()
+    if not os.path.isfile(checkpoint):
+        raise CheckpointError(f"checkpoint {checkpoint} does not exist.")
+    if not os.access(checkpoint, os.R_OK):
+        raise CheckpointError(f"checkpoint {checkpoint} is not readable (permissions).")
+
+    if checkpoint.endswith(".keras"):
+        import keras
+
+        try:
+            return keras.models.load_model(checkpoint, compile=False)
+        except Exception as error:  # corrupt zip, foreign model, ...
+            raise CheckpointError(
+                f"could not load {checkpoint} as a ddim_keras model ({type(error).__name__}: "
+                f"{_first_line(error)})."
+            ) from None
+    if not checkpoint.endswith(".weights.h5"):
+        raise UsageError(
+            f"checkpoint {checkpoint} is neither a .keras file nor a .weights.h5 file."
+        )
+    if isinstance(config, str):
+        config = DiffusionConfig.load(config)
+    if config is None:
+        config = DiffusionConfig()
+    model = DiffusionModel(config, kid_weights=kid_weights)
+    load_weights(model, checkpoint)
+    return model
+
+
+def load_weights(model, checkpoint):
+    """``model.load_weights`` with a clear error when the file does not fit."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            # The optimizer's state is only needed to resume training.
+            warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer.*")
+            model.load_weights(checkpoint)
+    except Exception as error:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} does not match the model's config (image_size "
+            f"{model.diffusion_config.image_size}, widths {list(model.diffusion_config.widths)}, "
+            f"block_depth {model.diffusion_config.block_depth}) or is not a valid weights file "
+            f"({type(error).__name__}: {_first_line(error)}). Pass the config.json the "
+            "checkpoint was trained with."
+        ) from None
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else ""

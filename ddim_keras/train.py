@@ -1,0 +1,252 @@
+"""``python -m ddim_keras.train``: train a diffusion model into a run directory.
+
+Thin front end: resolves the config, prepares the run directory and data, then
+calls ``model.fit`` with the package's callbacks. Re-running the same command
+on an existing run directory resumes it.
+"""
+
+import argparse
+import csv
+import os
+import sys
+import time
+
+from ddim_keras.config import DiffusionConfig, PRESETS, preset
+from ddim_keras.errors import DdimError, UsageError, run_cli
+from ddim_keras.run_dir import RunDir
+
+DATASETS = ("flowers", "celeba", "folder", "shapes")
+SAMPLE_SEED = 42
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m ddim_keras.train",
+        description="Train a denoising diffusion model (keras.io DDIM example) into a run directory.",
+    )
+    parser.add_argument("--dataset", required=True, choices=DATASETS,
+                        help="flowers (tfds oxford_flowers102), celeba (tfds celeb_a), folder "
+                             "(your images, with --data-dir) or shapes (offline procedural demo)")
+    parser.add_argument("--data-dir", help="image folder for 'folder'; tfds data_dir for "
+                                           "flowers/celeba (manual downloads, prepared data)")
+    parser.add_argument("--output", help="run directory (default: runs/DATASET)")
+    parser.add_argument("--config", help="JSON config file; keys it omits come from the preset")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="starting config (default: the dataset's own, flowers for folder)")
+    parser.add_argument("--epochs", type=int, help="total number of epochs to train to")
+    parser.add_argument("--batch-size", type=int, help="override the config's batch_size")
+    parser.add_argument("--kid-weights", default="imagenet",
+                        help="InceptionV3 weights for KID: 'imagenet' (download), a local "
+                             "no-top .h5 file, or 'none' (random; smoke tests only)")
+    parser.add_argument("--no-kid", action="store_true",
+                        help="skip KID; the best checkpoint is then chosen by val_n_loss")
+    parser.add_argument("--seed", type=int, default=0, help="seed for data order and weights")
+    parser.add_argument("--steps-per-epoch", type=int,
+                        help="cap the training batches per epoch (quick experiments)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --output (also automatic when it exists "
+                             "with the same config)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in an existing run directory with a different config")
+    parser.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
+                        help="Keras fit verbosity (default: progress bar on a terminal, "
+                             "one line per epoch otherwise)")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    return parser
+
+
+def resolve_config(args):
+    base = preset(args.preset or (args.dataset if args.dataset in PRESETS else "flowers"))
+    config = DiffusionConfig.load(args.config, base=base) if args.config else base
+    changes = {}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size
+    if args.no_kid:
+        changes["kid"] = False
+    return config.replace(**changes) if changes else config
+
+
+def check_args(args):
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}.")
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        raise UsageError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}.")
+    if args.dataset == "folder" and not args.data_dir:
+        raise UsageError("--dataset folder needs --data-dir DIR, the folder of your images.")
+
+
+def prepare_run_dir(run_dir, config, args):
+    """Decide between a fresh run, a resume, and a refusal. Returns the state."""
+    if not run_dir.exists():
+        if os.path.exists(run_dir.path) and not os.path.isdir(run_dir.path):
+            raise UsageError(f"--output {run_dir.path} exists and is not a directory.")
+        if os.path.isdir(run_dir.path) and os.listdir(run_dir.path) and not args.overwrite:
+            raise UsageError(
+                f"--output {run_dir.path} is a non-empty folder that is not a run directory; "
+                "choose another --output, or pass --overwrite to write into it."
+            )
+        return {}
+    existing = run_dir.read_config()
+    same_architecture = existing.replace(epochs=config.epochs) == config
+    if args.overwrite:
+        _clear_run(run_dir)
+        return {}
+    if not same_architecture:
+        differences = [
+            f"{key}: {value!r} -> {config.to_dict()[key]!r}"
+            for key, value in existing.to_dict().items()
+            if key != "epochs" and config.to_dict()[key] != value
+        ]
+        raise UsageError(
+            f"run directory {run_dir.path} holds a run with a different config "
+            f"({'; '.join(differences)}). Nothing was changed. Resume it with its own config, "
+            "choose another --output, or pass --overwrite to replace it."
+        )
+    state = run_dir.read_state()
+    if state.get("epoch") and os.path.isfile(run_dir.last_checkpoint):
+        print(f"Resuming {run_dir.path} after epoch {state['epoch']}.", file=sys.stderr)
+        return state
+    if args.resume:
+        print(f"{run_dir.path} has no completed epoch yet; starting it from the beginning.",
+              file=sys.stderr)
+    return {}
+
+
+def _clear_run(run_dir):
+    import shutil
+
+    for path in (run_dir.state_path, run_dir.history_path, run_dir.config_path,
+                 run_dir.run_info_path):
+        if os.path.exists(path):
+            os.remove(path)
+    for folder in (run_dir.checkpoint_dir, run_dir.samples_dir, run_dir.logs_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def completed_history_rows(path, epochs):
+    """Keep only the history rows of completed epochs (a killed run may have more)."""
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    header, body = rows[0], rows[1:]
+    kept = [row for row in body if row and row[0].isdigit() and int(row[0]) < epochs]
+    tmp_path = path + ".tmp"
+    with open(tmp_path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header] + kept)
+    os.replace(tmp_path, path)
+
+
+def train(args):
+    check_args(args)
+    config = resolve_config(args)
+    run_dir = RunDir(args.output or os.path.join("runs", args.dataset))
+    state = prepare_run_dir(run_dir, config, args)
+    initial_epoch = int(state.get("epoch", 0))
+    if initial_epoch >= config.epochs:
+        print(f"{run_dir.path} already finished {initial_epoch} of {config.epochs} epochs; "
+              "pass a larger --epochs to train further.", file=sys.stderr)
+        return 0
+
+    # Heavy imports after the cheap checks, so bad flags fail fast.
+    import keras
+
+    from ddim_keras import callbacks as cb
+    from ddim_keras import data
+    from ddim_keras.kid import build_encoder, resolve_weights
+    from ddim_keras.model import DiffusionModel
+    from ddim_keras.run_dir import load_weights
+
+    kid_weights = resolve_weights(args.kid_weights)
+    keras.utils.set_random_seed(args.seed)
+    train_ds, val_ds = data.load_datasets(args.dataset, config, data_dir=args.data_dir,
+                                          seed=args.seed)
+    # Build the KID encoder now: a failed weights download should stop the run
+    # before an hour of training, not after the first epoch.
+    encoder = build_encoder(config.image_size, config.kid_image_size, kid_weights) \
+        if config.kid else None
+
+    model = DiffusionModel(config, kid_weights=kid_weights, kid_encoder=encoder)
+    model.compile(steps_per_execution=1)
+    run_dir.make()
+    config.save(run_dir.config_path)
+    run_dir.write_json(run_dir.run_info_path, {
+        "dataset": args.dataset,
+        "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None,
+        "kid_weights": kid_weights if isinstance(kid_weights, str) else None,
+        "seed": args.seed,
+    })
+
+    if initial_epoch:
+        # Build the optimizer first so that its saved state (moments, step
+        # counter) is restored along with the weights.
+        model.optimizer.build(model.network.trainable_weights)
+        load_weights(model, run_dir.last_checkpoint)
+        completed_history_rows(run_dir.history_path, initial_epoch)
+    else:
+        print("Adapting the normalizer to the training set...", file=sys.stderr)
+        model.normalizer.adapt(train_ds)
+
+    monitor = "val_kid" if config.kid else "val_n_loss"
+    best_checkpoint = cb.AtomicCheckpoint(run_dir.best_checkpoint, monitor=monitor,
+                                          best=state.get("best"))
+    stopper = cb.StopOnNonFinite()
+    callbacks = [
+        stopper,
+        cb.SampleGrid(run_dir.samples_dir, diffusion_steps=config.plot_diffusion_steps,
+                      seed=SAMPLE_SEED),
+        best_checkpoint,
+        cb.AtomicCheckpoint(run_dir.last_checkpoint),
+        keras.callbacks.CSVLogger(run_dir.history_path, append=bool(initial_epoch)),
+        keras.callbacks.TensorBoard(run_dir.logs_dir, write_graph=False),
+        # Last: state.json moves on only once the checkpoints are on disk.
+        cb.RunState(run_dir.state_path, best_checkpoint),
+    ]
+    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    started = time.time()
+    model.fit(
+        train_ds,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        validation_data=val_ds,
+        steps_per_epoch=args.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    if stopper.stopped_at is not None:
+        raise DdimError(
+            f"training diverged: the noise loss became NaN or infinite in batch "
+            f"{stopper.stopped_at + 1}. The checkpoints in {run_dir.checkpoint_dir} are from "
+            "the last good epoch and were not replaced; lower learning_rate in a --config "
+            "file, then re-run the same command to resume from them."
+        )
+
+    # The final grid comes from the best checkpoint, as the example does.
+    checkpoint = run_dir.checkpoint_for_inference()
+    load_weights(model, checkpoint)
+    from ddim_keras.images import save_grid
+
+    final_grid = os.path.join(run_dir.samples_dir, "final.png")
+    save_grid(model.generate(18, config.plot_diffusion_steps, seed=SAMPLE_SEED), final_grid)
+    minutes = (time.time() - started) / 60.0
+    print(
+        f"Done in {minutes:.1f} min. Run: {run_dir.path} | best checkpoint: "
+        f"{os.path.relpath(checkpoint, run_dir.path)} | samples: "
+        f"{os.path.relpath(final_grid, run_dir.path)} | logs: "
+        f"{os.path.relpath(run_dir.logs_dir, run_dir.path)} (tensorboard --logdir "
+        f"{run_dir.logs_dir})"
+    )
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return train(args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
