@@ -312,10 +312,10 @@ def _list_folder_images(data_dir):
         raise UsageError("--dataset folder needs --data-dir DIR, a folder of JPEG/PNG/BMP/GIF images.")
     folder = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
     if not os.path.exists(folder):
-        raise DataError(f"image folder {folder} does not exist; pass --data-dir with a folder "
+        raise UsageError(f"image folder {folder} does not exist; pass --data-dir with a folder "
                         f"of JPEG/PNG/BMP/GIF images.")
     if not os.path.isdir(folder):
-        raise DataError(f"{folder} is not a folder; --data-dir must be a folder (searched "
+        raise UsageError(f"{folder} is not a folder; --data-dir must be a folder (searched "
                         f"recursively) of JPEG/PNG/BMP/GIF images.")
 
     candidates = []

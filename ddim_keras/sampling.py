@@ -50,8 +50,8 @@ def ddim_step(noisy_images, pred_noises, pred_images, noise_rates, signal_rates,
     """
     del noisy_images, noise_rates
     sigmas = step_sigmas(signal_rates, next_signal_rates, eta)
-    if fresh_noises is None:
-        return reverse_step(pred_noises, pred_images, next_noise_rates, next_signal_rates)
+    # Without fresh noise this is the mean of the eta-step (z = 0 in Eq. 12),
+    # whose direction term still shrinks by sigma.
     return reverse_step(pred_noises, pred_images, next_noise_rates, next_signal_rates,
                         sigmas, fresh_noises)
 
@@ -103,7 +103,9 @@ def reverse_diffusion_loop(denoise_fn, schedule_fn, initial_noise, diffusion_ste
 
     Returns the predicted images of the last step (normalized space).
     """
-    noisy_images = initial_noise
+    # A tensor, not a NumPy array: a Keras network refuses a mix of both.
+    noisy_images = ops.convert_to_tensor(initial_noise, "float32")
+    initial_noise = noisy_images
     pred_images = initial_noise
     for step in range(int(diffusion_steps)):
         noisy_images, pred_images = _reverse_step_at(

@@ -214,6 +214,7 @@ def train(args):
         initial_epoch=initial_epoch,
         validation_data=val_ds,
         steps_per_epoch=args.steps_per_epoch,
+        shuffle=False,  # tf.data pipelines shuffle themselves
         callbacks=callbacks,
         verbose=verbose,
     )

@@ -210,7 +210,7 @@ def test_folder_of_two_images_keeps_one_for_validation(tmp_path, config):
 
 
 @pytest.mark.parametrize("layout", ["missing", "file", "empty", "all_bad"])
-def test_unusable_folders_raise_data_error_naming_the_folder(tmp_path, config, layout):
+def test_unusable_folders_raise_an_error_naming_the_folder(tmp_path, config, layout):
     folder = tmp_path / "pictures"
     if layout == "file":
         folder.write_text("a file, not a folder")
@@ -221,7 +221,9 @@ def test_unusable_folders_raise_data_error_naming_the_folder(tmp_path, config, l
         folder.mkdir()
         (folder / "broken.png").write_bytes(b"\x89PNG garbage")
         (folder / "broken.jpg").write_bytes(b"")
-    with pytest.raises(DataError) as raised:
+    # A wrong path is bad usage (exit 2); a folder without usable images is a data error.
+    expected = UsageError if layout in ("missing", "file") else DataError
+    with pytest.raises(expected) as raised:
         data.load_datasets("folder", config, data_dir=folder)
     assert str(folder) in str(raised.value)
     assert "--data-dir" in str(raised.value)

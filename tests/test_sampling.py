@@ -1,0 +1,265 @@
+"""The sampler: pure step math against an independent NumPy version of the DDIM
+paper's update, the Python and graph loops, and the compiled sampler of a model."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ddim_keras import sampling
+from ddim_keras.schedules import cosine_schedule
+
+ETAS = (0.0, 0.5, 1.0)
+MIN_SIGNAL, MAX_SIGNAL = 0.02, 0.95
+
+
+# -- a NumPy reference, written from the paper ---------------------------------------
+
+
+def paper_sigma(alpha, alpha_prev, eta):
+    """Song et al. (2020) Eq. 16, alpha = alpha_bar_t, alpha_prev = alpha_bar_{t-1}."""
+    return eta * np.sqrt((1.0 - alpha_prev) / (1.0 - alpha)) * np.sqrt(1.0 - alpha / alpha_prev)
+
+
+def paper_update(x_t, eps, alpha, alpha_prev, eta, z):
+    """Eq. 12: predicted x0, the direction pointing to x_t, and fresh noise."""
+    x0 = (x_t - np.sqrt(1.0 - alpha) * eps) / np.sqrt(alpha)
+    sigma = paper_sigma(alpha, alpha_prev, eta)
+    direction = np.sqrt(1.0 - alpha_prev - sigma**2) * eps
+    return np.sqrt(alpha_prev) * x0 + direction + sigma * z
+
+
+def numpy_cosine(times):
+    start, end = np.arccos(MAX_SIGNAL), np.arccos(MIN_SIGNAL)
+    angles = start + times * (end - start)
+    return np.sin(angles), np.cos(angles)
+
+
+def toy_eps(noisy_images, noise_rates):
+    # Any smooth function of the input and the noise level will do.
+    return np.tanh(0.7 * noisy_images + noise_rates)
+
+
+def toy_denoise(noisy_images, noise_rates, signal_rates):
+    pred_noises = tf.tanh(0.7 * noisy_images + noise_rates)
+    return pred_noises, (noisy_images - noise_rates * pred_noises) / signal_rates
+
+
+def toy_schedule(times):
+    return cosine_schedule(times, MIN_SIGNAL, MAX_SIGNAL)
+
+
+def numpy_sampler(initial_noise, steps, eta, fresh_noises):
+    """The whole reverse process with ``paper_update``; returns the last x0 estimate."""
+    x = initial_noise.astype(np.float64)
+    x0 = x
+    for step in range(steps):
+        time = 1.0 - step / steps
+        noise_rate, signal_rate = numpy_cosine(time)
+        _, next_signal_rate = numpy_cosine(time - 1.0 / steps)
+        alpha, alpha_prev = signal_rate**2, next_signal_rate**2
+        eps = toy_eps(x, noise_rate)
+        x0 = (x - noise_rate * eps) / signal_rate
+        x = paper_update(x, eps, alpha, alpha_prev, eta, fresh_noises[step])
+    return x0
+
+
+def random_rates(rng, shape):
+    """Signal rates at t and at the (less noisy) next time, as the sampler sees them."""
+    signal = rng.uniform(0.05, 0.9, size=shape)
+    next_signal = np.minimum(signal + rng.uniform(0.01, 0.3, size=shape), 0.95)
+    return np.sqrt(1 - signal**2), signal, np.sqrt(1 - next_signal**2), next_signal
+
+
+# -- the pure step ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eta", ETAS)
+def test_step_sigmas_match_eq16(eta):
+    rng = np.random.default_rng(1)
+    _, signal, _, next_signal = random_rates(rng, (64,))
+    got = np.asarray(sampling.step_sigmas(signal.astype(np.float32),
+                                          next_signal.astype(np.float32), eta))
+    np.testing.assert_allclose(got, paper_sigma(signal**2, next_signal**2, eta),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_eta_one_sigma_is_the_ddpm_posterior_std():
+    # sigma(eta=1)^2 = (1 - a_prev) / (1 - a) * beta_t with beta_t = 1 - a / a_prev.
+    alpha, alpha_prev = 0.3, 0.5
+    beta = 1 - alpha / alpha_prev
+    expected = np.sqrt((1 - alpha_prev) / (1 - alpha) * beta)
+    got = float(sampling.step_sigmas(np.float32(np.sqrt(alpha)), np.float32(np.sqrt(alpha_prev)),
+                                     1.0))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("eta", ETAS)
+def test_ddim_step_matches_eq12(eta):
+    rng = np.random.default_rng(2)
+    shape = (6, 4, 4, 3)
+    noise, signal, next_noise, next_signal = random_rates(rng, (6, 1, 1, 1))
+    x_t = rng.standard_normal(shape)
+    eps = rng.standard_normal(shape)
+    z = rng.standard_normal(shape)
+    x0 = (x_t - noise * eps) / signal
+    expected = paper_update(x_t, eps, signal**2, next_signal**2, eta, z)
+
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    got = sampling.ddim_step(f32(x_t), f32(eps), f32(x0), f32(noise), f32(signal),
+                             f32(next_noise), f32(next_signal), eta=eta, fresh_noises=f32(z))
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
+
+    # Without fresh noise the step is the update's mean (z = 0).
+    mean = sampling.ddim_step(f32(x_t), f32(eps), f32(x0), f32(noise), f32(signal),
+                              f32(next_noise), f32(next_signal), eta=eta)
+    np.testing.assert_allclose(np.asarray(mean), paper_update(x_t, eps, signal**2,
+                                                              next_signal**2, eta, 0.0),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_eta_zero_is_the_keras_io_update():
+    rng = np.random.default_rng(3)
+    _, _, next_noise, next_signal = random_rates(rng, (5, 1, 1, 1))
+    pred_noises = rng.standard_normal((5, 2, 2, 3)).astype(np.float32)
+    pred_images = rng.standard_normal((5, 2, 2, 3)).astype(np.float32)
+    got = sampling.reverse_step(pred_noises, pred_images, next_noise.astype(np.float32),
+                                next_signal.astype(np.float32))
+    np.testing.assert_allclose(np.asarray(got), next_signal * pred_images + next_noise * pred_noises,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_step_times_run_from_one_towards_zero():
+    times = [float(sampling.step_times(step, 4)) for step in range(4)]
+    assert times == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
+# -- the loops, with a toy denoiser -----------------------------------------------------
+
+
+def fresh_noises(shape, seed, steps):
+    # The samplers' own stateless noise, so the reference can use the same draws.
+    return [np.asarray(sampling._fresh_noise(shape, seed, step), np.float64)
+            for step in range(steps)]
+
+
+@pytest.mark.parametrize("eta", ETAS)
+def test_loops_match_the_numpy_reference(eta):
+    steps, seed = 5, 7
+    initial = np.random.default_rng(4).standard_normal((3, 4, 4, 3)).astype(np.float32)
+    expected = numpy_sampler(initial, steps, eta, fresh_noises(initial.shape, seed, steps))
+
+    loop = sampling.reverse_diffusion_loop(toy_denoise, toy_schedule, initial, steps,
+                                           eta=eta, seed=seed)
+    graph = tf.function(
+        lambda x, k: sampling.reverse_diffusion_graph(toy_denoise, toy_schedule, x, k,
+                                                      eta=eta, seed=seed)
+    )(tf.constant(initial), tf.constant(steps))
+    np.testing.assert_allclose(np.asarray(loop), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(graph), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_graph_records_the_trajectory():
+    steps = 4
+    initial = np.random.default_rng(5).standard_normal((2, 4, 4, 3)).astype(np.float32)
+    pred, noisy_trajectory, pred_trajectory = sampling.reverse_diffusion_graph(
+        toy_denoise, toy_schedule, initial, steps, eta=0.0, record=True)
+    assert tuple(noisy_trajectory.shape) == (steps, 2, 4, 4, 3)
+    assert tuple(pred_trajectory.shape) == (steps, 2, 4, 4, 3)
+    np.testing.assert_array_equal(np.asarray(noisy_trajectory[0]), initial)
+    np.testing.assert_array_equal(np.asarray(pred_trajectory[-1]), np.asarray(pred))
+
+
+# -- the model's compiled sampler -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    """A tiny untrained model whose EMA network has nonzero random weights.
+
+    (A fresh network's output convolution is zero, which would make every
+    sampler agree trivially.)
+    """
+    from ddim_keras.config import DiffusionConfig
+    from conftest import TINY
+    from ddim_keras.model import DiffusionModel
+
+    model = DiffusionModel(DiffusionConfig(**TINY), kid_weights=None)
+    rng = np.random.default_rng(0)
+    for weight in model.ema_network.trainable_weights:
+        shape = tuple(weight.shape)
+        fan_in = max(int(np.prod(shape[:-1])), 1)
+        weight.assign(rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape).astype(np.float32))
+    return model
+
+
+def test_compiled_sampler_matches_the_python_loop(random_model):
+    noise = random_model.initial_noise(3, seed=11)
+    compiled = np.asarray(random_model.compiled_reverse_diffusion(noise, 4, eta=0.0, seed=0))
+    loop = np.asarray(random_model.reverse_diffusion(noise, 4, eta=0.0, seed=0))
+    assert np.abs(compiled - noise).max() > 0.1, "the network should change the images"
+    np.testing.assert_allclose(compiled, loop, atol=1e-4, rtol=1e-5)
+
+
+def test_eta_one_compiled_matches_the_python_loop(random_model):
+    noise = random_model.initial_noise(2, seed=12)
+    compiled = np.asarray(random_model.compiled_reverse_diffusion(noise, 3, eta=1.0, seed=5))
+    loop = np.asarray(random_model.reverse_diffusion(noise, 3, eta=1.0, seed=5))
+    np.testing.assert_allclose(compiled, loop, atol=1e-4, rtol=1e-5)
+
+
+def test_step_count_changes_do_not_retrace(random_model):
+    noise = random_model.initial_noise(2, seed=1)
+    random_model.compiled_reverse_diffusion(noise, 2)
+    sampler = random_model._compiled_sampler[False]
+    traces = sampler.experimental_get_tracing_count()
+    for steps, eta, seed in ((3, 0.0, 0), (5, 0.5, 1), (1, 1.0, 2)):
+        random_model.compiled_reverse_diffusion(noise, steps, eta=eta, seed=seed)
+    # A different batch size is also the same graph (the batch dimension is None).
+    random_model.compiled_reverse_diffusion(random_model.initial_noise(3, seed=1), 4)
+    assert sampler.experimental_get_tracing_count() == traces == 1
+
+
+def test_record_gives_one_frame_per_step(random_model):
+    noise = random_model.initial_noise(2, seed=3)
+    pred, noisy_trajectory, pred_trajectory = random_model.compiled_reverse_diffusion(
+        noise, 3, record=True)
+    assert tuple(noisy_trajectory.shape) == (3, 2, 16, 16, 3)
+    assert tuple(pred_trajectory.shape) == (3, 2, 16, 16, 3)
+    np.testing.assert_allclose(np.asarray(pred_trajectory[-1]), np.asarray(pred), atol=1e-6)
+    # Recording does not change the result.
+    np.testing.assert_allclose(np.asarray(pred),
+                               np.asarray(random_model.compiled_reverse_diffusion(noise, 3)),
+                               atol=1e-5)
+
+
+def test_seeds_make_generation_repeatable(random_model):
+    first = random_model.generate(3, 3, seed=21)
+    assert first.shape == (3, 16, 16, 3)
+    assert first.min() >= 0.0 and first.max() <= 1.0
+    np.testing.assert_array_equal(first, random_model.generate(3, 3, seed=21))
+    assert not np.allclose(first, random_model.generate(3, 3, seed=22))
+
+
+def test_stochastic_sampling_is_repeatable_with_a_seed(random_model):
+    ddpm = random_model.generate(3, 3, eta=1.0, seed=21)
+    np.testing.assert_array_equal(ddpm, random_model.generate(3, 3, eta=1.0, seed=21))
+    assert not np.allclose(ddpm, random_model.generate(3, 3, eta=1.0, seed=22))
+    # Fresh noise makes eta=1 differ from deterministic DDIM from the same start.
+    assert not np.allclose(ddpm, random_model.generate(3, 3, eta=0.0, seed=21))
+
+
+def test_deterministic_generation_does_not_depend_on_chunking(random_model):
+    whole = random_model.generate(4, 2, seed=8, batch_size=4)
+    chunked = random_model.generate(4, 2, seed=8, batch_size=3)
+    # Equal up to float rounding (convolutions may sum in another order per batch size).
+    np.testing.assert_allclose(whole, chunked, atol=1e-4)
+
+
+def test_progress_callback_and_bad_arguments(random_model):
+    calls = []
+    random_model.generate(5, 1, seed=0, batch_size=2, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    with pytest.raises(ValueError):
+        random_model.generate(0, 2)
+    with pytest.raises(ValueError):
+        random_model.generate(2, 0)

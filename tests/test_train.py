@@ -1,0 +1,135 @@
+"""The training command end to end on tiny configs, and its refusals."""
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import write_config
+from ddim_keras import train
+from ddim_keras.config import DiffusionConfig
+from ddim_keras.errors import run_cli
+
+
+def read_history(run):
+    with open(os.path.join(run, "history.csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def digest(path):
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def test_run_directory_has_everything(tiny_run):
+    config = DiffusionConfig.load(os.path.join(tiny_run, "config.json"))
+    assert config.image_size == 16 and config.epochs == 2
+    for name in ("checkpoints/best.weights.h5", "checkpoints/last.weights.h5",
+                 "samples/epoch_0001.png", "samples/epoch_0002.png", "samples/final.png",
+                 "history.csv", "run.json", "state.json"):
+        assert os.path.isfile(os.path.join(tiny_run, name)), name
+    assert os.listdir(os.path.join(tiny_run, "logs"))
+    rows = read_history(tiny_run)
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert {"n_loss", "i_loss", "val_n_loss", "val_i_loss"} <= set(rows[0])
+    # A 3x6 grid of 16-px images with 2-px padding.
+    with Image.open(os.path.join(tiny_run, "samples", "final.png")) as grid:
+        assert grid.size == (6 * 16 + 7 * 2, 3 * 16 + 4 * 2)
+    state = json.load(open(os.path.join(tiny_run, "state.json")))
+    assert state["epoch"] == 2 and state["monitor"] == "val_n_loss"
+
+
+def test_training_lowers_the_noise_loss(tmp_path):
+    config = write_config(tmp_path / "c.json", epochs=3, learning_rate=3e-3)
+    code = train.main(["--dataset", "shapes", "--config", config, "--output",
+                       str(tmp_path / "run"), "--steps-per-epoch", "15", "--verbose", "0"])
+    assert code == 0
+    losses = [float(row["n_loss"]) for row in read_history(tmp_path / "run")]
+    # An all-zero prediction of standard normal noise scores E|z| = 0.798.
+    assert losses[-1] < losses[0]
+    assert losses[-1] < 0.7
+
+
+def test_rerun_resumes_and_continues_the_epoch_counter(tmp_path):
+    config = write_config(tmp_path / "c.json")
+    args = ["--dataset", "shapes", "--config", config, "--output", str(tmp_path / "run"),
+            "--steps-per-epoch", "2", "--verbose", "0"]
+    assert train.main(args + ["--epochs", "1"]) == 0
+    last = tmp_path / "run" / "checkpoints" / "last.weights.h5"
+    first_digest = digest(last)
+    assert train.main(args + ["--epochs", "2"]) == 0
+    assert [row["epoch"] for row in read_history(tmp_path / "run")] == ["0", "1"]
+    assert digest(last) != first_digest
+    assert json.load(open(tmp_path / "run" / "state.json"))["epoch"] == 2
+
+
+def run_train(argv, capsys):
+    code = run_cli(train.main, argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_existing_run_with_other_config_is_refused_and_untouched(tiny_run, tmp_path, capsys):
+    before = {name: digest(os.path.join(tiny_run, name))
+              for name in ("config.json", "checkpoints/best.weights.h5", "history.csv")}
+    other = write_config(tmp_path / "other.json", image_size=32)
+    code, err = run_train(["--dataset", "shapes", "--config", other, "--output", tiny_run], capsys)
+    assert code == 2
+    assert "different config" in err and "image_size" in err and "--overwrite" in err
+    assert "Traceback" not in err
+    after = {name: digest(os.path.join(tiny_run, name)) for name in before}
+    assert after == before
+
+
+@pytest.mark.parametrize("config_overrides, needle", [
+    ({"image_size": 15}, "image_size"),
+    ({"min_signal_rate": 0.0}, "min_signal_rate"),
+    ({"widths": []}, "widths"),
+    ({"batch_size": 1, "kid": True}, "batch_size"),
+    ({"learning_rat": 0.1}, "learning_rat"),
+    ({"image_size": "64"}, "image_size"),
+])
+def test_bad_config_files_are_refused(tmp_path, capsys, config_overrides, needle):
+    config = write_config(tmp_path / "bad.json", **config_overrides)
+    code, err = run_train(["--dataset", "shapes", "--config", config,
+                           "--output", str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("argv, code, needle", [
+    (["--dataset", "folder"], 2, "--data-dir"),
+    (["--dataset", "folder", "--data-dir", "/nonexistent/images"], 2, "/nonexistent/images"),
+    (["--dataset", "shapes", "--epochs", "0"], 2, "--epochs"),
+    (["--dataset", "shapes", "--config", "/nonexistent/c.json"], 2, "/nonexistent/c.json"),
+    (["--dataset", "shapes", "--kid-weights", "/nonexistent/w.h5"], 2, "/nonexistent/w.h5"),
+])
+def test_bad_flags(tmp_path, capsys, argv, code, needle):
+    got, err = run_train(argv + ["--output", str(tmp_path / "run")], capsys)
+    assert got == code
+    assert needle in err and "Traceback" not in err
+
+
+def test_empty_folder_is_an_error_naming_it(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = write_config(tmp_path / "c.json")
+    code, err = run_train(["--dataset", "folder", "--data-dir", str(empty), "--config", config,
+                           "--output", str(tmp_path / "run")], capsys)
+    assert code in (1, 2)
+    assert str(empty) in err and "Traceback" not in err
+
+
+def test_unknown_dataset_exits_2_without_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "ddim_keras.train", "--dataset", "imagenet"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "imagenet" in result.stderr and "Traceback" not in result.stderr
