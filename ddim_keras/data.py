@@ -188,9 +188,9 @@ def _load_split_images(name, config, splits, data_dir, seed, shapes_count):
 
 
 def shapes_images(num_images, image_size, seed=0):
-    """Draw ``num_images`` RGB images of 1-3 coloured circles, squares and triangles.
+    """Draw ``num_images`` RGB images of 1-2 coloured circles, squares and triangles.
 
-    Backgrounds are plain or a linear gradient. The same seed gives the same
+    Backgrounds are plain (3 in 4) or a linear gradient. The same seed gives the same
     images. Shapes are rasterised on a finer grid and averaged down, so their
     edges are antialiased. Returns uint8 of shape (N, image_size, image_size, 3).
     """
@@ -228,9 +228,11 @@ def _draw_shapes(rng, num_images, image_size):
     images = np.empty((num_images, image_size, image_size, 3), dtype=np.uint8)
     for index in range(num_images):
         canvas = _background(rng, coarse_x, coarse_y)
-        for _ in range(rng.integers(1, 4)):
+        # One or two large shapes: few enough that a small model trained for
+        # minutes on a CPU learns to draw them.
+        for _ in range(rng.integers(1, 3)):
             kind = rng.integers(3)
-            radius = rng.uniform(0.12, 0.3)
+            radius = rng.uniform(0.18, 0.32)
             centre_x, centre_y = rng.uniform(radius * 0.8, 1.0 - radius * 0.8, size=2)
             angle = rng.uniform(0.0, 2.0 * np.pi)
             inside = _shape_mask(kind, fine_x - centre_x, fine_y - centre_y, radius, angle)
@@ -245,7 +247,7 @@ def _draw_shapes(rng, num_images, image_size):
 
 def _background(rng, x, y):
     start = rng.uniform(0, 255, size=3).astype(np.float32)
-    if rng.random() < 0.5:
+    if rng.random() < 0.75:
         return np.broadcast_to(start, x.shape + (3,)).copy()
     end = rng.uniform(0, 255, size=3).astype(np.float32)
     direction = rng.uniform(0.0, 2.0 * np.pi)

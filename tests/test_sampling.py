@@ -124,8 +124,8 @@ def test_eta_zero_is_the_keras_io_update():
     pred_images = rng.standard_normal((5, 2, 2, 3)).astype(np.float32)
     got = sampling.reverse_step(pred_noises, pred_images, next_noise.astype(np.float32),
                                 next_signal.astype(np.float32))
-    np.testing.assert_allclose(np.asarray(got), next_signal * pred_images + next_noise * pred_noises,
-                               rtol=1e-5, atol=1e-5)
+    expected = next_signal * pred_images + next_noise * pred_noises
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_step_times_run_from_one_towards_zero():

@@ -1,0 +1,544 @@
+"""``python -m ddim_keras.generate``: sample images from a trained model.
+
+Modes (``--mode``):
+
+* ``grid``: one PNG grid of ``--rows`` x ``--cols`` samples (default 3 x 6);
+* ``images``: one PNG per sample, numbered, in a folder;
+* ``process``: one batch followed through the reverse process, as an animated
+  GIF (one frame per step) and a PNG strip; noisy images on top, the network's
+  predicted clean images below;
+* ``steps``: the same initial noise decoded with 1, 2, ..., K steps (GIF, and a
+  PNG with one row per step count);
+* ``interpolation``: initial noises on the great circle between two random
+  noises (spherical interpolation), decoded frame by frame (GIF and PNG strip).
+
+Everything is repeatable: the same ``--seed`` gives byte-identical files. The
+model comes from a run directory (its best checkpoint and config.json), a
+``.keras`` file, or a bare ``.weights.h5`` with its config.
+
+Keras and TensorFlow are imported only after the flags have been checked, so
+``--help`` and bad flags answer at once.
+"""
+
+import argparse
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from ddim_keras.errors import CheckpointError, DdimError, UsageError, run_cli
+
+MODES = ("grid", "images", "process", "steps", "interpolation")
+DEFAULT_ROWS = 3
+DEFAULT_COLS = 6
+#: Frames in an interpolation unless --num-images says otherwise.
+DEFAULT_INTERPOLATION_FRAMES = 10
+#: The process strip shows at most this many steps (evenly spaced, first and last included).
+STRIP_MAX_COLUMNS = 20
+#: Milliseconds per GIF frame.
+FRAME_DURATION_MS = 120
+#: Config fields that decide whether a checkpoint's weights fit a model.
+ARCHITECTURE_FIELDS = ("image_size", "widths", "block_depth", "embedding_dims",
+                       "embedding_max_frequency")
+SEED_LIMIT = 2**31 - 1
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so that run_cli
+    formats every usage problem the same way (and tests can call main())."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help).")
+
+
+def add_model_arguments(parser):
+    """The flags that choose a model; shared with ``ddim_keras.evaluate``."""
+    source = parser.add_argument_group("model")
+    source.add_argument("--run", help="run directory written by ddim_keras.train (uses its best "
+                                      "checkpoint, else the last, and its config.json)")
+    source.add_argument("--checkpoint",
+                        help="a .keras file, or a .weights.h5 file (with --config, the "
+                             "config.json of the run it belongs to, or else the keras.io "
+                             "example's default config); with --run, replaces its best checkpoint")
+    source.add_argument("--config", help="config JSON the checkpoint was trained with")
+    source.add_argument("--kid-weights", default="imagenet",
+                        help="InceptionV3 weights for KID: 'imagenet', a local no-top .h5 file, "
+                             "or 'none' (random). (default: %(default)s)")
+
+
+def build_parser():
+    parser = ArgumentParser(
+        prog="python -m ddim_keras.generate",
+        description="Generate images with a trained diffusion model: a grid, single images, "
+                    "or animations of the reverse process, of the number of steps and of an "
+                    "interpolation between noises. Prints the paths it writes.",
+    )
+    add_model_arguments(parser)
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--mode", choices=MODES, default="grid",
+                          help="what to write (default: %(default)s)")
+    sampling.add_argument("--num-images", type=int,
+                          help="samples (grid, images: default rows*cols; process, steps: "
+                               f"default cols) or frames (interpolation: default "
+                               f"{DEFAULT_INTERPOLATION_FRAMES})")
+    sampling.add_argument("--steps", type=int,
+                          help="diffusion steps (default: the config's plot_diffusion_steps, "
+                               "20 in the example); the largest step count in --mode steps")
+    sampling.add_argument("--eta", type=float, default=0.0,
+                          help="0 = deterministic DDIM (default), 1 = DDPM-like stochastic "
+                               "sampling; values between mix the two. Use 0 for smooth "
+                               "interpolations")
+    sampling.add_argument("--seed", type=int,
+                          help="seed of the initial noise (default: random, and printed); the "
+                               "same seed gives the same files")
+    sampling.add_argument("--batch-size", type=int,
+                          help="images sampled at once (default: the config's batch_size)")
+    layout = parser.add_argument_group("output")
+    layout.add_argument("--rows", type=int,
+                        help=f"grid rows (default {DEFAULT_ROWS}, or as many as --num-images "
+                             "needs)")
+    layout.add_argument("--cols", type=int,
+                        help=f"grid columns; images per row in the animations (default "
+                             f"{DEFAULT_COLS})")
+    layout.add_argument("--output",
+                        help="grid: the PNG file; images: their folder; animations: the "
+                             "path without extension (PATH.gif and PATH.png are written). For "
+                             "the grid and animations an existing folder receives the default "
+                             "names, MODE_seedS_stepsK_etaE. Default: RUN/generated/ with --run, "
+                             "./generated/ otherwise")
+    layout.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (refused otherwise)")
+    layout.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    return parser
+
+
+# -- pure helpers ------------------------------------------------------------------------
+
+
+def slerp(start, end, fraction):
+    """Spherical interpolation between two arrays of the same shape.
+
+    Walks the great circle from ``start`` (fraction 0) to ``end`` (fraction 1),
+    so that the norm is interpolated smoothly rather than shrinking in the
+    middle as with a straight line: the interpolated Gaussian noise still looks
+    like Gaussian noise to the model. Nearly parallel inputs fall back to a
+    straight line.
+    """
+    start = np.asarray(start, dtype=np.float64)
+    end = np.asarray(end, dtype=np.float64)
+    if start.shape != end.shape:
+        raise ValueError(f"slerp needs arrays of one shape, got {start.shape} and {end.shape}")
+    norms = np.linalg.norm(start) * np.linalg.norm(end)
+    cosine = float(np.clip(np.vdot(start, end) / norms, -1.0, 1.0)) if norms > 0 else 1.0
+    angle = math.acos(cosine)
+    if math.sin(angle) < 1e-6:
+        return (1.0 - fraction) * start + fraction * end
+    return (math.sin((1.0 - fraction) * angle) * start
+            + math.sin(fraction * angle) * end) / math.sin(angle)
+
+
+def strip_columns(num_steps, max_columns=STRIP_MAX_COLUMNS):
+    """Indices of the steps shown in a strip: all, or evenly spaced with first and last."""
+    if num_steps <= max_columns:
+        return list(range(num_steps))
+    return sorted({int(round(i)) for i in np.linspace(0, num_steps - 1, max_columns)})
+
+
+def with_progress_line(frame, fraction, height=2, colour=0.25):
+    """A frame with a thin bar below it, filled to ``fraction`` of the width.
+
+    It shows where an animation is, and keeps consecutive frames distinct:
+    GIF writers merge identical frames, which would break frame counts.
+    """
+    width = frame.shape[1]
+    bar = np.ones((height, width, frame.shape[2]), dtype=frame.dtype)
+    bar[:, :int(round(fraction * width))] = colour
+    return np.concatenate([frame, bar], axis=0)
+
+
+def grid_shape(count, cols):
+    cols = max(1, min(cols, count))
+    return math.ceil(count / cols), cols
+
+
+# -- checks before any heavy import -------------------------------------------------------
+
+
+def check_numbers(args):
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}.")
+    if not math.isfinite(args.eta) or args.eta < 0:
+        raise UsageError(f"--eta must be zero or positive (0 = DDIM, 1 = DDPM), got {args.eta}.")
+    if args.num_images is not None and args.num_images < 1:
+        raise UsageError(f"--num-images must be at least 1, got {args.num_images}.")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
+        raise UsageError(f"--seed must be between 0 and {SEED_LIMIT - 1}, got {args.seed}.")
+    for flag in ("rows", "cols"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag} must be at least 1, got {value}.")
+
+
+def owner_run_dir(checkpoint):
+    """The run directory a checkpoint file lives in (RUN/checkpoints/x), if any."""
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    for candidate in (folder, os.path.dirname(folder)):
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    return None
+
+
+def architecture_differences(expected, given):
+    a, b = expected.to_dict(), given.to_dict()
+    return [f"{key} {a[key]!r} vs {b[key]!r}" for key in ARCHITECTURE_FIELDS if a[key] != b[key]]
+
+
+def resolve_source(args, say=None):
+    """Check the model flags; returns (checkpoint path, DiffusionConfig or None, run dir or None).
+
+    The config is None only for a ``.keras`` file, which carries its own. A
+    ``--config`` that contradicts the run the checkpoint comes from is refused:
+    the weights of a 16 px run load into a 32 px model without complaint (the
+    U-Net is convolutional) but only produce noise.
+    """
+    from ddim_keras.config import DiffusionConfig
+    from ddim_keras.run_dir import RunDir
+
+    say = say or (lambda message: None)
+    if args.run is None and args.checkpoint is None:
+        raise UsageError("pass a run directory (--run RUN_DIR) or a checkpoint file "
+                         "(--checkpoint FILE.keras or FILE.weights.h5).")
+    config = DiffusionConfig.load(args.config) if args.config else None
+    run_path = None
+    if args.run is not None:
+        run_dir = RunDir(args.run)
+        if not os.path.isdir(run_dir.path):
+            raise CheckpointError(f"run directory {run_dir.path} does not exist.")
+        run_path = run_dir.path
+        run_config = run_dir.read_config()
+        checkpoint = args.checkpoint or run_dir.checkpoint_for_inference()
+        if config is not None:
+            differences = architecture_differences(run_config, config)
+            if differences:
+                raise CheckpointError(
+                    f"--config {args.config} does not match the config.json of run {run_path} "
+                    f"({'; '.join(differences)}, run vs --config); its checkpoints would not "
+                    "fit. Leave out --config to use the run's own."
+                )
+        else:
+            config = run_config
+    else:
+        checkpoint = args.checkpoint
+    checkpoint = os.path.abspath(checkpoint)
+    if not os.path.exists(checkpoint):
+        raise CheckpointError(f"checkpoint {checkpoint} does not exist.")
+    if not os.path.isfile(checkpoint):
+        raise CheckpointError(f"checkpoint {checkpoint} is not a file.")
+    if not os.access(checkpoint, os.R_OK):
+        raise CheckpointError(f"checkpoint {checkpoint} is not readable (check its permissions).")
+    if not checkpoint.endswith((".keras", ".weights.h5")):
+        raise UsageError(f"checkpoint {checkpoint} is neither a .keras file nor a .weights.h5 "
+                         "file.")
+
+    owner = owner_run_dir(checkpoint)
+    if run_path is None and owner is not None:
+        run_path = owner
+    if checkpoint.endswith(".weights.h5") and args.run is None:
+        if owner is not None:
+            owner_config = RunDir(owner).read_config()
+            if config is None:
+                config = owner_config
+                say(f"Using the config of run {owner}.")
+            else:
+                differences = architecture_differences(owner_config, config)
+                if differences:
+                    raise CheckpointError(
+                        f"checkpoint {checkpoint} belongs to run {owner}, whose config.json "
+                        f"differs from --config {args.config} ({'; '.join(differences)}, run vs "
+                        "--config); the weights would not fit. Leave out --config to use the "
+                        "run's own."
+                    )
+        elif config is None:
+            config = DiffusionConfig()
+            say("No --config given: assuming the keras.io example's default config "
+                "(64 px, widths [32, 64, 96, 128], block_depth 2).")
+    return checkpoint, config, run_path
+
+
+def load_checked_model(args, checkpoint, config):
+    """Load the model and check a ``.keras`` file against ``--config``."""
+    from ddim_keras.kid import resolve_weights
+    from ddim_keras.run_dir import load_model
+
+    kid_weights = resolve_weights(args.kid_weights)
+    with warnings.catch_warnings():
+        if not args.debug:
+            # Keras warns once per layer on a mismatched file; the error says it all.
+            warnings.simplefilter("ignore")
+        model = load_model(checkpoint=checkpoint, config=config, kid_weights=kid_weights)
+    if checkpoint.endswith(".keras") and config is not None:
+        differences = architecture_differences(model.diffusion_config, config)
+        if differences:
+            raise CheckpointError(
+                f"--config does not match the model in {checkpoint} "
+                f"({'; '.join(differences)}, file vs --config). A .keras file carries its own "
+                "config: leave out --config."
+            )
+    return model
+
+
+def check_output_files(paths, overwrite):
+    """Refuse before sampling when an output would replace a file (or is a folder)."""
+    for path in paths:
+        if os.path.isdir(path):
+            raise UsageError(f"output {path} is a folder; choose a file name for --output.")
+    existing = [path for path in paths if os.path.exists(path)]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3
+                                           else "")
+        raise UsageError(f"output {shown} already exists; pass --overwrite to replace it, or "
+                         "choose another --output or --seed.")
+
+
+def check_writable_folder(folder, create_levels=0):
+    """Check that files can be written into ``folder``.
+
+    Up to ``create_levels`` missing folders at the end of the path are created
+    when writing (a default output folder, say); the first existing one must be
+    a writable folder. Missing folders beyond that are an error, not created.
+    """
+    folder = os.path.abspath(folder)
+    target = folder
+    for _ in range(create_levels):
+        if os.path.exists(target):
+            break
+        target = os.path.dirname(target)
+    if not os.path.exists(target):
+        raise UsageError(f"output folder {target} does not exist; create it first or choose "
+                         "another --output.")
+    if not os.path.isdir(target):
+        raise UsageError(f"output path {target} is not a folder; choose another --output.")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {target} is not writable; choose another --output.")
+
+
+# -- the plan: what to sample and where it goes --------------------------------------------
+
+
+class Plan:
+    """Mode, sizes and output paths, all settled (and checked) before sampling."""
+
+    def __init__(self, args, config, run_path, seed):
+        self.mode = args.mode
+        self.seed = seed
+        self.steps = args.steps or config.plot_diffusion_steps
+        self.eta = args.eta
+        self.batch_size = args.batch_size or config.batch_size
+        self.cols = args.cols or DEFAULT_COLS
+        self.rows = args.rows
+        if self.mode in ("grid", "images"):
+            if args.num_images is None:
+                self.rows = self.rows or DEFAULT_ROWS
+                self.num_images = self.rows * self.cols
+            else:
+                self.num_images = args.num_images
+                if args.cols is None:
+                    self.cols = min(self.cols, self.num_images)
+                self.rows = self.rows or math.ceil(self.num_images / self.cols)
+            if self.mode == "grid" and self.rows * self.cols < self.num_images:
+                raise UsageError(f"{self.num_images} images do not fit a {self.rows} x "
+                                 f"{self.cols} grid; raise --rows/--cols or lower --num-images.")
+        elif self.mode == "interpolation":
+            self.num_images = args.num_images or DEFAULT_INTERPOLATION_FRAMES
+            if self.num_images < 2:
+                raise UsageError("--mode interpolation needs --num-images of at least 2 (the "
+                                 "frames from one noise to the other).")
+        else:
+            self.num_images = args.num_images or self.cols
+        self.paths = self._output_paths(args.output, run_path if args.run else None)
+        check_output_files(self.paths, args.overwrite)
+
+    def _output_paths(self, output, run_path):
+        stem = f"{self.mode}_seed{self.seed}_steps{self.steps}_eta{self.eta:g}"
+        if self.mode == "images" and output is not None:
+            # --output is the images' own folder, existing or not.
+            base, create_levels, file_name_given = os.path.abspath(output), 0, True
+        elif output is None or os.path.isdir(output) or output.endswith(("/", os.sep)):
+            # A folder: default names inside it, created if needed (one level).
+            if output is not None:
+                folder = os.path.abspath(output)
+            elif run_path is not None:
+                folder = os.path.join(run_path, "generated")
+            else:
+                folder = os.path.abspath("generated")
+            base, create_levels = os.path.join(folder, stem), 1
+            file_name_given = False
+        else:
+            base, create_levels = os.path.abspath(output), 0
+            file_name_given = True
+
+        if self.mode == "images":
+            self.images_dir = base
+            check_writable_folder(base, create_levels + 1)
+            if os.path.exists(base) and not os.path.isdir(base):
+                raise UsageError(f"--output {base} exists and is not a folder.")
+            digits = max(4, len(str(self.num_images - 1)))
+            return [os.path.join(base, f"image_{i:0{digits}d}.png")
+                    for i in range(self.num_images)]
+        check_writable_folder(os.path.dirname(base), create_levels)
+        if self.mode == "grid":
+            return [base if file_name_given else base + ".png"]
+        root, extension = os.path.splitext(base)
+        if file_name_given and extension.lower() in (".gif", ".png"):
+            base = root
+        return [base + ".gif", base + ".png"]
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def write_atomically(save, data, path):
+    """Write through a temporary file and a rename: an interrupted run leaves no half file."""
+    tmp_path = f"{path}.tmp"
+    try:
+        save(data, tmp_path)
+        os.replace(tmp_path, path)
+    except OSError as error:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise DdimError(f"could not write {path}: {error.strerror or error}.") from None
+    return path
+
+
+def make_progress(enabled, total, description, unit):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr,
+                disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+def decode(model, noise, steps, eta, seed, batch_size, record=False, on_chunk=None):
+    """Run the compiled sampler over ``noise`` in chunks, like ``model.generate``.
+
+    Returns images in [0, 1]; with ``record`` also the noisy and predicted
+    images of every step, (steps, N, S, S, 3), in [0, 1].
+    """
+    from keras import ops
+
+    images, noisy, predicted = [], [], []
+    for start in range(0, len(noise), batch_size):
+        result = model.compiled_reverse_diffusion(noise[start:start + batch_size], steps,
+                                                  eta=eta, seed=seed + start, record=record)
+        if record:
+            result, noisy_steps, predicted_steps = result
+            noisy.append(ops.convert_to_numpy(model.denormalize(noisy_steps)))
+            predicted.append(ops.convert_to_numpy(model.denormalize(predicted_steps)))
+        images.append(ops.convert_to_numpy(model.denormalize(result)))
+        if on_chunk is not None:
+            on_chunk(min(start + batch_size, len(noise)))
+    images = np.concatenate(images, axis=0)
+    if record:
+        return images, np.concatenate(noisy, axis=1), np.concatenate(predicted, axis=1)
+    return images
+
+
+def generate_files(model, plan, progress_enabled):
+    from ddim_keras import images as image_files
+
+    mode, steps, eta, seed = plan.mode, plan.steps, plan.eta, plan.seed
+    count, batch_size = plan.num_images, plan.batch_size
+    os.makedirs(os.path.dirname(plan.paths[0]), exist_ok=True)
+
+    if mode in ("grid", "images"):
+        with make_progress(progress_enabled, count, "sampling", "img") as bar:
+            samples = model.generate(count, steps, eta=eta, seed=seed, batch_size=batch_size,
+                                     progress=lambda done, total: bar.update(done - bar.n))
+        if mode == "grid":
+            grid = image_files.image_grid(samples, plan.rows, plan.cols)
+            return [write_atomically(image_files.save_png, grid, plan.paths[0])]
+        return [write_atomically(image_files.save_png, image, path)
+                for image, path in zip(samples, plan.paths)]
+
+    rows, cols = grid_shape(count, plan.cols)
+    gif_path, png_path = plan.paths
+    if mode == "process":
+        noise = model.initial_noise(count, seed)
+        with make_progress(progress_enabled, count, "sampling", "img") as bar:
+            _, noisy, predicted = decode(model, noise, steps, eta, seed, batch_size, record=True,
+                                         on_chunk=lambda done: bar.update(done - bar.n))
+        frames = [
+            np.concatenate([image_files.image_grid(noisy[step], rows, cols),
+                            image_files.image_grid(predicted[step], rows, cols)], axis=0)
+            for step in range(steps)
+        ]
+        shown = strip_columns(steps)
+        # Top half: each image's noisy versions along the steps; bottom half: the predictions.
+        cells = [noisy[step, index] for index in range(count) for step in shown]
+        cells += [predicted[step, index] for index in range(count) for step in shown]
+        strip = image_files.image_grid(np.stack(cells), 2 * count, len(shown))
+    elif mode == "steps":
+        noise = model.initial_noise(count, seed)
+        rows_of_images = []
+        with make_progress(progress_enabled, steps * (steps + 1) // 2, "sampling",
+                           "step") as bar:
+            for step_count in range(1, steps + 1):
+                rows_of_images.append(decode(model, noise, step_count, eta, seed, batch_size))
+                bar.update(step_count)
+        frames = [image_files.image_grid(images, rows, cols) for images in rows_of_images]
+        strip = image_files.image_grid(np.concatenate(rows_of_images, axis=0), steps, count)
+    else:  # interpolation
+        start, end = model.initial_noise(2, seed)
+        fractions = np.linspace(0.0, 1.0, count)
+        noise = np.stack([slerp(start, end, f) for f in fractions]).astype(np.float32)
+        with make_progress(progress_enabled, count, "sampling", "frame") as bar:
+            decoded = decode(model, noise, steps, eta, seed, batch_size,
+                             on_chunk=lambda done: bar.update(done - bar.n))
+        frames = [image_files.image_grid(image[None], 1, 1) for image in decoded]
+        strip = image_files.image_grid(decoded, 1, count)
+
+    frames = [with_progress_line(frame, (index + 1) / len(frames))
+              for index, frame in enumerate(frames)]
+    save_gif = lambda data, path: image_files.save_gif(  # noqa: E731
+        data, path, duration_ms=FRAME_DURATION_MS)
+    return [write_atomically(save_gif, frames, gif_path),
+            write_atomically(image_files.save_png, strip, png_path)]
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def generate(args):
+    check_numbers(args)
+    say = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    checkpoint, config, run_path = resolve_source(args, say)
+    seed = args.seed if args.seed is not None else \
+        int(np.random.SeedSequence().generate_state(1)[0] % SEED_LIMIT)
+    if config is not None:
+        plan = Plan(args, config, run_path, seed)
+
+    # Heavy imports (Keras, TensorFlow) only now that the cheap checks have passed.
+    model = load_checked_model(args, checkpoint, config)
+    if config is None:  # a .keras file: its own config decides the defaults
+        plan = Plan(args, model.diffusion_config, run_path, seed)
+    if args.seed is None:
+        say(f"Seed {seed} (pass --seed {seed} to repeat).")
+    paths = generate_files(model, plan, progress_enabled=not args.no_progress)
+    for path in paths if plan.mode != "images" else [plan.images_dir]:
+        print(path)
+    if plan.mode == "images":
+        say(f"Wrote {len(paths)} images.")
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return generate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
