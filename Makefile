@@ -34,7 +34,8 @@ test: $(STAMP)
 # Offline end-to-end demo on the procedural `shapes` dataset (~6 min on 2 CPU cores).
 demo: $(STAMP)
 	$(PY) -m ddim_keras.train --dataset shapes --output runs/demo $(ARGS)
-	$(PY) -m ddim_keras.generate --run runs/demo --mode grid --seed 0 --overwrite
+	$(PY) -m ddim_keras.generate --run runs/demo --mode grid --seed 0 --overwrite --no-progress
+	$(PY) -m ddim_keras.generate --run runs/demo --mode process --seed 0 --overwrite --no-progress
 	@echo "Demo samples: runs/demo/samples/final.png and runs/demo/generated/"
 
 train: $(STAMP)

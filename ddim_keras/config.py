@@ -208,10 +208,11 @@ def _unknown_keys_message(keys):
 PRESETS = {
     "flowers": DiffusionConfig(),
     "celeba": DiffusionConfig(dataset_repetitions=1, epochs=20),
-    # Small enough to learn recognisable shapes on 2 CPU cores in minutes.
+    # Small enough to learn recognisable shapes on 2 CPU cores in minutes
+    # (~0.2 s per step there): 32 px, narrow widths, 24 short epochs.
     "shapes": DiffusionConfig(
-        image_size=32, widths=(32, 64, 96), block_depth=2, batch_size=32,
-        dataset_repetitions=1, epochs=12, kid=False, plot_diffusion_steps=20,
+        image_size=32, widths=(16, 32, 64), block_depth=2, batch_size=32,
+        dataset_repetitions=1, epochs=24, kid=False, plot_diffusion_steps=20,
         learning_rate=2e-3, ema=0.99,
     ),
 }
