@@ -297,11 +297,14 @@ class LossCurvePlot(_Configurable, keras.callbacks.Callback):
         figure = Figure(figsize=(6.0 * len(panels), 4.0), dpi=100)
         FigureCanvasAgg(figure)
         axes = figure.subplots(1, len(panels), squeeze=False)[0]
+        # A metric and its validation twin share a colour: solid train, dashed validation.
+        bases = list(dict.fromkeys(key.removeprefix("val_") for key in losses + metrics))
         for axis, (label, keys) in zip(axes, panels):
             for key in keys:
                 epochs, values = self._series(key)
                 axis.plot(epochs, values, label=key, marker="o" if len(epochs) <= 30 else None,
-                          markersize=3, linestyle="--" if key.startswith("val_") else "-")
+                          markersize=3, color=f"C{bases.index(key.removeprefix('val_')) % 10}",
+                          linestyle="--" if key.startswith("val_") else "-")
             axis.set_xlabel("epoch")
             axis.set_ylabel(label)
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))

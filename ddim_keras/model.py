@@ -105,6 +105,18 @@ class DiffusionModel(keras.Model):
         self.loss_fn = loss if loss is not None else LOSS_FUNCTIONS[config.loss]
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        """Recompile a model loaded from a ``.keras`` file, optimizer included.
+
+        Keras skips this for models that override ``compile``; without it a
+        loaded model could not continue training.
+        """
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        # Build the optimizer for the weights train_step updates, so that the
+        # saved optimizer state has variables to load into.
+        self.optimizer.build(self.network.trainable_weights)
+
     @property
     def metrics(self):
         if self.diffusion_config.kid:

@@ -173,12 +173,15 @@ def load_weights(model, checkpoint):
         with warnings.catch_warnings():
             # The optimizer's state is only needed to resume training.
             warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer.*")
+            # A mismatched file makes Keras warn once per layer; the error below says it once.
+            warnings.filterwarnings("ignore", message=".*Skipping nested container.*")
             model.load_weights(checkpoint)
     except Exception as error:
         raise CheckpointError(
             f"checkpoint {checkpoint} does not match the model's config (image_size "
             f"{model.diffusion_config.image_size}, widths {list(model.diffusion_config.widths)}, "
-            f"block_depth {model.diffusion_config.block_depth}) or is not a valid weights file "
+            f"block_depth {model.diffusion_config.block_depth}, embedding_dims "
+            f"{model.diffusion_config.embedding_dims}) or is not a valid weights file "
             f"({type(error).__name__}: {_first_line(error)}). Pass the config.json the "
             "checkpoint was trained with."
         ) from None

@@ -197,12 +197,16 @@ def train(args):
     stopper = cb.StopOnNonFinite()
     callbacks = [
         stopper,
+        # Also an image summary in logs/samples, and inline in a notebook.
         cb.SampleGrid(run_dir.samples_dir, diffusion_steps=config.plot_diffusion_steps,
-                      seed=SAMPLE_SEED),
+                      seed=SAMPLE_SEED, log_dir=run_dir.logs_dir),
         best_checkpoint,
         cb.AtomicCheckpoint(run_dir.last_checkpoint),
         keras.callbacks.CSVLogger(run_dir.history_path, append=bool(initial_epoch)),
         keras.callbacks.TensorBoard(run_dir.logs_dir, write_graph=False),
+        # curves.png after every epoch; a resumed run's earlier epochs come from history.csv.
+        (curves := cb.LossCurvePlot(os.path.join(run_dir.path, "curves.png"), every_epoch=True,
+                                    history_csv=run_dir.history_path if initial_epoch else None)),
         # Last: state.json moves on only once the checkpoints are on disk.
         cb.RunState(run_dir.state_path, best_checkpoint),
     ]
@@ -237,7 +241,8 @@ def train(args):
     print(
         f"Done in {minutes:.1f} min. Run: {run_dir.path} | best checkpoint: "
         f"{os.path.relpath(checkpoint, run_dir.path)} | samples: "
-        f"{os.path.relpath(final_grid, run_dir.path)} | logs: "
+        f"{os.path.relpath(final_grid, run_dir.path)} | curves: "
+        f"{os.path.relpath(curves.path, run_dir.path)} | logs: "
         f"{os.path.relpath(run_dir.logs_dir, run_dir.path)} (tensorboard --logdir "
         f"{run_dir.logs_dir})"
     )
