@@ -39,7 +39,9 @@ class CheckpointError(DdimError):
 
 def format_error(error):
     message = " ".join(str(error).split())
-    return textwrap.fill(f"error: {message}", width=100)
+    # Lines break only at spaces, so that paths and flags stay whole (copyable).
+    return textwrap.fill(f"error: {message}", width=100, break_on_hyphens=False,
+                         break_long_words=False)
 
 
 def run_cli(main, argv=None):

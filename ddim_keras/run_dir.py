@@ -86,8 +86,14 @@ class RunDir:
     def read_json(self, path, default=None):
         if not os.path.isfile(path):
             return default
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)
+        except (OSError, ValueError) as error:  # unreadable, or not JSON (edited by hand?)
+            raise CheckpointError(
+                f"{path} is unusable ({type(error).__name__}: {_first_line(error)}); fix or "
+                "remove it."
+            ) from None
 
     def write_json(self, path, data):
         write_json_atomic(path, data)
@@ -165,8 +171,10 @@ def load_model(run=None, checkpoint=None, config=None, kid_weights=None):
     return model
 
 
-def load_weights(model, checkpoint):
-    """``model.load_weights`` with a clear error when the file does not fit."""
+def load_weights(model, checkpoint, advice="Pass the config.json the checkpoint was trained "
+                 "with."):
+    """``model.load_weights`` with a clear error (ending in ``advice``) when the file
+    does not fit."""
     import warnings
 
     try:
@@ -182,8 +190,7 @@ def load_weights(model, checkpoint):
             f"{model.diffusion_config.image_size}, widths {list(model.diffusion_config.widths)}, "
             f"block_depth {model.diffusion_config.block_depth}, embedding_dims "
             f"{model.diffusion_config.embedding_dims}) or is not a valid weights file "
-            f"({type(error).__name__}: {_first_line(error)}). Pass the config.json the "
-            "checkpoint was trained with."
+            f"({type(error).__name__}: {_first_line(error)}). {advice}"
         ) from None
 
 

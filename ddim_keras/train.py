@@ -12,7 +12,7 @@ import sys
 import time
 
 from ddim_keras.config import DiffusionConfig, PRESETS, preset
-from ddim_keras.errors import DdimError, UsageError, run_cli
+from ddim_keras.errors import CheckpointError, DdimError, UsageError, run_cli
 from ddim_keras.run_dir import RunDir
 
 DATASETS = ("flowers", "celeba", "folder", "shapes")
@@ -77,9 +77,38 @@ def check_args(args):
         raise UsageError("--dataset folder needs --data-dir DIR, the folder of your images.")
 
 
+#: Config fields a resumed run may change: how long it trains and the optimizer's
+#: step size (lowering learning_rate is the way on after a diverged run).
+RESUME_MAY_CHANGE = ("epochs", "learning_rate", "weight_decay")
+
+
+def check_output_path(path):
+    """Refuse an --output that cannot become a folder, before anything heavy runs.
+
+    Missing folders are created (like ``mkdir -p``); the nearest existing one
+    must be a writable folder.
+    """
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"--output {path}: {parent} is a file, not a folder; choose another "
+                         "--output.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--output {path}: folder {parent} is not writable; choose another "
+                         "--output.")
+
+
 def prepare_run_dir(run_dir, config, args):
     """Decide between a fresh run, a resume, and a refusal. Returns the state."""
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; pass one of them.")
     if not run_dir.exists():
+        if args.resume:
+            raise UsageError(
+                f"--resume: {run_dir.path} holds no run to resume (no config.json); check "
+                "--output, or leave out --resume to start a new run there."
+            )
         if os.path.exists(run_dir.path) and not os.path.isdir(run_dir.path):
             raise UsageError(f"--output {run_dir.path} exists and is not a directory.")
         if os.path.isdir(run_dir.path) and os.listdir(run_dir.path) and not args.overwrite:
@@ -87,26 +116,34 @@ def prepare_run_dir(run_dir, config, args):
                 f"--output {run_dir.path} is a non-empty folder that is not a run directory; "
                 "choose another --output, or pass --overwrite to write into it."
             )
+        check_output_path(run_dir.path)
         return {}
     existing = run_dir.read_config()
-    same_architecture = existing.replace(epochs=config.epochs) == config
     if args.overwrite:
         _clear_run(run_dir)
         return {}
-    if not same_architecture:
-        differences = [
-            f"{key}: {value!r} -> {config.to_dict()[key]!r}"
-            for key, value in existing.to_dict().items()
-            if key != "epochs" and config.to_dict()[key] != value
-        ]
+    old, new = existing.to_dict(), config.to_dict()
+    differences = [f"{key}: {old[key]!r} -> {new[key]!r}" for key in old
+                   if key not in RESUME_MAY_CHANGE and new[key] != old[key]]
+    if differences:
         raise UsageError(
             f"run directory {run_dir.path} holds a run with a different config "
             f"({'; '.join(differences)}). Nothing was changed. Resume it with its own config, "
             "choose another --output, or pass --overwrite to replace it."
         )
     state = run_dir.read_state()
-    if state.get("epoch") and os.path.isfile(run_dir.last_checkpoint):
-        print(f"Resuming {run_dir.path} after epoch {state['epoch']}.", file=sys.stderr)
+    if state.get("epoch"):
+        if not os.path.isfile(run_dir.last_checkpoint):
+            raise CheckpointError(
+                f"run directory {run_dir.path} has {state['epoch']} completed epoch(s) but no "
+                f"{os.path.relpath(run_dir.last_checkpoint, run_dir.path)} to resume from. "
+                "Nothing was changed. Restore that file, or pass --overwrite to start the run "
+                "again (this deletes its checkpoints and history)."
+            )
+        changes = [f"{key} {old[key]!r} -> {new[key]!r}" for key in RESUME_MAY_CHANGE
+                   if key != "epochs" and new[key] != old[key]]
+        print(f"Resuming {run_dir.path} after epoch {state['epoch']}"
+              + (f", with {', '.join(changes)}." if changes else "."), file=sys.stderr)
         return state
     if args.resume:
         print(f"{run_dir.path} has no completed epoch yet; starting it from the beginning.",
@@ -172,24 +209,35 @@ def train(args):
 
     model = DiffusionModel(config, kid_weights=kid_weights, kid_encoder=encoder)
     model.compile(steps_per_execution=1)
-    run_dir.make()
-    config.save(run_dir.config_path)
-    run_dir.write_json(run_dir.run_info_path, {
-        "dataset": args.dataset,
-        "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None,
-        "kid_weights": kid_weights if isinstance(kid_weights, str) else None,
-        "seed": args.seed,
-    })
-
     if initial_epoch:
         # Build the optimizer first so that its saved state (moments, step
         # counter) is restored along with the weights.
         model.optimizer.build(model.network.trainable_weights)
-        load_weights(model, run_dir.last_checkpoint)
+        load_weights(model, run_dir.last_checkpoint, advice=(
+            f"Cannot resume {run_dir.path}; nothing was changed. Restore that file, or pass "
+            "--overwrite to start the run again (this deletes its checkpoints and history)."))
+        # The checkpoint brought back the old step size; a resumed run may change it.
+        model.optimizer.learning_rate = config.learning_rate
         completed_history_rows(run_dir.history_path, initial_epoch)
     else:
         print("Adapting the normalizer to the training set...", file=sys.stderr)
         model.normalizer.adapt(train_ds)
+    if args.steps_per_epoch:
+        # Every epoch exactly N batches, going on through the data; without the
+        # repeat Keras cuts short the epoch in which the data runs out.
+        train_ds = train_ds.repeat()
+    try:
+        run_dir.make()
+        config.save(run_dir.config_path)
+        run_dir.write_json(run_dir.run_info_path, {
+            "dataset": args.dataset,
+            "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None,
+            "kid_weights": kid_weights if isinstance(kid_weights, str) else None,
+            "seed": args.seed,
+        })
+    except OSError as error:
+        raise DdimError(f"cannot write the run directory {run_dir.path}: "
+                        f"{error.strerror or error}.") from None
 
     monitor = "val_kid" if config.kid else "val_n_loss"
     best_checkpoint = cb.AtomicCheckpoint(run_dir.best_checkpoint, monitor=monitor,
@@ -223,11 +271,15 @@ def train(args):
         verbose=verbose,
     )
     if stopper.stopped_at is not None:
+        good = int(run_dir.read_state().get("epoch", 0))
+        kept = (f"The checkpoints in {run_dir.checkpoint_dir} are from epoch {good}, the last "
+                "good one, and were not replaced" if good else
+                "No epoch was completed, so no checkpoint was written")
         raise DdimError(
-            f"training diverged: the noise loss became NaN or infinite in batch "
-            f"{stopper.stopped_at + 1}. The checkpoints in {run_dir.checkpoint_dir} are from "
-            "the last good epoch and were not replaced; lower learning_rate in a --config "
-            "file, then re-run the same command to resume from them."
+            f"training diverged: the noise loss became NaN or infinite in epoch {good + 1}, "
+            f"batch {stopper.stopped_at + 1}. {kept}. Lower learning_rate in a --config file "
+            "(a resumed run may change it), then re-run the command with it to "
+            f"{'resume' if good else 'start again'}."
         )
 
     # The final grid comes from the best checkpoint, as the example does.
