@@ -1,12 +1,11 @@
 """One user-facing error type and the CLI wrapper that prints it.
 
 Commands raise :class:`DdimError` (or a subclass) for anything a user can fix;
-:func:`run_cli` turns it into a one-paragraph message on stderr and an exit code,
+:func:`run_cli` turns it into a one-line message on stderr and an exit code,
 without a Python traceback unless ``--debug`` was given.
 """
 
 import sys
-import textwrap
 
 #: Exit codes shared by every command.
 EXIT_RUNTIME = 1
@@ -38,10 +37,9 @@ class CheckpointError(DdimError):
 
 
 def format_error(error):
-    message = " ".join(str(error).split())
-    # Lines break only at spaces, so that paths and flags stay whole (copyable).
-    return textwrap.fill(f"error: {message}", width=100, break_on_hyphens=False,
-                         break_long_words=False)
+    # One line, left to the terminal to wrap: paths and phrases in it stay whole,
+    # so they can be copied and grepped (textwrap broke paths at their hyphens).
+    return "error: " + " ".join(str(error).split())
 
 
 def run_cli(main, argv=None):

@@ -10,7 +10,9 @@
       checkpoints/best.weights.h5 best by val_kid (val_n_loss without KID)
       checkpoints/last.weights.h5 after every epoch, optimizer state included
       samples/epoch_0001.png ...  3x6 grid per epoch (fixed seed), final.png at the end
-      logs/                       TensorBoard event files
+      curves.png                  losses and KID per epoch
+      logs/                       TensorBoard event files (scalars, sample grids)
+      generated/                  default output folder of ddim_keras.generate
 """
 
 import json

@@ -8,7 +8,6 @@ interrupted run left behind.
 """
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -47,10 +46,6 @@ def read_history(run):
 def file_bytes(path):
     with open(path, "rb") as handle:
         return handle.read()
-
-
-def digest(path):
-    return hashlib.sha256(file_bytes(path)).hexdigest()
 
 
 def to_numpy(values):

@@ -1,0 +1,485 @@
+"""``python -m ddim_keras.benchmark``: training and sampling speed, memory and FLOPs.
+
+Measures one config (a preset or a JSON file) on synthetic data of its shape
+(uniform random images in [0, 1]; the normalizer is adapted on them), so it
+needs no dataset and no download:
+
+* training: the wall time of the first ``model.fit`` step (tracing included),
+  then images/s over ``--train-steps`` calls of the compiled train function
+  after one more warm-up call;
+* sampling: images/s of the compiled sampler (one graph while-loop, after one
+  warm-up call) and of the example's step-by-step Python loop, which calls the
+  network eagerly once per step (after a one-step warm-up), on the same noise
+  and steps; their ratio, and the largest difference between their outputs;
+* memory: the process's peak resident set size (``ru_maxrss``);
+* FLOPs: the network's forward FLOPs per image, counted analytically from its
+  layers (see :func:`forward_flops`), the training FLOP/s this achieves, and a
+  float32 matmul's FLOP/s measured in the same process as the machine's
+  practical limit.
+
+Prints a table; ``--output FILE.json`` also writes every number as JSON.
+Timings are wall-clock times of one process; on a shared machine they vary
+with whatever else runs (the load averages at start and end are recorded).
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+
+from ddim_keras.config import DiffusionConfig, preset
+from ddim_keras.errors import DdimError, UsageError, run_cli
+
+DEFAULT_PRESET = "flowers"
+DEFAULT_STEPS = 20
+DEFAULT_TRAIN_STEPS = 5
+DEFAULT_NUM_IMAGES = 18
+DEFAULT_MATMUL_SIZE = 2048
+#: The matmul is repeated until it has run this long (and at least 3 times).
+MATMUL_MIN_SECONDS = 1.0
+#: Seeds of the synthetic images, the weights, the noise and the sampler.
+SEED = 0
+
+FLOPS_CONVENTION = (
+    "1 multiply-add = 2 FLOPs. Forward FLOPs count the convolutions and dense layers "
+    "(2*H_out*W_out*kh*kw*C_in*C_out per image, plus H_out*W_out*C_out for the bias); "
+    "element-wise work (batch norm, swish, additions, pooling, upsampling, the sinusoidal "
+    "embedding) is not counted. Training = 3 x forward (forward + backward), sampling = "
+    "steps x forward. A float32 matmul of n x n matrices counts 2*n**3."
+)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError (one paragraph, exit 2) instead of exiting."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help).")
+
+
+def build_parser():
+    parser = ArgumentParser(
+        prog="python -m ddim_keras.benchmark",
+        description="Training and sampling speed, peak memory and FLOP utilization of a "
+                    "config, on synthetic data of its shape.",
+    )
+    parser.add_argument("--preset", help=f"starting config (default: {DEFAULT_PRESET}); one of "
+                                         "flowers, celeba, shapes")
+    parser.add_argument("--config", help="JSON config file; keys it omits come from --preset")
+    parser.add_argument("--batch-size", type=int, help="override the config's batch_size")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help="sampling (diffusion) steps (default: %(default)s)")
+    parser.add_argument("--train-steps", type=int, default=DEFAULT_TRAIN_STEPS,
+                        help="timed training steps after the warm-up (default: %(default)s)")
+    parser.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES,
+                        help="images sampled, in one batch (default: %(default)s)")
+    parser.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"),
+                        help="XLA for the train step, passed to model.compile (default: auto, "
+                             "Keras' choice: off on CPU-only machines); the sampler is not "
+                             "affected")
+    parser.add_argument("--matmul-size", type=int, default=DEFAULT_MATMUL_SIZE,
+                        help="n of the n x n float32 matmul that measures the machine's "
+                             "practical FLOP/s (default: %(default)s)")
+    parser.add_argument("--output", help="also write the results to this JSON file")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    return parser
+
+
+# -- checks (before TensorFlow is imported, so that bad flags fail fast) -------------
+
+
+def check_args(args):
+    for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps),
+                        ("--train-steps", args.train_steps), ("--num-images", args.num_images),
+                        ("--matmul-size", args.matmul_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}.")
+    if args.output:
+        path = os.path.abspath(args.output)
+        if os.path.isdir(path):
+            raise UsageError(f"--output {args.output} is a folder; give a file name such as "
+                             "bench.json.")
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):
+            raise UsageError(f"--output {args.output}: folder {folder} does not exist; create "
+                             "it first or choose another --output.")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"--output {args.output}: folder {folder} is not writable; choose "
+                             "another --output.")
+
+
+def resolve_config(args):
+    base = preset(args.preset or DEFAULT_PRESET)
+    config = DiffusionConfig.load(args.config, base=base) if args.config else base
+    if args.batch_size is not None and args.batch_size != config.batch_size:
+        changes = {"batch_size": args.batch_size}
+        if args.batch_size < 2:
+            # KID (never measured here) refuses batches of one.
+            changes["kid"] = False
+        config = config.replace(**changes)
+    return config
+
+
+def parse_jit_compile(value):
+    return {"auto": "auto", "true": True, "false": False}[value]
+
+
+# -- FLOPs ---------------------------------------------------------------------------
+
+
+def _layers(model):
+    """Every layer of a model, nested models expanded."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+        else:
+            yield layer
+
+
+def forward_flops(network):
+    """Forward FLOPs per image of a functional Keras model, counted from its layers.
+
+    1 multiply-add = 2 FLOPs. A Conv2D counts ``2 * H_out * W_out * kh * kw *
+    C_in/groups * C_out`` plus ``H_out * W_out * C_out`` for its bias; a Dense
+    counts ``2 * C_in * C_out`` (times any leading non-batch dimensions) plus
+    the bias. Element-wise layers are not counted: in this U-Net they are
+    under 1 % of the total (TensorFlow's graph profiler, which counts them,
+    gives 0.3 % more for the flowers network and 0.6 % more for shapes).
+    """
+    from keras import layers
+
+    total = 0
+    for layer in _layers(network):
+        if isinstance(layer, layers.Conv2D):
+            kernel_h, kernel_w, in_per_group, out_channels = layer.kernel.shape
+            _, height, width, _ = layer.output.shape
+            positions = int(height) * int(width)
+            total += 2 * positions * kernel_h * kernel_w * in_per_group * out_channels
+            if layer.use_bias:
+                total += positions * out_channels
+        elif isinstance(layer, layers.Dense):
+            in_channels, out_channels = layer.kernel.shape
+            positions = math.prod(int(d) for d in layer.output.shape[1:-1])
+            total += 2 * positions * in_channels * out_channels
+            if layer.use_bias:
+                total += positions * out_channels
+    return int(total)
+
+
+# -- environment ---------------------------------------------------------------------
+
+
+def cpu_description():
+    name = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return f"CPU: {name}, {cores} cores"
+
+
+def device_description():
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = []
+        for gpu in gpus:
+            try:
+                details = tf.config.experimental.get_device_details(gpu)
+            except Exception:  # noqa: BLE001 - details are best effort
+                details = {}
+            names.append(details.get("device_name", gpu.name))
+        return f"GPU: {', '.join(names)}"
+    return cpu_description()
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def load_average():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+# -- measurements --------------------------------------------------------------------
+
+
+def synthetic_images(config, count, seed=SEED):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    shape = (count, config.image_size, config.image_size, 3)
+    return rng.uniform(0.0, 1.0, size=shape).astype("float32")
+
+
+def _finite_loss(logs):
+    import numpy as np
+
+    loss = float(np.asarray(logs["n_loss"]))
+    if not math.isfinite(loss):
+        raise DdimError(f"the benchmark's training loss became {loss}; the timings would be "
+                        "meaningless. Try a lower learning_rate in a --config file.")
+    return loss
+
+
+def measure_training(model, config, train_steps):
+    """First-step time (tracing included), then steady-state step times."""
+    import tensorflow as tf
+
+    batch = synthetic_images(config, config.batch_size)
+    # One element = one whole batch, repeated: no input pipeline cost in the timings.
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    model.normalizer.adapt(dataset.take(1))
+
+    started = time.perf_counter()
+    history = model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+    first_step_s = time.perf_counter() - started
+    _finite_loss({"n_loss": history.history["n_loss"][-1]})
+
+    train_function = model.make_train_function() or model.train_function
+    iterator = iter(dataset)
+    _finite_loss(train_function(iterator))  # warm-up: this iterator, steady state
+    step_times = []
+    for _ in range(train_steps):
+        started = time.perf_counter()
+        logs = train_function(iterator)
+        _finite_loss(logs)  # reading the loss waits for the step to finish
+        step_times.append(time.perf_counter() - started)
+    total = sum(step_times)
+    return {
+        "first_step_s": first_step_s,
+        "images_per_s": config.batch_size * train_steps / total,
+        "step_s": total / train_steps,
+        "step_s_min": min(step_times),
+        "step_s_max": max(step_times),
+        "timed_steps": train_steps,
+        "jit_compile": bool(model.jit_compile),
+    }
+
+
+def randomize_output_layer(network, noise, seed=SEED):
+    """Re-draw the zero-initialised output convolution with random weights.
+
+    An untrained network predicts exactly zero noise, which would make the
+    two samplers agree trivially; with random output weights the agreement
+    check compares real network outputs. The weights are scaled so that the
+    predicted noise of pure noise has unit standard deviation, as a trained
+    network's would: unscaled, the samples grow without bound over the steps.
+    Speed does not depend on the values.
+    """
+    import keras
+    import numpy as np
+
+    convolutions = [layer for layer in _layers(network) if isinstance(layer, keras.layers.Conv2D)]
+    kernel = convolutions[-1].kernel
+    kernel.assign(keras.initializers.GlorotUniform(seed=seed)(kernel.shape))
+    variances = np.ones((len(noise), 1, 1, 1), "float32")
+    std = float(np.std(np.asarray(network([noise, variances], training=False))))
+    if std > 0 and math.isfinite(std):
+        kernel.assign(kernel / std)
+
+
+def measure_sampling(model, num_images, steps):
+    import numpy as np
+
+    noise = model.initial_noise(num_images, seed=SEED)
+    randomize_output_layer(model.ema_network, noise)
+
+    started = time.perf_counter()
+    np.asarray(model.compiled_reverse_diffusion(noise, steps, seed=SEED))
+    first_call_s = time.perf_counter() - started
+    started = time.perf_counter()
+    compiled = np.asarray(model.compiled_reverse_diffusion(noise, steps, seed=SEED))
+    compiled_s = time.perf_counter() - started
+
+    np.asarray(model.reverse_diffusion(noise, 1, seed=SEED))  # warm-up: one step
+    started = time.perf_counter()
+    loop = np.asarray(model.reverse_diffusion(noise, steps, seed=SEED))
+    loop_s = time.perf_counter() - started
+
+    max_abs_diff = float(np.max(np.abs(compiled - loop)))
+    max_abs = float(np.max(np.abs(loop)))
+    compiled_ips = num_images / compiled_s
+    loop_ips = num_images / loop_s
+    return {
+        "num_images": num_images,
+        "steps": steps,
+        "compiled_first_call_s": first_call_s,
+        "compiled_s": compiled_s,
+        "loop_s": loop_s,
+        "compiled_images_per_s": compiled_ips,
+        "loop_images_per_s": loop_ips,
+        "ratio": compiled_ips / loop_ips,
+        "max_abs_diff": max_abs_diff,
+        "max_abs_value": max_abs,
+        "agree": bool(max_abs_diff <= 1e-3 * max(1.0, max_abs)),
+    }
+
+
+def measure_matmul(size, min_seconds=MATMUL_MIN_SECONDS):
+    """FLOP/s of a float32 ``size x size`` matmul, repeated after a warm-up."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_uniform((size, size), seed=(SEED, 1), dtype=tf.float32)
+    b = tf.random.stateless_uniform((size, size), seed=(SEED, 2), dtype=tf.float32)
+    for _ in range(2):
+        float(tf.matmul(a, b)[0, 0])
+    repeats = 0
+    started = time.perf_counter()
+    while repeats < 3 or time.perf_counter() - started < min_seconds:
+        float(tf.matmul(a, b)[0, 0])  # reading one value waits for the result
+        repeats += 1
+    elapsed = time.perf_counter() - started
+    return {"size": size, "repeats": repeats, "flops_per_s": 2.0 * size**3 * repeats / elapsed}
+
+
+def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
+                  matmul_size=DEFAULT_MATMUL_SIZE):
+    """Every measurement for one config; returns the result as a dict."""
+    import keras
+    import tensorflow as tf
+
+    from ddim_keras.model import DiffusionModel
+
+    load_at_start = load_average()
+    rss_before_model = peak_rss_mb()
+    keras.utils.set_random_seed(SEED)
+    # No KID: it is never measured here, and its encoder is only built on use.
+    model = DiffusionModel(config, kid_weights=None)
+    model.compile(jit_compile=jit_compile)
+
+    forward = forward_flops(model.network)
+    train = measure_training(model, config, train_steps)
+    sampling = measure_sampling(model, num_images, steps)
+    matmul = measure_matmul(matmul_size)
+
+    achieved = 3.0 * forward * train["images_per_s"]
+    return {
+        "device": device_description(),
+        "config": config.to_dict(),
+        "batch_size": config.batch_size,
+        "steps": steps,
+        "num_images": num_images,
+        "train": train,
+        "sampling": sampling,
+        "memory": {
+            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb_before_model": rss_before_model,
+        },
+        "flops": {
+            "per_image": forward,
+            "train_per_image": 3 * forward,
+            "sampling_per_image": steps * forward,
+            "achieved_per_s": achieved,
+            "sampling_achieved_per_s": steps * forward * sampling["compiled_images_per_s"],
+            "matmul_per_s": matmul["flops_per_s"],
+            "matmul_size": matmul["size"],
+            "utilization": achieved / matmul["flops_per_s"],
+            "convention": FLOPS_CONVENTION,
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        "load_average_1min": {"start": load_at_start, "end": load_average()},
+    }
+
+
+# -- output --------------------------------------------------------------------------
+
+
+def _si(value, unit):
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f} {prefix}{unit}"
+    return f"{value:.2f} {unit}"
+
+
+def format_table(result):
+    train, sampling, flops = result["train"], result["sampling"], result["flops"]
+    config = result["config"]
+    rows = [
+        ("device", result["device"]),
+        ("config", f"{config['image_size']} px, widths {config['widths']}, block_depth "
+                   f"{config['block_depth']}, batch {result['batch_size']}"),
+        ("versions", f"TensorFlow {result['versions']['tensorflow']}, Keras "
+                     f"{result['versions']['keras']}"),
+        ("train: first step (tracing)", f"{train['first_step_s']:.2f} s"),
+        ("train: step time", f"{train['step_s']:.3f} s (min {train['step_s_min']:.3f}, max "
+                             f"{train['step_s_max']:.3f}; {train['timed_steps']} steps, "
+                             f"XLA {'on' if train['jit_compile'] else 'off'})"),
+        ("train: images/s", f"{train['images_per_s']:.2f}"),
+        ("sampling: compiled images/s", f"{sampling['compiled_images_per_s']:.2f} "
+                                        f"({sampling['compiled_s']:.2f} s for "
+                                        f"{sampling['num_images']} images x "
+                                        f"{sampling['steps']} steps)"),
+        ("sampling: Python loop images/s", f"{sampling['loop_images_per_s']:.2f} "
+                                           f"({sampling['loop_s']:.2f} s)"),
+        ("sampling: compiled / loop", f"{sampling['ratio']:.2f}x"),
+        ("sampling: max |compiled - loop|", f"{sampling['max_abs_diff']:.2e} of values up to "
+                                            f"{sampling['max_abs_value']:.3g} "
+                                            f"({'agree' if sampling['agree'] else 'DIFFER'})"),
+        ("memory: peak RSS", f"{result['memory']['peak_rss_mb']:.0f} MiB"),
+        ("FLOPs: forward per image", _si(flops["per_image"], "FLOP")),
+        ("FLOPs: training achieved", _si(flops["achieved_per_s"], "FLOP/s")),
+        ("FLOPs: float32 matmul", _si(flops["matmul_per_s"], "FLOP/s")
+         + f" ({flops['matmul_size']}x{flops['matmul_size']})"),
+        ("FLOPs: training utilization", f"{100.0 * flops['utilization']:.1f} % of the matmul"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def write_json(path, result):
+    tmp_path = f"{path}.tmp"
+    try:
+        with open(tmp_path, "w", encoding="utf-8") as handle:
+            json.dump(result, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp_path, path)
+    except OSError as error:
+        raise DdimError(f"cannot write {path}: {error.strerror or error}.") from None
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    config = resolve_config(args)
+    result = run_benchmark(config, steps=args.steps, train_steps=args.train_steps,
+                           num_images=args.num_images,
+                           jit_compile=parse_jit_compile(args.jit_compile),
+                           matmul_size=args.matmul_size)
+    print(format_table(result))
+    if not result["sampling"]["agree"]:
+        print(f"warning: the compiled sampler and the Python loop differ by up to "
+              f"{result['sampling']['max_abs_diff']:.3g}.", file=sys.stderr)
+    if args.output:
+        write_json(args.output, result)
+        print(f"Wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

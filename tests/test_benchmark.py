@@ -1,0 +1,176 @@
+"""The benchmark command on a tiny config: every field, the FLOP count, and its refusals.
+
+No timing is asserted: only that every number is there, positive and finite,
+and that the derived numbers follow from the measured ones.
+"""
+
+import contextlib
+import io
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write_config
+from ddim_keras import benchmark
+from ddim_keras.config import PRESETS
+from ddim_keras.errors import UsageError, run_cli
+
+TINY_ARGS = ["--steps", "2", "--train-steps", "2", "--num-images", "4", "--matmul-size", "256"]
+
+REQUIRED = {
+    "train": ("images_per_s", "first_step_s", "step_s"),
+    "sampling": ("compiled_images_per_s", "loop_images_per_s", "ratio"),
+    "memory": ("peak_rss_mb",),
+    "flops": ("per_image", "achieved_per_s", "matmul_per_s", "utilization"),
+}
+
+
+def conv_flops(size, kernel, channels_in, channels_out):
+    """2 FLOPs per multiply-add, plus one per output for the bias (per image)."""
+    return 2 * size * size * kernel * kernel * channels_in * channels_out \
+        + size * size * channels_out
+
+
+def unet_flops(image_size, widths, block_depth, embedding_dims):
+    """The U-Net of network.py, counted from its description, not from Keras layers."""
+    total = 0
+
+    def residual_block(size, channels_in, width):
+        flops = 0 if channels_in == width else conv_flops(size, 1, channels_in, width)
+        return flops + conv_flops(size, 3, channels_in, width) + conv_flops(size, 3, width, width)
+
+    size = image_size
+    total += conv_flops(size, 1, 3, widths[0])
+    channels = widths[0] + embedding_dims  # the embedding is concatenated
+    skips = []
+    for width in widths[:-1]:
+        for _ in range(block_depth):
+            total += residual_block(size, channels, width)
+            channels = width
+            skips.append(channels)
+        size //= 2
+    for _ in range(block_depth):
+        total += residual_block(size, channels, widths[-1])
+        channels = widths[-1]
+    for width in reversed(widths[:-1]):
+        size *= 2
+        for _ in range(block_depth):
+            total += residual_block(size, channels + skips.pop(), width)
+            channels = width
+    return total + conv_flops(size, 1, channels, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    config = write_config(root / "tiny.json")  # 16 px, widths [8, 16], depth 1, batch 4
+    output = root / "bench.json"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = benchmark.main(["--config", config, "--output", str(output)] + TINY_ARGS)
+    assert code == 0
+    with open(output, encoding="utf-8") as handle:
+        result = json.load(handle)
+    result["printed"] = printed.getvalue()
+    return result
+
+
+def test_json_has_every_field_positive_and_finite(tiny_result):
+    assert isinstance(tiny_result["device"], str)
+    assert tiny_result["device"].startswith(("CPU: ", "GPU: "))
+    assert tiny_result["batch_size"] == 4 and tiny_result["steps"] == 2
+    assert tiny_result["config"]["image_size"] == 16
+    assert tiny_result["config"]["widths"] == [8, 16]
+    assert set(tiny_result["versions"]) >= {"tensorflow", "keras"}
+    for section, keys in REQUIRED.items():
+        for key in keys:
+            value = tiny_result[section][key]
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), (section, key)
+            assert math.isfinite(value) and value > 0, (section, key, value)
+    assert tiny_result["train"]["timed_steps"] == 2
+    assert tiny_result["sampling"]["num_images"] == 4
+
+
+def test_derived_numbers_follow_from_the_measured_ones(tiny_result):
+    train, sampling, flops = tiny_result["train"], tiny_result["sampling"], tiny_result["flops"]
+    assert sampling["ratio"] == pytest.approx(
+        sampling["compiled_images_per_s"] / sampling["loop_images_per_s"], rel=1e-12)
+    assert sampling["compiled_images_per_s"] == pytest.approx(4 / sampling["compiled_s"])
+    assert train["images_per_s"] == pytest.approx(4 / train["step_s"])
+    assert flops["train_per_image"] == 3 * flops["per_image"]
+    assert flops["sampling_per_image"] == 2 * flops["per_image"]
+    assert flops["achieved_per_s"] == pytest.approx(3 * flops["per_image"] * train["images_per_s"])
+    assert flops["utilization"] == pytest.approx(flops["achieved_per_s"] / flops["matmul_per_s"])
+
+
+def test_compiled_sampler_and_python_loop_agree(tiny_result):
+    assert tiny_result["sampling"]["agree"]
+    assert tiny_result["sampling"]["max_abs_diff"] < 1e-3
+
+
+def test_flops_of_the_tiny_network(tiny_result):
+    # By hand: input 1x1 conv 14,336; down block 67,584 + 591,872 + 296,960; middle
+    # block at 8 px 17,408 + 148,480 + 295,936; up block 100,352 + 886,784 + 296,960;
+    # output 1x1 conv 13,056.
+    assert tiny_result["flops"]["per_image"] == 2_729_728
+    assert unet_flops(16, [8, 16], 1, embedding_dims=8) == 2_729_728
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_flops_of_the_presets_match_an_independent_count(name):
+    from ddim_keras.network import build_network
+
+    config = PRESETS[name]
+    expected = unet_flops(config.image_size, list(config.widths), config.block_depth,
+                          config.embedding_dims)
+    assert benchmark.forward_flops(build_network(config)) == expected
+
+
+def test_table_is_printed(tiny_result):
+    out = tiny_result["printed"]
+    assert "bench.json" in out
+    for words in ("train: images/s", "sampling: compiled / loop", "memory: peak RSS",
+                  "FLOPs: training utilization"):
+        assert words in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--batch-size", "0"], ["--batch-size", "at least 1"]),
+    (["--steps", "0"], ["--steps", "at least 1"]),
+    (["--train-steps", "-1"], ["--train-steps"]),
+    (["--num-images", "0"], ["--num-images"]),
+    (["--steps", "many"], ["--steps", "invalid int"]),
+    (["--preset", "imagenet"], ["unknown preset", "imagenet"]),
+    (["--config", "{missing}"], ["cannot read config file"]),
+    (["--config", "{not_json}"], ["not valid JSON"]),
+    (["--config", "{bad_value}"], ["image_size", "divisible"]),
+    (["--jit-compile", "maybe"], ["--jit-compile"]),
+    (["--output", "{no_folder}/bench.json"], ["does not exist"]),
+])
+def test_bad_input_is_refused_with_exit_code_2(tmp_path, capsys, argv, words):
+    paths = {"missing": tmp_path / "missing.json", "not_json": tmp_path / "broken.json",
+             "bad_value": tmp_path / "bad.json", "no_folder": tmp_path / "nowhere"}
+    paths["not_json"].write_text("{image_size: 16", encoding="utf-8")
+    paths["bad_value"].write_text('{"image_size": 30}', encoding="utf-8")
+    argv = [arg.format(**paths) for arg in argv]
+    assert run_cli(benchmark.main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    for word in words:
+        assert word in err
+    assert len(err.strip().split("\n\n")) == 1  # one paragraph
+
+
+def test_debug_raises_the_error():
+    with pytest.raises(UsageError):
+        run_cli(benchmark.main, ["--steps", "0", "--debug"])
+
+
+def test_command_line_refusal_has_no_traceback():
+    process = subprocess.run([sys.executable, "-m", "ddim_keras.benchmark", "--batch-size", "0"],
+                             capture_output=True, text=True, timeout=60)
+    assert process.returncode == 2
+    assert "--batch-size" in process.stderr and "Traceback" not in process.stderr
