@@ -155,8 +155,8 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
         self._writer.flush()
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
+        if (epoch + 1) % self.every or not logs_are_finite(logs):
+            return  # nothing worth drawing from diverged weights
         pixels = image_files.to_uint8(self.make_grid())
         data = png_bytes(pixels)
         if self.directory is not None:
@@ -384,7 +384,13 @@ def save_weights_atomic(model, filepath):
     directory = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(directory, exist_ok=True)
     tmp_path = filepath[: -len(".weights.h5")] + ".tmp.weights.h5"
-    model.save_weights(tmp_path)
+    try:
+        model.save_weights(tmp_path)
+    except BaseException:
+        # The previous checkpoint is untouched; do not leave half a file beside it.
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
     os.replace(tmp_path, filepath)
 
 

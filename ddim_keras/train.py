@@ -131,6 +131,13 @@ def prepare_run_dir(run_dir, config, args):
             f"({'; '.join(differences)}). Nothing was changed. Resume it with its own config, "
             "choose another --output, or pass --overwrite to replace it."
         )
+    trained_on = run_dir.read_run_info().get("dataset")
+    if trained_on and trained_on != args.dataset:
+        raise UsageError(
+            f"run directory {run_dir.path} trains on --dataset {trained_on}, not "
+            f"{args.dataset}. Nothing was changed. Resume it with --dataset {trained_on}, "
+            "choose another --output, or pass --overwrite to replace it."
+        )
     state = run_dir.read_state()
     if state.get("epoch"):
         if not os.path.isfile(run_dir.last_checkpoint):
@@ -155,7 +162,7 @@ def _clear_run(run_dir):
     import shutil
 
     for path in (run_dir.state_path, run_dir.history_path, run_dir.config_path,
-                 run_dir.run_info_path):
+                 run_dir.run_info_path, os.path.join(run_dir.path, "curves.png")):
         if os.path.exists(path):
             os.remove(path)
     for folder in (run_dir.checkpoint_dir, run_dir.samples_dir, run_dir.logs_dir):
@@ -245,18 +252,20 @@ def train(args):
     stopper = cb.StopOnNonFinite()
     callbacks = [
         stopper,
-        # Also an image summary in logs/samples, and inline in a notebook.
-        cb.SampleGrid(run_dir.samples_dir, diffusion_steps=config.plot_diffusion_steps,
-                      seed=SAMPLE_SEED, log_dir=run_dir.logs_dir),
+        # Checkpoints, history and state.json first, with nothing slow between
+        # them: a kill in between should cost as little as possible.
         best_checkpoint,
         cb.AtomicCheckpoint(run_dir.last_checkpoint),
         keras.callbacks.CSVLogger(run_dir.history_path, append=bool(initial_epoch)),
+        # state.json moves on only once the checkpoints and history are on disk.
+        cb.RunState(run_dir.state_path, best_checkpoint),
+        # Also an image summary in logs/samples, and inline in a notebook.
+        cb.SampleGrid(run_dir.samples_dir, diffusion_steps=config.plot_diffusion_steps,
+                      seed=SAMPLE_SEED, log_dir=run_dir.logs_dir),
         keras.callbacks.TensorBoard(run_dir.logs_dir, write_graph=False),
         # curves.png after every epoch; a resumed run's earlier epochs come from history.csv.
         (curves := cb.LossCurvePlot(os.path.join(run_dir.path, "curves.png"), every_epoch=True,
                                     history_csv=run_dir.history_path if initial_epoch else None)),
-        # Last: state.json moves on only once the checkpoints are on disk.
-        cb.RunState(run_dir.state_path, best_checkpoint),
     ]
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
     started = time.time()

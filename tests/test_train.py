@@ -133,3 +133,11 @@ def test_unknown_dataset_exits_2_without_traceback():
     )
     assert result.returncode == 2
     assert "imagenet" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_existing_run_on_another_dataset_is_refused(tiny_run, tmp_path, capsys):
+    config = os.path.join(tiny_run, "config.json")
+    code, err = run_train(["--dataset", "folder", "--data-dir", str(tmp_path), "--config", config,
+                           "--output", tiny_run], capsys)
+    assert code == 2
+    assert "--dataset shapes" in err and "Traceback" not in err
