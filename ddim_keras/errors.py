@@ -5,6 +5,7 @@ Commands raise :class:`DdimError` (or a subclass) for anything a user can fix;
 without a Python traceback unless ``--debug`` was given.
 """
 
+import argparse
 import sys
 
 #: Exit codes shared by every command.
@@ -34,6 +35,14 @@ class DataError(DdimError):
 
 class CheckpointError(DdimError):
     """A checkpoint that is missing, unreadable or does not match (exit code 1)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so that run_cli
+    reports flag problems like every other usage error (and tests can call main())."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help).")
 
 
 def format_error(error):

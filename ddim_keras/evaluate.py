@@ -16,8 +16,8 @@ import os
 import sys
 import warnings
 
-from ddim_keras.errors import DataError, UsageError, run_cli
-from ddim_keras.generate import (ArgumentParser, SEED_LIMIT, add_model_arguments,
+from ddim_keras.errors import ArgumentParser, DataError, UsageError, run_cli
+from ddim_keras.generate import (SEED_LIMIT, add_model_arguments,
                                  check_output_files, check_writable_folder, make_progress,
                                  resolve_source)
 

@@ -20,7 +20,6 @@ Keras and TensorFlow are imported only after the flags have been checked, so
 ``--help`` and bad flags answer at once.
 """
 
-import argparse
 import math
 import os
 import sys
@@ -28,7 +27,8 @@ import warnings
 
 import numpy as np
 
-from ddim_keras.errors import CheckpointError, DdimError, UsageError, run_cli
+from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
+                               run_cli)
 
 MODES = ("grid", "images", "process", "steps", "interpolation")
 DEFAULT_ROWS = 3
@@ -43,14 +43,6 @@ FRAME_DURATION_MS = 120
 ARCHITECTURE_FIELDS = ("image_size", "widths", "block_depth", "embedding_dims",
                        "embedding_max_frequency")
 SEED_LIMIT = 2**31 - 1
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting, so that run_cli
-    formats every usage problem the same way (and tests can call main())."""
-
-    def error(self, message):
-        raise UsageError(f"{message} (see {self.prog} --help).")
 
 
 def add_model_arguments(parser):

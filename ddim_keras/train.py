@@ -5,14 +5,14 @@ calls ``model.fit`` with the package's callbacks. Re-running the same command
 on an existing run directory resumes it.
 """
 
-import argparse
 import csv
 import os
 import sys
 import time
 
 from ddim_keras.config import DiffusionConfig, PRESETS, preset
-from ddim_keras.errors import CheckpointError, DdimError, UsageError, run_cli
+from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
+                               run_cli)
 from ddim_keras.run_dir import RunDir
 
 DATASETS = ("flowers", "celeba", "folder", "shapes")
@@ -20,7 +20,7 @@ SAMPLE_SEED = 42
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m ddim_keras.train",
         description="Train a denoising diffusion model (keras.io DDIM example) into a run directory.",
     )

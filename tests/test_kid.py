@@ -163,3 +163,19 @@ def test_encoder_is_not_saved_with_the_model(tmp_path):
     # The model's weights still load back (and the encoder is still there).
     model.load_weights(str(path))
     assert model.kid.get_encoder() is encoder
+
+
+def test_failed_imagenet_download_names_the_offline_options(monkeypatch):
+    import keras
+
+    from ddim_keras.errors import DdimError
+    from ddim_keras.kid import build_encoder
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.applications, "InceptionV3", offline)
+    with pytest.raises(DdimError) as raised:
+        build_encoder(16, 75, "imagenet")
+    message = str(raised.value)
+    assert "--kid-weights PATH" in message and "--no-kid" in message
