@@ -90,6 +90,12 @@ def test_json_has_every_field_positive_and_finite(tiny_result):
             value = tiny_result[section][key]
             assert isinstance(value, (int, float)) and not isinstance(value, bool), (section, key)
             assert math.isfinite(value) and value > 0, (section, key, value)
+    flops = tiny_result["flops"]
+    assert flops["matmul_per_s"] == max(flops["matmul_per_s_first"], flops["matmul_per_s_last"])
+    load = tiny_result["machine_load"]
+    assert load["wall_s"] > 0
+    if "other_processes_cpu_share" in load:  # Linux
+        assert 0.0 <= load["other_processes_cpu_share"] <= 1.0
     assert tiny_result["train"]["timed_steps"] == 2
     assert tiny_result["sampling"]["num_images"] == 4
 
@@ -174,3 +180,14 @@ def test_command_line_refusal_has_no_traceback():
                              capture_output=True, text=True, timeout=60)
     assert process.returncode == 2
     assert "--batch-size" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_jit_compile_flag_reaches_the_train_step(tmp_path):
+    config = write_config(tmp_path / "tiny.json")
+    output = tmp_path / "bench.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert benchmark.main(["--config", config, "--output", str(output), "--jit-compile",
+                               "true"] + TINY_ARGS) == 0
+    result = json.loads(output.read_text(encoding="utf-8"))
+    assert result["train"]["jit_compile"] is True
+    assert math.isfinite(result["train"]["images_per_s"])
