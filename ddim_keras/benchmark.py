@@ -23,7 +23,6 @@ with whatever else runs, so the share of CPU time other processes took while
 measuring is recorded too (``machine_load``; Linux only).
 """
 
-import json
 import math
 import os
 import platform
@@ -33,6 +32,7 @@ import time
 
 from ddim_keras.config import DiffusionConfig, preset
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
+from ddim_keras.run_dir import write_json_atomic
 
 DEFAULT_PRESET = "flowers"
 DEFAULT_STEPS = 20
@@ -504,17 +504,6 @@ def format_table(result):
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def write_json(path, result):
-    tmp_path = f"{path}.tmp"
-    try:
-        with open(tmp_path, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp_path, path)
-    except OSError as error:
-        raise DdimError(f"cannot write {path}: {error.strerror or error}.") from None
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
@@ -528,7 +517,7 @@ def main(argv=None):
         print(f"warning: the compiled sampler and the Python loop differ by up to "
               f"{result['sampling']['max_abs_diff']:.3g}.", file=sys.stderr)
     if args.output:
-        write_json(args.output, result)
+        write_json_atomic(args.output, result)
         print(f"Wrote {args.output}")
     return 0
 

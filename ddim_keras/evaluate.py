@@ -93,7 +93,7 @@ def evaluate(args):
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     checkpoint, config, run_path = resolve_source(args, say)
 
-    from ddim_keras.run_dir import RunDir
+    from ddim_keras.run_dir import RunDir, write_json_atomic
 
     run_info = RunDir(run_path).read_run_info() if run_path else {}
     dataset = args.dataset or run_info.get("dataset")
@@ -205,7 +205,7 @@ def evaluate(args):
         "run": run_path,
         "checkpoint": checkpoint,
     }
-    write_result(result, output)
+    write_json_atomic(output, result)
     print(f"KID {result['kid']:.6g} (std {result['kid_std']:.2g} over {len(values)} batches of "
           f"{batch_size}; {num_images} generated vs {num_images} {dataset} validation images, "
           f"{steps} steps, eta {args.eta:g}, KID weights {result['kid_weights']})")
@@ -220,16 +220,6 @@ def resolve_output(args, run_path, checkpoint, dataset, config):
     check_writable_folder(os.path.dirname(output))
     check_output_files([output], args.overwrite)
     return output
-
-
-def write_result(result, path):
-    from ddim_keras.errors import DdimError
-    from ddim_keras.run_dir import write_json_atomic
-
-    try:
-        write_json_atomic(path, result)
-    except OSError as error:
-        raise DdimError(f"could not write {path}: {error.strerror or error}.") from None
 
 
 def main(argv=None):

@@ -119,11 +119,19 @@ class RunDir:
 
 
 def write_json_atomic(path, data):
+    """Write JSON through a temporary file and a rename; errors become DdimError."""
+    from ddim_keras.errors import DdimError
+
     tmp_path = f"{path}.tmp"
-    with open(tmp_path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp_path, path)
+    try:
+        with open(tmp_path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp_path, path)
+    except OSError as error:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise DdimError(f"could not write {path}: {error.strerror or error}.") from None
 
 
 def load_model(run=None, checkpoint=None, config=None, kid_weights=None):
