@@ -117,11 +117,8 @@ def evaluate(args):
     kid_weights = resolve_weights(args.kid_weights)
 
     import numpy as np
-    from keras import ops
 
-    from ddim_keras import data
     from ddim_keras.generate import load_checked_model
-    from ddim_keras.kid import build_encoder, kernel_inception_distance
 
     model = load_checked_model(args, checkpoint, config)
     config = model.diffusion_config
@@ -129,54 +126,15 @@ def evaluate(args):
         output = resolve_output(args, run_path, checkpoint, dataset, config)
     steps = args.steps or config.kid_diffusion_steps
 
-    real_images = data.load_images(dataset, config, split="validation", data_dir=data_dir,
-                                   seed=data_seed)
-    requested = args.num_images
-    available = int(real_images.cardinality())
-    if available < 0:
-        # Unknown (a folder whose unreadable files are skipped): count while
-        # caching, so the images are decoded once.
-        real_images = real_images.take(requested).cache()
-        available = int(real_images.reduce(np.int64(0), lambda count, _: count + 1))
-    num_images = requested
-    if available >= 0 and available < requested:
-        if available < 2:
-            raise DataError(f"the {dataset} validation set has {available} image(s); KID needs "
-                            "at least 2.")
-        say(f"The {dataset} validation set has only {available} images, fewer than "
-            f"--num-images {requested}: using all {available}.")
-        num_images = available
-    batch_size = min(args.batch_size or config.batch_size, num_images)
-    if batch_size < 2:
-        raise UsageError(f"the config's batch_size is {batch_size}; pass --batch-size 2 or more.")
+    real_batches, num_images, batch_size = validation_batches(
+        dataset, config, data_dir, data_seed, args.num_images, args.batch_size, say)
     num_batches = num_images // batch_size
-    if num_batches * batch_size < num_images:
-        say(f"Using {num_batches * batch_size} images: {num_batches} whole batches of "
-            f"{batch_size} (KID is estimated per batch).")
-    num_images = num_batches * batch_size
+    encoder = make_encoder(config, kid_weights, say, args.debug)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        encoder = build_encoder(config.image_size, config.kid_image_size, kid_weights)
-    if kid_weights is None:
-        say("KID encoder has random weights (--kid-weights none): the value is only a smoke "
-            "test, not comparable with published KIDs.")
-    elif args.debug:
-        for warning in caught:
-            say(f"warning: {warning.message}")
-
-    noise = model.initial_noise(num_images, args.seed)
-    batches = real_images.batch(batch_size, drop_remainder=True).take(num_batches)
-    values = []
     with make_progress(not args.no_progress, num_batches, "KID", "batch") as bar:
-        for index, real in enumerate(batches):
-            start = index * batch_size
-            generated = model.denormalize(model.compiled_reverse_diffusion(
-                noise[start:start + batch_size], steps, eta=args.eta, seed=args.seed + start))
-            value = kernel_inception_distance(encoder(real, training=False),
-                                              encoder(generated, training=False))
-            values.append(float(ops.convert_to_numpy(value)))
-            bar.update(1)
+        real_features = encode_batches(encoder, real_batches)
+        values = compute_kid(model, encoder, real_features, batch_size, steps, args.eta,
+                             args.seed, num_images, on_batch=lambda: bar.update(1))
     if not values:
         raise DataError(f"the {dataset} validation set gave no whole batch of {batch_size} "
                         "images; lower --batch-size.")
@@ -190,7 +148,7 @@ def evaluate(args):
         "kid_std": float(np.std(values)),
         "kid_per_batch": values,
         "num_images": num_images,
-        "num_images_requested": requested,
+        "num_images_requested": args.num_images,
         "batch_size": batch_size,
         "num_batches": len(values),
         "steps": steps,
@@ -211,6 +169,92 @@ def evaluate(args):
           f"{steps} steps, eta {args.eta:g}, KID weights {result['kid_weights']})")
     print(output)
     return 0
+
+
+def validation_batches(dataset, config, data_dir, data_seed, requested, batch_size, say):
+    """The validation images as whole batches: (batched dataset, images used, batch size).
+
+    N is lowered to the validation set's size (with a notice) and rounded down to
+    whole batches of ``batch_size`` (default: the config's).
+    """
+    import numpy as np
+
+    from ddim_keras import data
+
+    real_images = data.load_images(dataset, config, split="validation", data_dir=data_dir,
+                                   seed=data_seed)
+    available = int(real_images.cardinality())
+    if available < 0:
+        # Unknown (a folder whose unreadable files are skipped): count while
+        # caching, so the images are decoded once.
+        real_images = real_images.take(requested).cache()
+        available = int(real_images.reduce(np.int64(0), lambda count, _: count + 1))
+    num_images = requested
+    if available >= 0 and available < requested:
+        if available < 2:
+            raise DataError(f"the {dataset} validation set has {available} image(s); KID needs "
+                            "at least 2.")
+        say(f"The {dataset} validation set has only {available} images, fewer than "
+            f"--num-images {requested}: using all {available}.")
+        num_images = available
+    batch_size = min(batch_size or config.batch_size, num_images)
+    if batch_size < 2:
+        raise UsageError(f"the config's batch_size is {batch_size}; pass --batch-size 2 or more.")
+    num_batches = num_images // batch_size
+    if num_batches * batch_size < num_images:
+        say(f"Using {num_batches * batch_size} images: {num_batches} whole batches of "
+            f"{batch_size} (KID is estimated per batch).")
+    num_images = num_batches * batch_size
+    return real_images.batch(batch_size, drop_remainder=True).take(num_batches), num_images, \
+        batch_size
+
+
+def make_encoder(config, kid_weights, say, debug=False):
+    """The InceptionV3 feature extractor of KID (``kid_weights`` from kid.resolve_weights)."""
+    from ddim_keras.kid import build_encoder
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder = build_encoder(config.image_size, config.kid_image_size, kid_weights)
+    if kid_weights is None:
+        say("KID encoder has random weights (--kid-weights none): the value is only a smoke "
+            "test, not comparable with published KIDs.")
+    elif debug:
+        for warning in caught:
+            say(f"warning: {warning.message}")
+    return encoder
+
+
+def encode_batches(encoder, batches):
+    """Features of each batch of real images (computed once, reusable across samplers)."""
+    return [encoder(real, training=False) for real in batches]
+
+
+def compute_kid(model, encoder, real_features, batch_size, steps, eta, seed, num_noise=None,
+                on_batch=None):
+    """KID of each batch: ``batch_size`` images generated with ``steps`` and ``eta`` against
+    one batch of ``real_features``; returns the list of per-batch values.
+
+    The noise of batch i is rows [i * batch_size, (i + 1) * batch_size) of
+    ``model.initial_noise(num_noise, seed)`` and its sampler seed ``seed + i * batch_size``,
+    so a result does not depend on how many batches are evaluated.
+    """
+    from keras import ops
+
+    from ddim_keras.kid import kernel_inception_distance
+
+    num_noise = num_noise or len(real_features) * batch_size
+    noise = model.initial_noise(num_noise, seed)
+    values = []
+    for index, real in enumerate(real_features):
+        start = index * batch_size
+        generated = model.denormalize(model.compiled_reverse_diffusion(
+            noise[start:start + batch_size], steps, eta=eta, seed=seed + start))
+        value = kernel_inception_distance(real, encoder(generated, training=False))
+        values.append(float(ops.convert_to_numpy(value)))
+        if on_batch is not None:
+            on_batch()
+    return values
 
 
 def resolve_output(args, run_path, checkpoint, dataset, config):

@@ -1,0 +1,347 @@
+"""``python -m ddim_keras.sweep``: KID against the number of sampling steps, DDIM and DDPM.
+
+For each run (``--run``, repeatable) and each cell (steps, eta) of the grid,
+generates N images and measures their KID against N validation images with
+the machinery of ``ddim_keras.evaluate`` (per-batch KID, averaged). The
+validation images are encoded once per run and their features reused for
+every cell. Writes, per run::
+
+    RUN_DIR/sweep/sweep.csv          one row per cell (see COLUMNS)
+    RUN_DIR/sweep/kid_vs_steps.png   KID against steps (log x), one line per sampler
+
+Re-running reuses the cells already in the CSV whose cache key matches (the
+checkpoint's path, size and mtime, steps, eta, N, batch size, seed, dataset
+and KID weights); only missing cells are computed. ``--force`` recomputes.
+"""
+
+import csv
+import math
+import os
+import platform
+import sys
+import time
+
+from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
+from ddim_keras.evaluate import DATASETS, weights_label
+from ddim_keras.generate import SEED_LIMIT
+
+DEFAULT_STEPS = (1, 2, 3, 5, 10, 20, 50)
+DEFAULT_ETAS = (0.0, 1.0)
+DEFAULT_NUM_IMAGES = 1000
+SWEEP_FOLDER = "sweep"
+CSV_NAME = "sweep.csv"
+PLOT_NAME = "kid_vs_steps.png"
+
+#: Columns of sweep.csv; the last ones form the cache key with steps and eta.
+COLUMNS = ("run", "dataset", "config", "loss", "schedule", "steps", "eta", "sampler", "kid",
+           "kid_std", "num_images", "kid_weights", "seconds", "machine", "batch_size", "seed",
+           "num_images_requested", "checkpoint", "checkpoint_size", "checkpoint_mtime")
+KEY_COLUMNS = ("dataset", "steps", "eta", "num_images_requested", "batch_size", "seed",
+               "kid_weights", "checkpoint", "checkpoint_size", "checkpoint_mtime")
+
+
+def build_parser():
+    parser = ArgumentParser(
+        prog="python -m ddim_keras.sweep",
+        description="KID of trained runs for a grid of sampling steps and eta (0 = DDIM, "
+                    "1 = DDPM); writes RUN_DIR/sweep/sweep.csv and kid_vs_steps.png, reusing "
+                    "cells already measured.",
+    )
+    parser.add_argument("--run", action="append", required=True, metavar="RUN_DIR",
+                        help="run directory written by ddim_keras.train (repeatable)")
+    parser.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)),
+                        help="comma-separated diffusion step counts (default: %(default)s)")
+    parser.add_argument("--etas", default="0,1",
+                        help="comma-separated eta values, 0 = DDIM, 1 = DDPM (default: "
+                             "%(default)s)")
+    parser.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES,
+                        help="generated and validation images per cell (default: %(default)s; "
+                             "rounded down to whole batches)")
+    parser.add_argument("--batch-size", type=int,
+                        help="images per KID estimate, at least 2 (default: the config's "
+                             "batch_size)")
+    parser.add_argument("--kid-weights", default="imagenet",
+                        help="InceptionV3 weights for KID: 'imagenet', a local no-top .h5 file, "
+                             "or 'none' (random: not comparable with published KIDs). "
+                             "(default: %(default)s)")
+    parser.add_argument("--dataset", choices=DATASETS,
+                        help="validation images to compare with (default: each run's dataset)")
+    parser.add_argument("--data-dir", help="image folder for 'folder'; tfds data_dir for "
+                                           "flowers/celeba (default: the run's)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the generated images (default: %(default)s)")
+    parser.add_argument("--force", action="store_true",
+                        help="recompute every cell instead of reusing the CSV's")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    return parser
+
+
+def parse_list(text, kind, flag):
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} must be a comma-separated list of numbers, got {text!r}.") \
+            from None
+    if not values:
+        raise UsageError(f"{flag} is empty.")
+    return list(dict.fromkeys(values))  # unique, in the given order
+
+
+def check_args(args):
+    steps = parse_list(args.steps, int, "--steps")
+    if min(steps) < 1:
+        raise UsageError(f"--steps must all be at least 1, got {args.steps}.")
+    etas = parse_list(args.etas, float, "--etas")
+    for eta in etas:
+        if not math.isfinite(eta) or eta < 0:
+            raise UsageError(f"--etas must be zero or positive (0 = DDIM, 1 = DDPM), got "
+                             f"{args.etas}.")
+    if args.num_images < 2:
+        raise UsageError(f"--num-images must be at least 2 (KID compares pairs of images), got "
+                         f"{args.num_images}.")
+    if args.batch_size is not None and args.batch_size < 2:
+        raise UsageError(f"--batch-size must be at least 2 (KID is estimated within a batch), "
+                         f"got {args.batch_size}.")
+    if not 0 <= args.seed < SEED_LIMIT:
+        raise UsageError(f"--seed must be between 0 and {SEED_LIMIT - 1}, got {args.seed}.")
+    return steps, etas
+
+
+def sampler_name(eta):
+    if eta == 0:
+        return "DDIM"
+    if eta == 1:
+        return "DDPM"
+    return f"eta={eta:g}"
+
+
+def machine_description():
+    """CPU model and core count, and the GPUs TensorFlow sees (or 'no GPU')."""
+    cpu = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cpu = cpu or platform.processor() or platform.machine() or "unknown CPU"
+    cpu = f"{cpu} ({os.cpu_count()} cores)"
+    gpus = []
+    try:
+        import tensorflow as tf
+
+        for device in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(device)
+            gpus.append(details.get("device_name", device.name))
+    except Exception:  # no TensorFlow GPU support: report what is known
+        pass
+    return f"{cpu}; {', '.join(gpus) if gpus else 'no GPU'}"
+
+
+def read_rows(path):
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, csv.Error) as error:
+        raise DdimError(f"{path} is unreadable ({error}); remove it to measure again.") from None
+
+
+def write_rows(path, rows):
+    tmp_path = f"{path}.tmp"
+    with open(tmp_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    os.replace(tmp_path, path)
+
+
+def cache_key(row):
+    """The identity of a cell as strings (values read back from the CSV compare equal)."""
+    key = []
+    for column in KEY_COLUMNS:
+        value = row[column]
+        if column == "eta":
+            value = f"{float(value):g}"
+        elif column in ("steps", "num_images_requested", "batch_size", "seed",
+                        "checkpoint_size"):
+            value = str(int(value))
+        elif column == "checkpoint_mtime":
+            value = f"{float(value):.6f}"
+        key.append(str(value))
+    return tuple(key)
+
+
+def plot(rows, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    for sampler in dict.fromkeys(row["sampler"] for row in rows):
+        points = sorted((int(row["steps"]), float(row["kid"])) for row in rows
+                        if row["sampler"] == sampler)
+        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=sampler)
+    axis.set_xscale("log")
+    steps = sorted({int(row["steps"]) for row in rows})
+    axis.set_xticks(steps)
+    axis.set_xticklabels([str(s) for s in steps])
+    axis.minorticks_off()
+    axis.set_xlabel("diffusion steps")
+    axis.set_ylabel("KID (lower is better)")
+    axis.set_title(title, fontsize=9)
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    tmp_path = f"{path}.tmp.png"
+    figure.savefig(tmp_path)
+    plt.close(figure)
+    os.replace(tmp_path, path)
+
+
+def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
+    """Measure (or reuse) every cell of one run; returns the path of its CSV."""
+    from ddim_keras.evaluate import (compute_kid, encode_batches, make_encoder,
+                                     validation_batches)
+    from ddim_keras.generate import resolve_source
+    from ddim_keras.run_dir import RunDir
+
+    source = _Source(run)
+    checkpoint, config, run_path = resolve_source(source, say)
+    run_info = RunDir(run_path).read_run_info()
+    dataset = args.dataset or run_info.get("dataset")
+    if dataset is None:
+        raise UsageError(f"pass --dataset: run {run_path} has no run.json that names its data.")
+    if dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {dataset!r} in {run_path}/run.json; pass --dataset.")
+    data_dir = args.data_dir or (run_info.get("data_dir") if dataset == run_info.get("dataset")
+                                 else None)
+    if dataset == "folder" and not data_dir:
+        raise UsageError("--dataset folder needs --data-dir DIR, the folder of images the run "
+                         "was trained on.")
+    data_seed = int(run_info.get("seed", 0) or 0)
+
+    folder = os.path.join(run_path, SWEEP_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    csv_path = os.path.join(folder, CSV_NAME)
+    stat = os.stat(checkpoint)
+    batch_size = args.batch_size or config.batch_size
+    common = {
+        "run": os.path.basename(run_path), "dataset": dataset,
+        "config": os.path.basename(run_path), "loss": config.loss,
+        "schedule": config.schedule, "kid_weights": weights_label(kid_weights),
+        "seed": args.seed, "num_images_requested": args.num_images,
+        "batch_size": batch_size,
+        "checkpoint": os.path.relpath(checkpoint, run_path),
+        "checkpoint_size": stat.st_size, "checkpoint_mtime": f"{stat.st_mtime:.6f}",
+    }
+    wanted = [dict(common, steps=steps, eta=f"{eta:g}", sampler=sampler_name(eta))
+              for steps in steps_list for eta in etas]
+
+    existing = read_rows(csv_path)
+    cached = {}
+    for row in ([] if args.force else existing):
+        try:
+            cached[cache_key(row)] = row
+        except (KeyError, ValueError, TypeError):
+            continue  # a row of an older layout: ignored, measured again if wanted
+    missing = [cell for cell in wanted if cache_key(cell) not in cached]
+    wanted_keys = [cache_key(cell) for cell in wanted]
+    # Rows of other cells (another N, seed, checkpoint...) stay in the CSV.
+    others = [row for row in existing if cache_key_or_none(row) not in set(wanted_keys)]
+    say(f"{run_path}: {len(wanted) - len(missing)} of {len(wanted)} cells cached, "
+        f"{len(missing)} to measure.")
+
+    if missing:
+        import numpy as np
+
+        from ddim_keras.run_dir import load_model
+
+        model = load_model(checkpoint=checkpoint, config=config, kid_weights=kid_weights)
+        real_batches, num_images, batch_size = validation_batches(
+            dataset, config, data_dir, data_seed, args.num_images, args.batch_size, say)
+        encoder = make_encoder(config, kid_weights, say)
+        started = time.perf_counter()
+        real_features = encode_batches(encoder, real_batches)
+        say(f"Encoded {len(real_features) * batch_size} {dataset} validation images once "
+            f"({time.perf_counter() - started:.1f} s).")
+        if not real_features:
+            raise DdimError(f"the {dataset} validation set gave no whole batch of {batch_size} "
+                            "images; lower --batch-size.")
+        for cell in missing:
+            started = time.perf_counter()
+            values = compute_kid(model, encoder, real_features, batch_size, cell["steps"],
+                                 float(cell["eta"]), args.seed, num_images)
+            seconds = time.perf_counter() - started
+            cell.update(kid=f"{float(np.mean(values)):.6g}", kid_std=f"{float(np.std(values)):.3g}",
+                        num_images=len(values) * batch_size, seconds=f"{seconds:.2f}",
+                        machine=machine)
+            cached[cache_key(cell)] = cell
+            say(f"  {cell['sampler']:>4} {cell['steps']:>3} steps: KID {cell['kid']} "
+                f"({seconds:.1f} s)")
+            # Written after every cell, so an interrupted sweep keeps what it measured.
+            write_rows(csv_path, others + [cached[key] for key in wanted_keys if key in cached])
+
+    rows = [cached[key] for key in wanted_keys]
+    write_rows(csv_path, others + rows)
+    plot(rows, os.path.join(folder, PLOT_NAME),
+         f"{os.path.basename(run_path)} ({dataset}, {config.loss}, {config.schedule}): KID of "
+         f"{rows[0]['num_images']} images, {weights_title(common['kid_weights'])}")
+    for row in rows:
+        print(f"{row['run']}\t{row['sampler']}\t{row['steps']}\t{row['kid']}")
+    return csv_path
+
+
+def weights_title(label):
+    if label == "none":
+        return "random Inception weights (not comparable)"
+    return f"Inception weights {os.path.basename(label)}"
+
+
+def cache_key_or_none(row):
+    try:
+        return cache_key(row)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+class _Source:
+    """The model flags ``generate.resolve_source`` expects, for one run."""
+
+    def __init__(self, run):
+        self.run = run
+        self.checkpoint = None
+        self.config = None
+
+
+def sweep(args):
+    steps_list, etas = check_args(args)
+    say = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    from ddim_keras.run_dir import RunDir
+
+    for run in args.run:  # every run is checked before any is measured
+        if not os.path.isdir(run):
+            raise DdimError(f"run directory {os.path.abspath(run)} does not exist.")
+        RunDir(run).read_config()
+
+    from ddim_keras.kid import resolve_weights  # imports Keras
+
+    kid_weights = resolve_weights(args.kid_weights)
+    machine = machine_description()
+    for run in args.run:
+        print(sweep_run(run, args, steps_list, etas, kid_weights, say, machine))
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return sweep(args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,197 @@
+"""``python -m ddim_keras.report`` on synthetic run directories (no training needed)."""
+
+import csv
+import glob
+import json
+import os
+
+import pytest
+
+from ddim_keras import report
+from ddim_keras.config import DiffusionConfig, preset
+from ddim_keras.errors import run_cli
+from ddim_keras.sweep import COLUMNS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_run(root, name, dataset, config, sweep_rows=(), kid_json=None, final=True):
+    path = root / name
+    (path / "samples").mkdir(parents=True)
+    config.save(str(path / "config.json"))
+    (path / "run.json").write_text(json.dumps({"dataset": dataset, "data_dir": None,
+                                               "kid_weights": "imagenet", "seed": 0}))
+    (path / "state.json").write_text(json.dumps({"epoch": config.epochs, "best": 0.5}))
+    (path / "history.csv").write_text("epoch,n_loss\n0,0.5\n")
+    config_time = os.path.getmtime(path / "config.json")
+    os.utime(path / "history.csv", (config_time + 600, config_time + 600))  # 10 min later
+    if final:
+        (path / "samples" / "final.png").write_bytes(b"\x89PNG fake")
+    if sweep_rows:
+        (path / "sweep").mkdir()
+        with open(path / "sweep" / "sweep.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in sweep_rows:
+                writer.writerow(row)
+        (path / "sweep" / "kid_vs_steps.png").write_bytes(b"\x89PNG fake plot")
+    if kid_json is not None:
+        (path / "kid_flowers_5steps_eta0.json").write_text(json.dumps(kid_json))
+    return path
+
+
+def sweep_row(name, dataset, steps, eta, kid, weights, machine="Test CPU (2 cores); no GPU"):
+    return {"run": name, "dataset": dataset, "config": name, "loss": "mae",
+            "schedule": "cosine", "steps": steps, "eta": eta,
+            "sampler": "DDIM" if eta == 0 else "DDPM", "kid": kid, "kid_std": 0.01,
+            "num_images": 200, "kid_weights": weights, "seconds": 1.5, "machine": machine,
+            "batch_size": 50, "seed": 0, "num_images_requested": 200,
+            "checkpoint": "checkpoints/best.weights.h5", "checkpoint_size": 1,
+            "checkpoint_mtime": 1.0}
+
+
+@pytest.fixture
+def results(tmp_path):
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    flowers = DiffusionConfig()
+    for name, config in (("flowers", flowers), ("flowers_mse", flowers.replace(loss="mse")),
+                         ("flowers_linear", flowers.replace(schedule="linear")),
+                         ("celeba", preset("celeba")), ("shapes", preset("shapes"))):
+        config.save(str(experiments / f"{name}.json"))
+    readme = experiments / "README.md"
+    readme.write_text("# Experiments\n\nIntro kept.\n\n## Benchmark\n\nBenchmark kept.\n")
+    runs = tmp_path / "runs"
+    # shapes: a sweep with random KID weights.
+    make_run(runs, "shapes", "shapes", preset("shapes"), sweep_rows=[
+        sweep_row("shapes", "shapes", 5, 0, 0.0123, "none"),
+        sweep_row("shapes", "shapes", 5, 1, 0.0456, "none"),
+        sweep_row("shapes", "shapes", 20, 0, 0.0078, "none")])
+    # flowers: trained, evaluated with imagenet weights by ddim_keras.evaluate, no sweep.
+    make_run(runs, "flowers", "flowers", flowers, kid_json={
+        "kid": 0.2718, "num_images": 1000, "steps": 5, "eta": 0.0, "kid_weights": "imagenet"})
+    # flowers_mse: trained, never measured.
+    make_run(runs, "flowers_mse", "flowers", flowers.replace(loss="mse"), final=False)
+    # demo: no experiment, no measurement: not listed.
+    make_run(runs, "demo", "shapes", preset("shapes"))
+    return tmp_path
+
+
+def run_report(capsys, root):
+    code = run_cli(report.main, ["--runs-dir", str(root / "runs"), "--experiments-dir",
+                                 str(root / "experiments"), "--output",
+                                 str(root / "experiments" / "README.md")])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def table_rows(text, dataset):
+    lines = text.split(f"### {dataset}\n", 1)[1].strip().splitlines()
+    table = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    rows = {}
+    for line in table[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = dict(zip(report.HEADER, cells))
+    return rows
+
+
+def test_report_tables(results, capsys):
+    code, out, err = run_report(capsys, results)
+    assert code == 0, err
+    text = (results / "experiments" / "README.md").read_text()
+    assert text.startswith("# Experiments\n\nIntro kept.\n")
+    assert text.rstrip().endswith("## Benchmark\n\nBenchmark kept.")
+    assert text.index(report.START) < text.index(report.END) < text.index("## Benchmark")
+
+    flowers = table_rows(text, "flowers")
+    assert list(flowers) == ["flowers", "flowers_linear", "flowers_mse"]
+    row = flowers["flowers"]
+    assert row["KID, 5 DDIM steps (lower is better)"] == "0.2718"
+    assert row["KID measured on"] == "1000 images, ImageNet weights"
+    assert row[f"{report.ANCHOR_SOURCE} KID"] == "0.259 (mae)"
+    assert row["training time"] == "≈10 min, 50/50 epochs (file times)"
+    assert row["machine (sweep)"] == "not recorded"
+    assert row["KID vs steps"] == "not run yet"
+    assert row["samples"] == "[final.png](results/flowers/final.png)"
+    assert (results / "experiments" / "results" / "flowers" / "final.png").is_file()
+
+    # Trained but not measured: no KID is made up.
+    row = flowers["flowers_mse"]
+    assert row["KID, 5 DDIM steps (lower is better)"] == "not run yet"
+    assert row["KID measured on"] == "not run yet"
+    assert row[f"{report.ANCHOR_SOURCE} KID"] == "0.399 (mse)"
+    assert row["samples"] == "not run yet"
+    # Never run: every measured cell says so; no anchor for another schedule.
+    row = flowers["flowers_linear"]
+    assert row["config (loss, schedule)"] == "mae, linear, 50 epochs, 64 px"
+    assert row[f"{report.ANCHOR_SOURCE} KID"] == "—"
+    for column in report.HEADER[2:4] + report.HEADER[5:]:
+        assert row[column] == "not run yet"
+
+    celeba = table_rows(text, "celeba")
+    assert celeba["celeba"][f"{report.ANCHOR_SOURCE} KID"] == "0.148 (mae)"
+    assert celeba["celeba"]["KID, 5 DDIM steps (lower is better)"] == "not run yet"
+
+    shapes = table_rows(text, "shapes")
+    assert list(shapes) == ["shapes"]
+    row = shapes["shapes"]
+    assert row["KID, 5 DDIM steps (lower is better)"] == "0.0123 (random weights, not comparable)"
+    assert row["KID measured on"] == "200 images, random weights, not comparable"
+    assert row["machine (sweep)"] == "Test CPU (2 cores); no GPU"
+    assert row["KID vs steps"] == ("[csv](results/shapes/sweep.csv), "
+                                   "[plot](results/shapes/kid_vs_steps.png)")
+    assert "| 5 | 0.0123 (1.5 s) | 0.0456 (1.5 s) |" in text
+    assert "| 20 | 0.0078 (1.5 s) | not run yet |" in text
+    assert "`demo`" in text.split("### KID against")[1]  # named as not listed
+
+    # Every KID-like number in the report comes from the files or the anchors.
+    import re
+
+    section = text[text.index(report.START):text.index(report.END)]
+    numbers = set(re.findall(r"\b0\.\d+", section))
+    assert numbers == {"0.2718", "0.0123", "0.0456", "0.0078", "0.259", "0.399", "0.148"}
+
+    # A second run replaces the section instead of adding one.
+    code, _, err = run_report(capsys, results)
+    assert code == 0, err
+    again = (results / "experiments" / "README.md").read_text()
+    assert again.count(report.START) == 1 and again == text
+
+
+def test_report_without_runs(tmp_path, capsys):
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    preset("celeba").replace(loss="mse").save(str(experiments / "celeba_mse.json"))
+    code, _, err = run_report(capsys, tmp_path)
+    assert code == 0, err
+    text = (experiments / "README.md").read_text()
+    row = table_rows(text, "celeba")["celeba_mse"]
+    assert row[f"{report.ANCHOR_SOURCE} KID"] == "0.104 (mse)"
+    assert row["KID, 5 DDIM steps (lower is better)"] == "not run yet"
+
+
+def test_bad_input(tmp_path, capsys):
+    code = run_cli(report.main, ["--experiments-dir", str(tmp_path / "missing")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "experiments", "*.json"))),
+                         ids=os.path.basename)
+def test_experiment_configs_load(path):
+    config = DiffusionConfig.load(path)
+    name = os.path.basename(path)
+    if "_mse" in name:
+        assert config.loss == "mse"
+    if "_linear" in name:
+        assert config.schedule == "linear"
+
+
+def test_variants_exist():
+    names = {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "experiments", "*.json"))}
+    assert {"flowers.json", "celeba.json", "shapes.json", "flowers_mse.json",
+            "flowers_linear.json", "celeba_mse.json"} <= names

@@ -1,0 +1,119 @@
+"""``python -m ddim_keras.sweep`` on the tiny run, with a random-weight KID encoder."""
+
+import csv
+import os
+import shutil
+
+import pytest
+
+from ddim_keras import evaluate, sweep
+from ddim_keras.errors import run_cli
+
+FAST = ["--kid-weights", "none", "--num-images", "8", "--batch-size", "4"]
+
+
+def run_sweep(capsys, *argv):
+    code = run_cli(sweep.main, [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    return run
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sweep_writes_csv_and_plot_and_reuses_the_cache(run_copy, capsys, monkeypatch):
+    calls = []
+    real_compute_kid = evaluate.compute_kid
+
+    def counting_compute_kid(*args, **kwargs):
+        calls.append(args[4:6])  # (steps, eta)
+        return real_compute_kid(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "compute_kid", counting_compute_kid)
+    code, out, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,2", "--etas", "0,1",
+                               *FAST)
+    assert code == 0, err
+    assert "Traceback" not in err
+    csv_path = run_copy / "sweep" / "sweep.csv"
+    assert out.strip().splitlines()[-1] == str(csv_path)
+    assert (run_copy / "sweep" / "kid_vs_steps.png").stat().st_size > 1000
+    assert sorted(calls) == [(1, 0.0), (1, 1.0), (2, 0.0), (2, 1.0)]
+
+    rows = read_csv(csv_path)
+    assert len(rows) == 4
+    for column in ("run", "dataset", "config", "loss", "schedule", "steps", "eta", "sampler",
+                   "kid", "kid_std", "num_images", "kid_weights", "seconds", "machine"):
+        assert column in rows[0]
+    assert {(r["steps"], r["sampler"]) for r in rows} == {
+        ("1", "DDIM"), ("1", "DDPM"), ("2", "DDIM"), ("2", "DDPM")}
+    for row in rows:
+        assert row["dataset"] == "shapes" and row["kid_weights"] == "none"
+        assert row["num_images"] == "8" and row["loss"] == "mae"
+        assert row["schedule"] == "cosine" and row["machine"]
+        float(row["kid"]), float(row["seconds"])
+
+    # A re-run computes nothing and leaves the measurements as they were.
+    calls.clear()
+    code, _, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,2", "--etas", "0,1",
+                             *FAST)
+    assert code == 0, err
+    assert calls == []
+    assert "4 of 4 cells cached" in err
+    assert read_csv(csv_path) == rows
+
+    # A new step count only measures the new cells; other seeds are new cells too.
+    code, _, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,3", "--etas", "0",
+                             *FAST)
+    assert code == 0, err
+    assert calls == [(3, 0.0)]
+    assert len(read_csv(csv_path)) == 5
+
+    # A changed checkpoint invalidates the cache.
+    calls.clear()
+    checkpoint = run_copy / "checkpoints" / "best.weights.h5"
+    stat = checkpoint.stat()
+    os.utime(checkpoint, (stat.st_atime, stat.st_mtime + 10))
+    code, _, err = run_sweep(capsys, "--run", run_copy, "--steps", "1", "--etas", "0", *FAST)
+    assert code == 0, err
+    assert calls == [(1, 0.0)]
+
+
+BAD_INPUT = [
+    ("steps with 0", ["--steps", "0,1"], 2, ["--steps"]),
+    ("steps not numbers", ["--steps", "a,b"], 2, ["--steps"]),
+    ("negative eta", ["--etas", "0,-1"], 2, ["--etas"]),
+    ("one image", ["--num-images", "1"], 2, ["--num-images"]),
+    ("batch of one", ["--batch-size", "1"], 2, ["--batch-size"]),
+    ("missing run", ["--run", "{missing}"], 1, ["does not exist"]),
+    ("no run", None, 2, ["--run"]),
+]
+
+
+@pytest.mark.parametrize("name,argv,code,words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input(tiny_run, tmp_path, capsys, name, argv, code, words):
+    if argv is None:
+        argv = FAST
+    else:
+        argv = [a.format(missing=tmp_path / "missing") for a in argv]
+        if "--run" not in argv:
+            argv = ["--run", tiny_run] + argv
+        for flag, value in zip(FAST[::2], FAST[1::2]):
+            if flag not in argv:
+                argv += [flag, value]
+    exit_code, _, err = run_sweep(capsys, *argv)
+    assert exit_code == code, err
+    assert "Traceback" not in err
+    assert err.count("error: ") == 1
+    message = " ".join(err[err.index("error: "):].split())
+    for word in words:
+        assert word in message, message
+    assert not os.path.exists(os.path.join(tiny_run, "sweep"))
