@@ -28,6 +28,22 @@ LOSS_FUNCTIONS = {
 }
 
 
+def _step_logs(metrics):
+    """{name: result} of ``metrics``, the value of a train/test step.
+
+    Under a multi-worker MultiWorkerMirroredStrategy Keras 3.15 reduces each
+    step's outputs with ``strategy.reduce(MEAN, value, axis=0)``, which fails on
+    scalars; as shape (1,) tensors the values reduce to the same scalars (the
+    metrics already hold the all-replica result).
+    """
+    logs = {metric.name: metric.result() for metric in metrics}
+    strategy = tf.distribute.get_strategy()
+    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()):
+        logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+    return logs
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class DiffusionModel(keras.Model):
     """Denoising diffusion model with DDIM (and DDPM) sampling.
@@ -52,7 +68,9 @@ class DiffusionModel(keras.Model):
         self._schedule_fn = get_schedule(config.schedule)
 
         shape = (config.image_size, config.image_size, 3)
-        self.normalizer = layers.Normalization()
+        # float32 whatever the global dtype policy: the data statistics and the
+        # schedule math stay in full precision under mixed precision.
+        self.normalizer = layers.Normalization(dtype="float32")
         self.network = build_network(config)
         self.ema_network = keras.models.clone_model(self.network)
         # The EMA starts from the network's own initial weights rather than a
@@ -72,6 +90,7 @@ class DiffusionModel(keras.Model):
         self.normalizer.build((None,) + shape)
         self.built = True
         self._compiled_sampler = None
+        self._distributed_seed = None
 
     # -- configuration -------------------------------------------------------------
 
@@ -103,6 +122,11 @@ class DiffusionModel(keras.Model):
         # The loss is a plain function of (targets, predictions); it is kept out
         # of Keras' compiled loss because train_step computes it itself.
         self.loss_fn = loss if loss is not None else LOSS_FUNCTIONS[config.loss]
+        if (self.network.dtype_policy.name == "mixed_float16"
+                and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+            # float16 gradients underflow without loss scaling; train_step scales
+            # the loss with optimizer.scale_loss and apply() unscales the gradients.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
@@ -142,6 +166,9 @@ class DiffusionModel(keras.Model):
         network = self.network if training else self.ema_network
         # Predict the noise component; the image component follows from it.
         pred_noises = network([noisy_images, noise_rates**2], training=training)
+        # Under a mixed precision policy the network computes in float16/bfloat16;
+        # its output, the losses and the sampler stay float32.
+        pred_noises = ops.cast(pred_noises, "float32")
         pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates
         return pred_noises, pred_images
 
@@ -232,12 +259,40 @@ class DiffusionModel(keras.Model):
         # Normalize images to unit variance, like the noises they are mixed with.
         images = self.normalizer(images, training=training)
         batch_size = ops.shape(images)[0]  # from the data: a last partial batch works
-        noises = keras.random.normal(shape=ops.shape(images))
-        # Uniform random diffusion times, then mix images and noises accordingly.
-        diffusion_times = keras.random.uniform(shape=(batch_size, 1, 1, 1), minval=0.0, maxval=1.0)
+        seed = self._replica_seed()
+        if seed is None:
+            noises = keras.random.normal(shape=ops.shape(images))
+            # Uniform random diffusion times, then mix images and noises accordingly.
+            diffusion_times = keras.random.uniform(shape=(batch_size, 1, 1, 1), minval=0.0,
+                                                   maxval=1.0)
+        else:
+            noises = tf.random.stateless_normal(tf.shape(images), seed)
+            diffusion_times = tf.random.stateless_uniform((batch_size, 1, 1, 1), seed + [0, 1])
         noise_rates, signal_rates = self.diffusion_schedule(diffusion_times)
         noisy_images = signal_rates * images + noise_rates * noises
         return images, noises, noisy_images, noise_rates, signal_rates
+
+    def _replica_seed(self):
+        """None on one replica; under a multi-replica strategy a stateless seed.
+
+        Keras' global random generator is a variable created on first use, which a
+        MultiWorkerMirroredStrategy step fails to create, and whose per-replica
+        copies would start from the same state. With several replicas the noise is
+        drawn statelessly from (a base drawn once from NumPy's seeded generator,
+        step and replica id), so each replica and step gets its own. One device
+        keeps Keras' generator: its numbers do not change.
+        """
+        strategy = tf.distribute.get_strategy()
+        replicas = strategy.num_replicas_in_sync
+        if replicas == 1:
+            return None
+        if self._distributed_seed is None:
+            self._distributed_seed = int(np.random.randint(0, 2**31 - 1))
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        step = tf.cast(self.optimizer.iterations, tf.int32) if self.optimizer is not None \
+            else tf.constant(0, tf.int32)
+        return tf.stack([tf.constant(self._distributed_seed, tf.int32),
+                         step * 4 * replicas + 4 * tf.cast(replica, tf.int32)])
 
     def _loss(self, targets, predictions):
         return ops.mean(self.loss_fn(targets, predictions))
@@ -253,20 +308,46 @@ class DiffusionModel(keras.Model):
             )
             noise_loss = self._loss(noises, pred_noises)  # used for training
             image_loss = self._loss(images, pred_images)  # only used as a metric
-        gradients = tape.gradient(noise_loss, self.network.trainable_weights)
+            # Under a tf.distribute strategy every replica sees its share of the
+            # global batch and the optimizer SUMS the replicas' gradients: dividing
+            # by the number of replicas makes the update that of the global-batch
+            # mean, as on one device. scale_loss is the identity unless the
+            # optimizer is a LossScaleOptimizer (mixed_float16).
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled_loss = noise_loss if replicas == 1 else noise_loss / replicas
+            scaled_loss = self.optimizer.scale_loss(scaled_loss)
+        gradients = tape.gradient(scaled_loss, self.network.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.network.trainable_weights))
 
         self.noise_loss_tracker.update_state(noise_loss)
         self.image_loss_tracker.update_state(image_loss)
         self.update_ema()
         # KID is not measured while training: it is too expensive.
-        return {m.name: m.result() for m in (self.noise_loss_tracker, self.image_loss_tracker)}
+        return _step_logs((self.noise_loss_tracker, self.image_loss_tracker))
 
     def update_ema(self):
-        """Move every EMA weight (batch-norm statistics included) towards the network's."""
-        ema = self.diffusion_config.ema
-        for weight, ema_weight in zip(self.network.weights, self.ema_network.weights):
-            ema_weight.assign(ema * ema_weight + (1.0 - ema) * weight)
+        """Move every EMA weight (batch-norm statistics included) towards the network's.
+
+        ``ema_weight <- ema * ema_weight + (1 - ema) * weight``, computed as
+        ``ema_weight -= (1 - ema) * (ema_weight - weight)``: one subtraction, one
+        multiplication and one in-place update per weight instead of two
+        multiplications, an addition and a full assignment (equal to float
+        rounding). Inside a compiled train step this loop runs only while
+        tracing; the graph holds the update ops. (The pairs are not cached on the
+        model: Keras would track such a list as the model's own weights and
+        change the checkpoint layout.)
+
+        Under a MirroredStrategy every replica updates its own copy: the trained
+        weights are identical on all replicas after the optimizer's update, so
+        their averages are too; batch-norm moving statistics are per replica in
+        Keras 3 (aggregation "none"), and so are their averages.
+        """
+        network_weights, ema_weights = self.network.weights, self.ema_network.weights
+        if len(network_weights) != len(ema_weights):
+            raise ValueError("network and ema_network have different weights")
+        rate = 1.0 - self.diffusion_config.ema
+        for weight, ema_weight in zip(network_weights, ema_weights):
+            ema_weight.assign_sub(rate * (ema_weight - weight))
 
     def test_step(self, images):
         images, noises, noisy_images, noise_rates, signal_rates = self._noisy_batch(
@@ -281,7 +362,9 @@ class DiffusionModel(keras.Model):
         if self.diffusion_config.kid:
             # KID between real and generated images; expensive, so few steps.
             real_images = self.denormalize(images)
-            initial_noise = keras.random.normal(shape=ops.shape(images))
+            seed = self._replica_seed()
+            initial_noise = (keras.random.normal(shape=ops.shape(images)) if seed is None
+                             else tf.random.stateless_normal(tf.shape(images), seed + [0, 2]))
             generated_images = self.denormalize(
                 sampling.reverse_diffusion_graph(
                     self._denoise_eval, self.diffusion_schedule, initial_noise,
@@ -289,7 +372,7 @@ class DiffusionModel(keras.Model):
                 )
             )
             self.kid.update_state(real_images, generated_images)
-        return {m.name: m.result() for m in self.metrics}
+        return _step_logs(self.metrics)
 
     def plot_images(self, epoch=None, logs=None, num_rows=3, num_cols=6, seed=None):
         """Show a grid of generated images with matplotlib (as in the example)."""

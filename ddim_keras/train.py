@@ -11,6 +11,8 @@ import sys
 import time
 
 from ddim_keras.config import DiffusionConfig, PRESETS, preset
+from ddim_keras.distribute import (JIT_CHOICES, PRECISIONS, STRATEGIES, check_strategy_args,
+                                   is_chief, parse_jit_compile)
 from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
                                run_cli)
 from ddim_keras.run_dir import RunDir
@@ -51,6 +53,28 @@ def build_parser():
     parser.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
                         help="Keras fit verbosity (default: progress bar on a terminal, "
                              "one line per epoch otherwise)")
+    speed = parser.add_argument_group("speed and multiple devices")
+    speed.add_argument("--steps-per-execution", type=int, default=1,
+                       help="training batches per compiled call (model.compile's "
+                            "steps_per_execution; default: %(default)s)")
+    speed.add_argument("--jit-compile", default="auto", choices=JIT_CHOICES,
+                       help="XLA for the train step (default: auto, Keras' choice: off on "
+                            "CPU-only machines, where it measured slower)")
+    speed.add_argument("--mixed-precision", default="off", choices=PRECISIONS,
+                       help="compute in float16 (with loss scaling) or bfloat16, weights and "
+                            "losses in float32; auto: float16 on GPU, bfloat16 on TPU, off on "
+                            "CPU (default: %(default)s)")
+    speed.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                       help="tf.distribute strategy (default: auto, mirrored over the local "
+                            "GPUs when there are several, else one device); the config's "
+                            "batch_size is the global batch")
+    speed.add_argument("--devices",
+                       help="comma-separated devices for --strategy mirrored (default: all "
+                            "local GPUs), e.g. /gpu:0,/gpu:1")
+    speed.add_argument("--worker-dir",
+                       help="multi-worker: where a worker other than the chief writes its "
+                            "checkpoints and logs (default: a temporary folder, deleted at the "
+                            "end); only the chief writes --output")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
     return parser
 
@@ -75,6 +99,10 @@ def check_args(args):
         raise UsageError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}.")
     if args.dataset == "folder" and not args.data_dir:
         raise UsageError("--dataset folder needs --data-dir DIR, the folder of your images.")
+    if args.steps_per_execution < 1:
+        raise UsageError(f"--steps-per-execution must be at least 1, got "
+                         f"{args.steps_per_execution}.")
+    check_strategy_args(args.strategy, args.devices)
 
 
 #: Config fields a resumed run may change: how long it trains and the optimizer's
@@ -189,14 +217,76 @@ def train(args):
     check_args(args)
     config = resolve_config(args)
     run_dir = RunDir(args.output or os.path.join("runs", args.dataset))
-    state = prepare_run_dir(run_dir, config, args)
+    # Multi-worker: only the chief decides about (and writes) the run directory.
+    chief = args.strategy != "multi-worker" or is_chief()
+    state = prepare_run_dir(run_dir, config, args) if chief else worker_state(run_dir, args)
     initial_epoch = int(state.get("epoch", 0))
     if initial_epoch >= config.epochs:
         print(f"{run_dir.path} already finished {initial_epoch} of {config.epochs} epochs; "
               "pass a larger --epochs to train further.", file=sys.stderr)
         return 0
 
-    # Heavy imports after the cheap checks, so bad flags fail fast.
+    import keras
+
+    from ddim_keras import distribute
+
+    # The strategy first: MultiWorkerMirroredStrategy must exist before other TF work.
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+    strategy = distribute.make_strategy(args.strategy, devices)
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise UsageError(
+            f"batch_size {config.batch_size} is the global batch and must split evenly over "
+            f"the {strategy.num_replicas_in_sync} replicas of --strategy {args.strategy}; "
+            "pass a --batch-size that is a multiple of it.")
+    if strategy.num_replicas_in_sync > 1:
+        print(f"Training on {strategy.num_replicas_in_sync} replicas "
+              f"({type(strategy).__name__}); global batch {config.batch_size}, "
+              f"{config.batch_size // strategy.num_replicas_in_sync} per replica.",
+              file=sys.stderr)
+    temporary = None
+    if chief:
+        write_dir = run_dir
+    else:
+        # The standard multi-worker pattern: the others train alongside the chief
+        # and write the same files into their own folder, which nobody reads.
+        import tempfile
+
+        if not args.worker_dir:
+            temporary = tempfile.mkdtemp(prefix="ddim-worker-")
+        write_dir = RunDir(args.worker_dir or temporary)
+    # The dtype policy applies to layers built from now on; set back afterwards
+    # so that a notebook calling main() twice is not left in mixed precision.
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(
+        distribute.resolve_precision(args.mixed_precision, strategy))
+    try:
+        with strategy.scope():
+            return _train_in_scope(args, config, run_dir, write_dir, state, initial_epoch)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        if temporary:
+            import shutil
+
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def worker_state(run_dir, args):
+    """The resume state a multi-worker non-chief follows: what the chief will resume from.
+
+    Read only; the chief may be creating the run directory at the same time.
+    """
+    if args.overwrite or not run_dir.exists():
+        return {}
+    state = run_dir.read_state()
+    return state if state.get("epoch") and os.path.isfile(run_dir.last_checkpoint) else {}
+
+
+def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
+    """Build, (resume,) fit and sample; ``run_dir`` is where this process writes.
+
+    ``source_dir`` is the run directory resumed from: the same as ``run_dir``
+    except on a multi-worker non-chief, which writes into its own folder.
+    """
     import keras
 
     from ddim_keras import callbacks as cb
@@ -215,13 +305,14 @@ def train(args):
         if config.kid else None
 
     model = DiffusionModel(config, kid_weights=kid_weights, kid_encoder=encoder)
-    model.compile(steps_per_execution=1)
+    model.compile(steps_per_execution=args.steps_per_execution,
+                  jit_compile=parse_jit_compile(args.jit_compile))
     if initial_epoch:
         # Build the optimizer first so that its saved state (moments, step
         # counter) is restored along with the weights.
         model.optimizer.build(model.network.trainable_weights)
-        load_weights(model, run_dir.last_checkpoint, advice=(
-            f"Cannot resume {run_dir.path}; nothing was changed. Restore that file, or pass "
+        load_weights(model, source_dir.last_checkpoint, advice=(
+            f"Cannot resume {source_dir.path}; nothing was changed. Restore that file, or pass "
             "--overwrite to start the run again (this deletes its checkpoints and history)."))
         # The checkpoint brought back the old step size; a resumed run may change it.
         model.optimizer.learning_rate = config.learning_rate

@@ -1,0 +1,121 @@
+"""Devices, strategies and precision for ``python -m ddim_keras.train``.
+
+- :func:`make_strategy` turns ``--strategy`` into a ``tf.distribute`` strategy.
+- :func:`is_chief` / :func:`task_from_tf_config` read ``TF_CONFIG`` (without
+  importing TensorFlow) to decide which multi-worker process writes the run
+  directory: the chief, or worker 0 when the cluster names no chief.
+- :func:`resolve_precision` turns ``--mixed-precision`` into a Keras dtype
+  policy name.
+
+Under any strategy ``config.batch_size`` is the GLOBAL batch: Keras' ``fit``
+splits each batch of the dataset across the replicas, and
+``DiffusionModel.train_step`` divides each replica's loss by the number of
+replicas before taking gradients (the optimizer sums them across replicas), so
+an update equals one-device training on the same global batch.
+"""
+
+import json
+import os
+
+from ddim_keras.errors import UsageError
+
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
+PRECISIONS = ("off", "float16", "bfloat16", "auto")
+JIT_CHOICES = ("auto", "true", "false")
+
+
+def parse_jit_compile(value):
+    """``--jit-compile`` as ``model.compile`` takes it: "auto", True or False."""
+    return {"auto": "auto", "true": True, "false": False}[value]
+
+
+def task_from_tf_config(environ=None):
+    """(task type, task index, cluster dict) from ``TF_CONFIG``; (None, 0, {}) without it."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("TF_CONFIG")
+    if not raw:
+        return None, 0, {}
+    try:
+        tf_config = json.loads(raw)
+    except ValueError as error:
+        raise UsageError(f"TF_CONFIG is not valid JSON ({error}).") from None
+    task = tf_config.get("task") or {}
+    return task.get("type"), int(task.get("index", 0)), tf_config.get("cluster") or {}
+
+
+def is_chief(environ=None):
+    """True for the process that writes checkpoints and logs of a multi-worker run.
+
+    That is the ``chief`` task, or ``worker`` 0 when the cluster has no chief;
+    a process without ``TF_CONFIG`` is its own chief.
+    """
+    task_type, task_index, cluster = task_from_tf_config(environ)
+    if task_type is None:
+        return True
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and task_index == 0 and "chief" not in cluster
+
+
+def check_strategy_args(strategy, devices=None, environ=None):
+    """Usage errors that need no TensorFlow: a missing TF_CONFIG, --devices misuse."""
+    environ = os.environ if environ is None else environ
+    if strategy == "multi-worker" and not environ.get("TF_CONFIG"):
+        raise UsageError(
+            "--strategy multi-worker needs the TF_CONFIG environment variable (the cluster's "
+            "worker addresses and this process's task); see README 'Speed and multiple devices'."
+        )
+    if strategy == "multi-worker":
+        task_from_tf_config(environ)  # valid JSON
+    if devices and strategy != "mirrored":
+        raise UsageError("--devices is only used with --strategy mirrored.")
+
+
+def make_strategy(name, devices=None):
+    """A ``tf.distribute.Strategy`` for ``--strategy NAME``.
+
+    - ``auto``: MirroredStrategy over the local GPUs when there are several,
+      otherwise TensorFlow's default strategy (one device).
+    - ``one-device``: the default strategy.
+    - ``mirrored``: MirroredStrategy over ``devices`` (e.g. ["/gpu:0", "/gpu:1"]),
+      by default every local GPU (the CPU when there is none).
+    - ``multi-worker``: MultiWorkerMirroredStrategy, cluster from ``TF_CONFIG``.
+    - ``tpu``: TPUStrategy; the TPU from ``TPU_NAME`` (empty: the local/Colab TPU).
+    """
+    import tensorflow as tf
+
+    if name == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "one-device":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=os.environ.get("TPU_NAME", ""))
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise UsageError(f"unknown --strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
+
+
+def resolve_precision(value, strategy=None):
+    """The Keras dtype policy name for ``--mixed-precision VALUE``.
+
+    ``auto`` is ``mixed_bfloat16`` under a TPU strategy, ``mixed_float16`` when a
+    GPU is visible, and ``float32`` (off) on CPU-only machines.
+    """
+    if value == "off":
+        return "float32"
+    if value == "float16":
+        return "mixed_float16"
+    if value == "bfloat16":
+        return "mixed_bfloat16"
+    import tensorflow as tf
+
+    if strategy is not None and isinstance(strategy, tf.distribute.TPUStrategy):
+        return "mixed_bfloat16"
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"

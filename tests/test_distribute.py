@@ -1,0 +1,240 @@
+"""tf.distribute: MirroredStrategy equals one device; multi-worker training on localhost.
+
+Both tests run TensorFlow in subprocesses: logical devices and a multi-worker
+cluster must be configured before TensorFlow initializes its devices, which the
+pytest process has long done.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import TINY, write_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs in a fresh interpreter. Two logical CPU devices make a MirroredStrategy
+# with two replicas on a CPU-only machine.
+#
+# Making the two runs comparable:
+# - same initial weights (network, EMA network, normalizer) via set_weights;
+# - the noise and diffusion times that train_step draws at random become
+#   deterministic functions of each image (a subclass overrides _noisy_batch;
+#   the rest of train_step, the loss scaling, the optimizer's all-reduce and
+#   update_ema are the code under test), so a replica's half of the global
+#   batch gets exactly the noise the one-device run gives those images;
+# - BatchNormalization normalizes with the statistics of the batch it sees: a
+#   replica's 4 images have other statistics than the global 8, and Keras 3's
+#   moving statistics are per replica. Each global batch is therefore 4 images
+#   followed by the same 4 images in another order: both replicas see the same
+#   set of images, whose statistics equal those of the global batch. Each
+#   replica's mean loss then equals the global one, so without the division by
+#   the number of replicas before the gradient (the optimizer sums the replicas'
+#   gradients) the update would be that of twice the loss; AdamW's steps are
+#   nearly invariant to a gradient scale, but not exactly (epsilon, and the
+#   moments are compared to 1e-5 here), and the n_loss metric is compared too.
+SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    import keras
+    import numpy as np
+    from ddim_keras.config import DiffusionConfig
+    from ddim_keras.model import DiffusionModel
+
+    class DeterministicNoise(DiffusionModel):
+        def _noisy_batch(self, images, training):
+            pixels = images
+            images = self.normalizer(images, training=training)
+            noises = tf.sin(17.0 * images + 5.0 * tf.reverse(images, axis=[2]))
+            diffusion_times = tf.reduce_mean(pixels, axis=[1, 2, 3], keepdims=True)
+            noise_rates, signal_rates = self.diffusion_schedule(diffusion_times)
+            noisy_images = signal_rates * images + noise_rates * noises
+            return images, noises, noisy_images, noise_rates, signal_rates
+
+    config = DiffusionConfig.from_dict(json.loads(sys.argv[1]))
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(3):
+        half = rng.uniform(0.0, 1.0, (4, 16, 16, 3)).astype("float32")
+        batches.append(np.concatenate([half, half[[2, 0, 3, 1]]], axis=0))
+    data = np.concatenate(batches, axis=0)
+
+    def dataset():
+        return tf.data.Dataset.from_tensor_slices(data).batch(8, drop_remainder=True)
+
+    keras.utils.set_random_seed(1)
+    single = DeterministicNoise(config, kid_weights=None)
+    single.compile()
+    single.normalizer.adapt(dataset())
+    initial = single.get_weights()
+    initial_network = single.network.get_weights()
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        mirrored = DeterministicNoise(config, kid_weights=None)
+        mirrored.compile()
+    mirrored.set_weights(initial)
+    # set_weights does not refresh Normalization's cached mean/variance (loading a
+    # checkpoint does): without this the mirrored model would normalize with 0/1.
+    mirrored.normalizer.finalize_state()
+
+    single.fit(dataset(), epochs=1, verbose=0, shuffle=False)
+    mirrored.fit(dataset(), epochs=1, verbose=0, shuffle=False)
+    assert int(single.optimizer.iterations.numpy()) == 3
+    assert int(mirrored.optimizer.iterations.numpy()) == 3
+
+    worst = 0.0
+    for a, b in zip(single.get_weights(), mirrored.get_weights()):
+        worst = max(worst, float(np.max(np.abs(a - b))) if a.size else 0.0)
+    moved = max(float(np.max(np.abs(a - b))) for a, b in
+                zip(single.network.get_weights(), initial_network))
+    # Replica 1's copies too: the trained weights are mirrored.
+    replica_gap = max(float(np.max(np.abs(v.value.values[0].numpy() - v.value.values[1].numpy())))
+                      for v in mirrored.network.trainable_weights)
+    print(json.dumps({"worst": worst, "moved": moved, "replica_gap": replica_gap,
+                      "count": len(single.weights),
+                      "n_loss": [float(single.noise_loss_tracker.result()),
+                                 float(mirrored.noise_loss_tracker.result())]}))
+""")
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def test_mirrored_two_replicas_equals_one_device():
+    config = dict(TINY, batch_size=8)
+    result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(config)], cwd=ROOT,
+                            env=_env(), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert numbers["moved"] > 1e-4  # training did change the weights
+    assert numbers["worst"] < 1e-5, numbers
+    assert numbers["replica_gap"] == 0.0
+    assert numbers["n_loss"][0] == pytest.approx(numbers["n_loss"][1], rel=1e-5)
+
+
+def _free_ports(count):
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_multi_worker_trains_and_only_the_chief_writes_the_run(tmp_path):
+    config = write_config(tmp_path / "tiny.json", batch_size=8)
+    run = tmp_path / "run"
+    worker_dir = tmp_path / "worker1"
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes, logs = [], []
+    try:
+        for index in range(2):
+            env = _env()
+            env["TF_CONFIG"] = json.dumps({"cluster": cluster,
+                                           "task": {"type": "worker", "index": index}})
+            log = open(tmp_path / f"worker{index}.log", "w+")
+            logs.append(log)
+            command = [sys.executable, "-m", "ddim_keras.train", "--strategy", "multi-worker",
+                       "--dataset", "shapes", "--config", config, "--output", str(run),
+                       "--steps-per-epoch", "2", "--verbose", "0", "--worker-dir",
+                       str(worker_dir)]
+            processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                                              stderr=subprocess.STDOUT))
+        codes = [process.wait(timeout=240) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+        outputs = []
+        for log in logs:
+            log.seek(0)
+            outputs.append(log.read()[-3000:])
+            log.close()
+    assert codes == [0, 0], outputs
+
+    # The chief (worker 0) wrote the run; worker 1 wrote the same files into its folder.
+    assert json.load(open(run / "state.json"))["epoch"] == 1
+    assert sorted(os.listdir(run / "checkpoints")) == ["best.weights.h5", "last.weights.h5"]
+    assert (run / "samples" / "final.png").is_file()
+    assert (worker_dir / "checkpoints" / "last.weights.h5").is_file()
+    assert not any(name.endswith(".tmp.weights.h5") for name in os.listdir(run / "checkpoints"))
+
+    # Both workers ended with the same trained (and EMA) weights. Batch-norm moving
+    # statistics are per replica in Keras 3 (each worker's from its own share of the
+    # data), so only the trainable weights are compared.
+    from ddim_keras.config import DiffusionConfig
+    from ddim_keras.model import DiffusionModel
+    from ddim_keras.run_dir import load_weights
+
+    models = []
+    for path in (run / "checkpoints" / "last.weights.h5",
+                 worker_dir / "checkpoints" / "last.weights.h5"):
+        model = DiffusionModel(DiffusionConfig(**dict(TINY, batch_size=8)), kid_weights=None)
+        load_weights(model, str(path))
+        models.append(model)
+    chief, other = models
+    for network in ("network", "ema_network"):
+        pairs = zip(getattr(chief, network).trainable_weights,
+                    getattr(other, network).trainable_weights)
+        for a, b in pairs:
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
+    # ...and trained: the zero-initialised output layer moved.
+    assert np.abs(chief.network.trainable_weights[-1].numpy()).max() > 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--strategy", "multi-worker"], "TF_CONFIG"),
+    (["--devices", "/gpu:0"], "--devices is only used with --strategy mirrored"),
+    (["--steps-per-execution", "0"], "--steps-per-execution must be at least 1"),
+])
+def test_bad_speed_flags_are_usage_errors(monkeypatch, tmp_path, capsys, flags, message):
+    from ddim_keras import train
+    from ddim_keras.errors import run_cli
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    config = write_config(tmp_path / "tiny.json")
+    code = run_cli(train.main, ["--dataset", "shapes", "--config", config, "--output",
+                                str(tmp_path / "run"), *flags])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_chief_is_worker_zero_without_a_chief_task():
+    from ddim_keras.distribute import is_chief
+
+    def env(task_type, index, chief=False):
+        cluster = {"worker": ["a:1", "b:2"]}
+        if chief:
+            cluster["chief"] = ["c:3"]
+        return {"TF_CONFIG": json.dumps({"cluster": cluster,
+                                         "task": {"type": task_type, "index": index}})}
+
+    assert is_chief({})
+    assert is_chief(env("worker", 0))
+    assert not is_chief(env("worker", 1))
+    assert not is_chief(env("worker", 0, chief=True))
+    assert is_chief(env("chief", 0, chief=True))

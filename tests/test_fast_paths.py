@@ -1,0 +1,140 @@
+"""Fast paths: the EMA update, train flags reaching compile, mixed precision."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import write_config
+from ddim_keras import train
+from ddim_keras.model import DiffusionModel
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Every test starts and ends with the default float32 policy."""
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _images(config, count=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 1.0, (count, config.image_size, config.image_size, 3)).astype(
+        "float32")
+
+
+def test_ema_update_equals_the_reference_formula_on_every_weight(tiny_config):
+    model = DiffusionModel(tiny_config, kid_weights=None)
+    rng = np.random.default_rng(1)
+    # Different network and EMA values everywhere, batch-norm statistics included.
+    for weight in model.network.weights + model.ema_network.weights:
+        weight.assign(rng.normal(size=weight.shape).astype("float32") + 1.0)
+    names = [weight.path for weight in model.network.weights]
+    assert any("moving_mean" in name for name in names)
+    assert any("moving_variance" in name for name in names)
+    network = [weight.numpy() for weight in model.network.weights]
+    ema_before = [weight.numpy() for weight in model.ema_network.weights]
+    ema = tiny_config.ema
+
+    model.update_ema()
+    for w, e, new in zip(network, ema_before, model.ema_network.weights):
+        np.testing.assert_allclose(new.numpy(), ema * e + (1.0 - ema) * w, rtol=1e-6, atol=1e-6)
+    # The network itself is untouched.
+    for w, weight in zip(network, model.network.weights):
+        np.testing.assert_array_equal(weight.numpy(), w)
+
+    # The same inside a compiled function (the train step's case).
+    ema_before = [weight.numpy() for weight in model.ema_network.weights]
+    @tf.function(autograph=False)  # the Python loop unrolls while tracing
+    def compiled_update():
+        model.update_ema()
+
+    compiled_update()
+    for w, e, new in zip(network, ema_before, model.ema_network.weights):
+        np.testing.assert_allclose(new.numpy(), ema * e + (1.0 - ema) * w, rtol=1e-6, atol=1e-6)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _compiled_model(monkeypatch, tmp_path, *flags):
+    """Run train.main up to fit and return what fit would have trained."""
+    seen = {}
+
+    def fake_fit(self, *args, **kwargs):
+        seen["model"] = self
+        seen["policy"] = keras.mixed_precision.global_policy().name
+        raise _Stop
+
+    monkeypatch.setattr(DiffusionModel, "fit", fake_fit)
+    config = write_config(tmp_path / "tiny.json")
+    with pytest.raises(_Stop):
+        train.main(["--dataset", "shapes", "--config", config, "--output",
+                    str(tmp_path / "run"), "--verbose", "0", *flags])
+    return seen
+
+
+def test_train_flags_reach_model_compile(monkeypatch, tmp_path):
+    seen = _compiled_model(monkeypatch, tmp_path, "--steps-per-execution", "2",
+                           "--jit-compile", "false")
+    model = seen["model"]
+    assert model.steps_per_execution == 2
+    assert model.jit_compile is False
+    assert seen["policy"] == "float32"
+
+
+def test_train_defaults_keep_keras_choices(monkeypatch, tmp_path):
+    model = _compiled_model(monkeypatch, tmp_path)["model"]
+    assert model.steps_per_execution == 1
+    # auto: Keras' choice, off on this CPU-only machine.
+    assert model.jit_compile is (len(tf.config.list_physical_devices("GPU")) > 0)
+    assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_train_mixed_precision_flag_sets_and_restores_the_policy(monkeypatch, tmp_path):
+    seen = _compiled_model(monkeypatch, tmp_path, "--mixed-precision", "float16")
+    model = seen["model"]
+    assert seen["policy"] == "mixed_float16"
+    assert model.network.dtype_policy.name == "mixed_float16"
+    assert model.normalizer.dtype_policy.name == "float32"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert keras.mixed_precision.global_policy().name == "float32"  # set back
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_without_nans(tiny_config, policy):
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(3)
+    model = DiffusionModel(tiny_config, kid_weights=None)
+    model.compile()
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (
+        policy == "mixed_float16")
+    images = _images(tiny_config)
+    model.normalizer.adapt(images)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(4, drop_remainder=True)
+    history = model.fit(dataset.repeat(2), epochs=1, verbose=0, shuffle=False)
+    losses = history.history["n_loss"] + history.history["i_loss"]
+    assert all(np.isfinite(losses))
+    assert model.network.layers[-1].compute_dtype == policy.split("_")[1]
+    for weight in model.network.weights + model.ema_network.weights:
+        assert weight.dtype == "float32"
+        assert np.all(np.isfinite(weight.numpy()))
+    # The sampler (float32 signature) works under the mixed policy.
+    generated = model.generate(2, diffusion_steps=2, seed=0)
+    assert generated.dtype == np.float32 and np.all(np.isfinite(generated))
+
+
+def test_compiled_sampler_equals_python_loop_under_the_default_policy(tiny_config):
+    keras.utils.set_random_seed(4)
+    model = DiffusionModel(tiny_config, kid_weights=None)
+    rng = np.random.default_rng(5)
+    # The output layer starts at zero; random weights make the comparison meaningful.
+    for weight in model.ema_network.layers[-1].weights:
+        weight.assign(0.1 * rng.normal(size=weight.shape).astype("float32"))
+    noise = model.initial_noise(3, seed=6)
+    loop = keras.ops.convert_to_numpy(model.reverse_diffusion(noise, 4))
+    compiled = keras.ops.convert_to_numpy(model.compiled_reverse_diffusion(noise, 4))
+    assert compiled.dtype == np.float32
+    np.testing.assert_allclose(compiled, loop, rtol=1e-4, atol=1e-4 * np.abs(loop).max())
