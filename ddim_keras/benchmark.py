@@ -31,6 +31,7 @@ import sys
 import time
 
 from ddim_keras.config import DiffusionConfig, preset
+from ddim_keras.distribute import cpu_description, gpu_names
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
 from ddim_keras.run_dir import write_json_atomic
 
@@ -167,38 +168,9 @@ def forward_flops(network):
 # -- environment ---------------------------------------------------------------------
 
 
-def cpu_description():
-    name = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "unknown"
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return f"CPU: {name}, {cores} cores"
-
-
 def device_description():
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        names = []
-        for gpu in gpus:
-            try:
-                details = tf.config.experimental.get_device_details(gpu)
-            except Exception:  # noqa: BLE001 - details are best effort
-                details = {}
-            names.append(details.get("device_name", gpu.name))
-        return f"GPU: {', '.join(names)}"
-    return cpu_description()
+    gpus = gpu_names()
+    return f"GPU: {', '.join(gpus)}" if gpus else f"CPU: {cpu_description()}"
 
 
 def peak_rss_mb():

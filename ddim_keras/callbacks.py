@@ -18,6 +18,7 @@ import io
 import math
 import os
 import sys
+import time
 
 import keras
 import numpy as np
@@ -409,27 +410,38 @@ class RunState(keras.callbacks.Callback):
         ])
     """
 
-    def __init__(self, path, best_checkpoint):
+    def __init__(self, path, best_checkpoint, train_seconds=0.0):
         super().__init__()
         self.path = path
         self.best_checkpoint = best_checkpoint
+        # Wall time of the completed epochs, carried over from a resumed run.
+        self.train_seconds = float(train_seconds)
+        self._epoch_started = None
 
     def get_config(self):
-        return {"path": self.path, "best_checkpoint": self.best_checkpoint.get_config()}
+        return {"path": self.path, "best_checkpoint": self.best_checkpoint.get_config(),
+                "train_seconds": self.train_seconds}
 
     @classmethod
     def from_config(cls, config):
         """A RunState with a new :class:`AtomicCheckpoint` built from the nested config."""
         config = dict(config)
-        return cls(config.pop("path"), AtomicCheckpoint.from_config(config.pop("best_checkpoint")))
+        return cls(config.pop("path"), AtomicCheckpoint.from_config(config.pop("best_checkpoint")),
+                   config.pop("train_seconds", 0.0))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         if not logs_are_finite(logs):
             return
+        if self._epoch_started is not None:
+            self.train_seconds += time.monotonic() - self._epoch_started
         write_json_atomic(self.path, {
             "epoch": epoch + 1,
             "monitor": self.best_checkpoint.monitor,
             "best": self.best_checkpoint.best,
+            "train_seconds": round(self.train_seconds, 1),
         })
 
 

@@ -119,3 +119,47 @@ def resolve_precision(value, strategy=None):
     if strategy is not None and isinstance(strategy, tf.distribute.TPUStrategy):
         return "mixed_bfloat16"
     return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+
+
+# -- describing the machine ----------------------------------------------------------
+
+
+def cpu_description():
+    """CPU model and the cores this process may use, e.g. 'AMD EPYC 9B14 (2 cores)'."""
+    import platform
+
+    name = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return f"{name} ({cores} cores)"
+
+
+def gpu_names():
+    """Names of the GPUs TensorFlow sees (empty without GPU support)."""
+    try:
+        import tensorflow as tf
+
+        names = []
+        for device in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(device)
+            names.append(details.get("device_name", device.name))
+        return names
+    except Exception:  # noqa: BLE001 - a description is best effort
+        return []
+
+
+def machine_description():
+    """'CPU model (N cores); GPU names or no GPU', recorded with runs and results."""
+    gpus = gpu_names()
+    return f"{cpu_description()}; {', '.join(gpus) if gpus else 'no GPU'}"

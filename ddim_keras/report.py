@@ -116,8 +116,10 @@ def load_run(path):
         result = read_json(kid_path)
         if isinstance(result, dict) and "kid" in result:
             kid_results.append(result)
-    training_seconds = None
-    if history and os.path.isfile(history_path):
+    training_seconds = state.get("train_seconds")
+    timed_by_files = False
+    if training_seconds is None and history and os.path.isfile(history_path):
+        timed_by_files = True
         # train.py records no wall time: config.json is written when training
         # starts and history.csv after every epoch (a resumed run counts the gap).
         training_seconds = os.path.getmtime(history_path) - os.path.getmtime(config_path)
@@ -126,7 +128,7 @@ def load_run(path):
         "name": os.path.basename(os.path.abspath(path)), "path": path, "config": config,
         "dataset": info.get("dataset"), "info": info, "state": state, "history": history,
         "sweep": sweep_rows, "kid_results": kid_results,
-        "training_seconds": training_seconds,
+        "training_seconds": training_seconds, "timed_by_files": timed_by_files,
         "final_png": final if os.path.isfile(final) else None,
         "sweep_png": _file_or_none(os.path.join(path, "sweep", "kid_vs_steps.png")),
         "sweep_csv": _file_or_none(os.path.join(path, "sweep", "sweep.csv")),
@@ -248,10 +250,12 @@ def row_cells(name, dataset, config, run, copied, base):
         training = f"≈{format_duration(run['training_seconds'])}"
         if epochs_done is not None:
             training += f", {epochs_done}/{run['config'].epochs} epochs"
-        training += " (file times)"
+        if run["timed_by_files"]:
+            training += " (file times)"
     else:
         training = NOT_RUN if not run["history"] else NOT_RECORDED
-    machine = sweep_machine(run) or (kid or {}).get("machine") or NOT_RECORDED
+    machine = (sweep_machine(run) or (kid or {}).get("machine") or run["info"].get("machine")
+               or NOT_RECORDED)
     sweep = NOT_RUN
     if "sweep_csv" in copied:
         sweep = f"[csv]({link(copied['sweep_csv'], base)})"

@@ -4,8 +4,8 @@
 
     RUN_DIR/
       config.json                 the DiffusionConfig the run trains
-      run.json                    dataset, data dir, KID weights of the run
-      state.json                  last completed epoch, best value so far (for resume)
+      run.json                    dataset, data dir, KID weights, seed, machine of the run
+      state.json                  last completed epoch, best value so far, training seconds
       history.csv                 one row of metrics per epoch
       checkpoints/best.weights.h5 best by val_kid (val_n_loss without KID)
       checkpoints/last.weights.h5 after every epoch, optimizer state included

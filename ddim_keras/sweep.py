@@ -17,10 +17,10 @@ and KID weights); only missing cells are computed. ``--force`` recomputes.
 import csv
 import math
 import os
-import platform
 import sys
 import time
 
+from ddim_keras.distribute import machine_description
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
 from ddim_keras.evaluate import DATASETS, weights_label
 from ddim_keras.generate import SEED_LIMIT
@@ -113,31 +113,6 @@ def sampler_name(eta):
     if eta == 1:
         return "DDPM"
     return f"eta={eta:g}"
-
-
-def machine_description():
-    """CPU model and core count, and the GPUs TensorFlow sees (or 'no GPU')."""
-    cpu = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cpu = cpu or platform.processor() or platform.machine() or "unknown CPU"
-    cpu = f"{cpu} ({os.cpu_count()} cores)"
-    gpus = []
-    try:
-        import tensorflow as tf
-
-        for device in tf.config.list_physical_devices("GPU"):
-            details = tf.config.experimental.get_device_details(device)
-            gpus.append(details.get("device_name", device.name))
-    except Exception:  # no TensorFlow GPU support: report what is known
-        pass
-    return f"{cpu}; {', '.join(gpus) if gpus else 'no GPU'}"
 
 
 def read_rows(path):

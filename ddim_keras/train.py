@@ -12,7 +12,7 @@ import time
 
 from ddim_keras.config import DiffusionConfig, PRESETS, preset
 from ddim_keras.distribute import (JIT_CHOICES, PRECISIONS, STRATEGIES, check_strategy_args,
-                                   is_chief, parse_jit_compile)
+                                   is_chief, machine_description, parse_jit_compile)
 from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
                                run_cli)
 from ddim_keras.run_dir import RunDir
@@ -332,6 +332,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
             "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None,
             "kid_weights": kid_weights if isinstance(kid_weights, str) else None,
             "seed": args.seed,
+            "machine": machine_description(),
         })
     except OSError as error:
         raise DdimError(f"cannot write the run directory {run_dir.path}: "
@@ -349,7 +350,8 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
         cb.AtomicCheckpoint(run_dir.last_checkpoint),
         keras.callbacks.CSVLogger(run_dir.history_path, append=bool(initial_epoch)),
         # state.json moves on only once the checkpoints and history are on disk.
-        cb.RunState(run_dir.state_path, best_checkpoint),
+        cb.RunState(run_dir.state_path, best_checkpoint,
+                    train_seconds=state.get("train_seconds", 0.0)),
         # Also an image summary in logs/samples, and inline in a notebook.
         cb.SampleGrid(run_dir.samples_dir, diffusion_steps=config.plot_diffusion_steps,
                       seed=SAMPLE_SEED, log_dir=run_dir.logs_dir),

@@ -141,3 +141,10 @@ def test_existing_run_on_another_dataset_is_refused(tiny_run, tmp_path, capsys):
                            "--output", tiny_run], capsys)
     assert code == 2
     assert "--dataset shapes" in err and "Traceback" not in err
+
+
+def test_run_records_training_time_and_machine(tiny_run):
+    state = json.load(open(os.path.join(tiny_run, "state.json")))
+    assert state["train_seconds"] > 0
+    info = json.load(open(os.path.join(tiny_run, "run.json")))
+    assert "cores" in info["machine"]
