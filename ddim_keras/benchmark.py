@@ -33,7 +33,7 @@ import time
 from ddim_keras.config import DiffusionConfig, preset
 from ddim_keras.distribute import cpu_description, gpu_names
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
-from ddim_keras.run_dir import write_json_atomic
+from ddim_keras.run_dir import check_writable_folder, write_json_atomic
 
 DEFAULT_PRESET = "flowers"
 DEFAULT_STEPS = 20
@@ -96,13 +96,7 @@ def check_args(args):
         if os.path.isdir(path):
             raise UsageError(f"--output {args.output} is a folder; give a file name such as "
                              "bench.json.")
-        folder = os.path.dirname(path)
-        if not os.path.isdir(folder):
-            raise UsageError(f"--output {args.output}: folder {folder} does not exist; create "
-                             "it first or choose another --output.")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UsageError(f"--output {args.output}: folder {folder} is not writable; choose "
-                             "another --output.")
+        check_writable_folder(os.path.dirname(path))
 
 
 def resolve_config(args):

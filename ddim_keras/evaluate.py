@@ -17,8 +17,9 @@ import sys
 import warnings
 
 from ddim_keras.errors import ArgumentParser, DataError, UsageError, run_cli
+from ddim_keras.run_dir import check_writable_folder
 from ddim_keras.generate import (SEED_LIMIT, add_model_arguments,
-                                 check_output_files, check_writable_folder, make_progress,
+                                 check_output_files, make_progress,
                                  resolve_source)
 
 DATASETS = ("flowers", "celeba", "folder", "shapes")
@@ -64,6 +65,11 @@ def check_numbers(args):
         raise UsageError(f"--steps must be at least 1, got {args.steps}.")
     if not math.isfinite(args.eta) or args.eta < 0:
         raise UsageError(f"--eta must be zero or positive (0 = DDIM, 1 = DDPM), got {args.eta}.")
+    check_kid_args(args)
+
+
+def check_kid_args(args):
+    """The flags every KID measurement shares (evaluate and sweep)."""
     if args.num_images < 2:
         raise UsageError(f"--num-images must be at least 2 (KID compares pairs of images), got "
                          f"{args.num_images}.")

@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from ddim_keras.run_dir import check_writable_folder
 from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
                                run_cli)
 
@@ -295,28 +296,6 @@ def check_output_files(paths, overwrite):
                                            else "")
         raise UsageError(f"output {shown} already exists; pass --overwrite to replace it, or "
                          "choose another --output or --seed.")
-
-
-def check_writable_folder(folder, create_levels=0):
-    """Check that files can be written into ``folder``.
-
-    Up to ``create_levels`` missing folders at the end of the path are created
-    when writing (a default output folder, say); the first existing one must be
-    a writable folder. Missing folders beyond that are an error, not created.
-    """
-    folder = os.path.abspath(folder)
-    target = folder
-    for _ in range(create_levels):
-        if os.path.exists(target):
-            break
-        target = os.path.dirname(target)
-    if not os.path.exists(target):
-        raise UsageError(f"output folder {target} does not exist; create it first or choose "
-                         "another --output.")
-    if not os.path.isdir(target):
-        raise UsageError(f"output path {target} is not a folder; choose another --output.")
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {target} is not writable; choose another --output.")
 
 
 # -- the plan: what to sample and where it goes --------------------------------------------

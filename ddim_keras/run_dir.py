@@ -118,6 +118,29 @@ class RunDir:
         )
 
 
+def check_writable_folder(folder, create_levels=0):
+    """Check that files can be written into ``folder`` (a usage error if not).
+
+    Up to ``create_levels`` missing folders at the end of the path may be
+    created when writing (``None``: any number, like ``mkdir -p``); the first
+    existing one must be a writable folder. Missing folders beyond that are an
+    error, not created.
+    """
+    target = os.path.abspath(folder)
+    levels = 0
+    while not os.path.exists(target) and (create_levels is None or levels < create_levels):
+        target = os.path.dirname(target)
+        levels += 1
+    if not os.path.exists(target):
+        raise UsageError(f"output folder {target} does not exist; create it first or choose "
+                         "another --output.")
+    if not os.path.isdir(target):
+        raise UsageError(f"output path {target} is a file, not a folder; choose another "
+                         "--output.")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {target} is not writable; choose another --output.")
+
+
 def write_json_atomic(path, data):
     """Write JSON through a temporary file and a rename; errors become DdimError."""
     from ddim_keras.errors import DdimError

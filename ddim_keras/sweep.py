@@ -22,8 +22,7 @@ import time
 
 from ddim_keras.distribute import machine_description
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
-from ddim_keras.evaluate import DATASETS, weights_label
-from ddim_keras.generate import SEED_LIMIT
+from ddim_keras.evaluate import DATASETS, check_kid_args, weights_label
 
 DEFAULT_STEPS = (1, 2, 3, 5, 10, 20, 50)
 DEFAULT_ETAS = (0.0, 1.0)
@@ -96,14 +95,7 @@ def check_args(args):
         if not math.isfinite(eta) or eta < 0:
             raise UsageError(f"--etas must be zero or positive (0 = DDIM, 1 = DDPM), got "
                              f"{args.etas}.")
-    if args.num_images < 2:
-        raise UsageError(f"--num-images must be at least 2 (KID compares pairs of images), got "
-                         f"{args.num_images}.")
-    if args.batch_size is not None and args.batch_size < 2:
-        raise UsageError(f"--batch-size must be at least 2 (KID is estimated within a batch), "
-                         f"got {args.batch_size}.")
-    if not 0 <= args.seed < SEED_LIMIT:
-        raise UsageError(f"--seed must be between 0 and {SEED_LIMIT - 1}, got {args.seed}.")
+    check_kid_args(args)
     return steps, etas
 
 

@@ -15,7 +15,7 @@ from ddim_keras.distribute import (JIT_CHOICES, PRECISIONS, STRATEGIES, check_st
                                    is_chief, machine_description, parse_jit_compile)
 from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
                                run_cli)
-from ddim_keras.run_dir import RunDir
+from ddim_keras.run_dir import RunDir, check_writable_folder
 
 DATASETS = ("flowers", "celeba", "folder", "shapes")
 SAMPLE_SEED = 42
@@ -110,23 +110,6 @@ def check_args(args):
 RESUME_MAY_CHANGE = ("epochs", "learning_rate", "weight_decay")
 
 
-def check_output_path(path):
-    """Refuse an --output that cannot become a folder, before anything heavy runs.
-
-    Missing folders are created (like ``mkdir -p``); the nearest existing one
-    must be a writable folder.
-    """
-    parent = path
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise UsageError(f"--output {path}: {parent} is a file, not a folder; choose another "
-                         "--output.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--output {path}: folder {parent} is not writable; choose another "
-                         "--output.")
-
-
 def prepare_run_dir(run_dir, config, args):
     """Decide between a fresh run, a resume, and a refusal. Returns the state."""
     if args.resume and args.overwrite:
@@ -144,7 +127,8 @@ def prepare_run_dir(run_dir, config, args):
                 f"--output {run_dir.path} is a non-empty folder that is not a run directory; "
                 "choose another --output, or pass --overwrite to write into it."
             )
-        check_output_path(run_dir.path)
+        # Missing folders are created like mkdir -p; the nearest existing one must be writable.
+        check_writable_folder(run_dir.path, create_levels=None)
         return {}
     existing = run_dir.read_config()
     if args.overwrite:
