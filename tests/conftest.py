@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,3 +42,29 @@ def tiny_run(tmp_path_factory):
                        "--steps-per-epoch", "3", "--verbose", "0"])
     assert code == 0
     return str(run)
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    """A writable copy of the tiny run (commands write results beside a run)."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    return run
+
+
+def run_command(capsys, main, *argv):
+    """Run a CLI's ``main`` as ``python -m`` would; returns (exit code, stdout, stderr)."""
+    from ddim_keras.errors import run_cli
+
+    code = run_cli(main, [str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error(err, words):
+    """stderr holds exactly one ``error:`` paragraph, no traceback, naming ``words``."""
+    assert "Traceback" not in err
+    assert err.count("error: ") == 1
+    message = " ".join(err[err.index("error: "):].split())
+    for word in words:
+        assert word in message, message
