@@ -10,7 +10,12 @@ needs no dataset and no download:
 * sampling: images/s of the compiled sampler (one graph while-loop, after one
   warm-up call) and of the example's step-by-step Python loop, which calls the
   network eagerly once per step (after a one-step warm-up), on the same noise
-  and steps; their ratio, and the largest difference between their outputs;
+  and steps, each timed ``--repeats`` times in turns (the median counts); their
+  ratio, and the largest difference between their outputs;
+  then the compiled sampler once more in reduced precision (``--mixed-precision``,
+  by default generate's ``auto`` choice: bfloat16 on a CPU with native
+  bfloat16, float16 on a GPU), its speed against both, and how far its output
+  is from the float32 sampler's;
 * memory: the process's peak resident set size (``ru_maxrss``);
 * FLOPs: the network's forward FLOPs per image, counted analytically from its
   layers (see :func:`forward_flops`), the training FLOP/s this achieves, and a
@@ -31,7 +36,8 @@ import sys
 import time
 
 from ddim_keras.config import DiffusionConfig, preset
-from ddim_keras.distribute import cpu_description, gpu_names
+from ddim_keras.distribute import (PRECISIONS, cpu_description, gpu_names,
+                                   resolve_sampling_precision)
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
 from ddim_keras.run_dir import check_writable_folder, write_json_atomic
 
@@ -39,6 +45,7 @@ DEFAULT_PRESET = "flowers"
 DEFAULT_STEPS = 20
 DEFAULT_TRAIN_STEPS = 5
 DEFAULT_NUM_IMAGES = 18
+DEFAULT_REPEATS = 3
 DEFAULT_MATMUL_SIZE = 2048
 #: The matmul is repeated until it has run this long (and at least 3 times).
 MATMUL_MIN_SECONDS = 1.0
@@ -70,10 +77,18 @@ def build_parser():
                         help="timed training steps after the warm-up (default: %(default)s)")
     parser.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES,
                         help="images sampled, in one batch (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                        help="timed runs of each sampler; the median counts (default: "
+                             "%(default)s)")
     parser.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"),
                         help="XLA for the train step, passed to model.compile (default: auto, "
                              "Keras' choice: off on CPU-only machines); the sampler is not "
                              "affected")
+    parser.add_argument("--mixed-precision", default="auto", choices=PRECISIONS,
+                        help="also time the compiled sampler in this precision, as generate "
+                             "--mixed-precision would sample (default: %(default)s: bfloat16 "
+                             "on a CPU with native bfloat16, float16 on a GPU, else skipped); "
+                             "off skips it")
     parser.add_argument("--matmul-size", type=int, default=DEFAULT_MATMUL_SIZE,
                         help="n of the n x n float32 matmul that measures the machine's "
                              "practical FLOP/s (default: %(default)s)")
@@ -88,6 +103,7 @@ def build_parser():
 def check_args(args):
     for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps),
                         ("--train-steps", args.train_steps), ("--num-images", args.num_images),
+                        ("--repeats", args.repeats),
                         ("--matmul-size", args.matmul_size)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}.")
@@ -304,40 +320,81 @@ def randomize_output_layer(network, noise, seed=SEED):
         kernel.assign(kernel / std)
 
 
-def measure_sampling(model, num_images, steps):
+def _timed(function):
+    """(seconds, result as NumPy) of one call; converting waits for the result."""
+    import numpy as np
+
+    started = time.perf_counter()
+    result = np.asarray(function())
+    return time.perf_counter() - started, result
+
+
+def measure_sampling(model, num_images, steps, precision="float32", repeats=DEFAULT_REPEATS):
+    """Compiled sampler and Python loop in float32; then ``precision``, unless float32.
+
+    Each sampler runs ``repeats`` times after a warm-up, the samplers taking
+    turns so that a change in the machine's load hits them alike; the median
+    time counts.
+    """
     import numpy as np
 
     noise = model.initial_noise(num_images, seed=SEED)
     randomize_output_layer(model.ema_network, noise)
+    samplers = {
+        "compiled": lambda: model.compiled_reverse_diffusion(noise, steps, seed=SEED),
+        "loop": lambda: model.reverse_diffusion(noise, steps, seed=SEED),
+    }
+    if precision != "float32":
+        samplers["mixed"] = lambda: model.compiled_reverse_diffusion(noise, steps, seed=SEED,
+                                                                     precision=precision)
+    first_call_s, _ = _timed(samplers["compiled"])
+    np.asarray(model.reverse_diffusion(noise, 1, seed=SEED))  # the loop's warm-up: one step
+    if "mixed" in samplers:
+        _timed(samplers["mixed"])
+    times = {name: [] for name in samplers}
+    outputs = {}
+    for _ in range(repeats):
+        for name, sampler in samplers.items():
+            seconds, outputs[name] = _timed(sampler)
+            times[name].append(seconds)
+    median = {name: float(np.median(values)) for name, values in times.items()}
 
-    started = time.perf_counter()
-    np.asarray(model.compiled_reverse_diffusion(noise, steps, seed=SEED))
-    first_call_s = time.perf_counter() - started
-    started = time.perf_counter()
-    compiled = np.asarray(model.compiled_reverse_diffusion(noise, steps, seed=SEED))
-    compiled_s = time.perf_counter() - started
-
-    np.asarray(model.reverse_diffusion(noise, 1, seed=SEED))  # warm-up: one step
-    started = time.perf_counter()
-    loop = np.asarray(model.reverse_diffusion(noise, steps, seed=SEED))
-    loop_s = time.perf_counter() - started
-
+    compiled, loop = outputs["compiled"], outputs["loop"]
     max_abs_diff = float(np.max(np.abs(compiled - loop)))
     max_abs = float(np.max(np.abs(loop)))
-    compiled_ips = num_images / compiled_s
-    loop_ips = num_images / loop_s
+    compiled_ips = num_images / median["compiled"]
+    loop_ips = num_images / median["loop"]
+    mixed = None
+    if "mixed" in samplers:
+        mixed_ips = num_images / median["mixed"]
+        mixed = {
+            "precision": precision,
+            "compiled_s": median["mixed"],
+            "compiled_s_all": times["mixed"],
+            "images_per_s": mixed_ips,
+            "ratio": mixed_ips / loop_ips,
+            "speedup_over_float32": mixed_ips / compiled_ips,
+            # Relative to the largest float32 value: the untrained network's
+            # samples are far outside the data range (see randomize_output_layer).
+            "max_rel_diff": float(np.max(np.abs(outputs["mixed"] - compiled)))
+            / max(1.0, max_abs),
+        }
     return {
         "num_images": num_images,
         "steps": steps,
+        "repeats": repeats,
         "compiled_first_call_s": first_call_s,
-        "compiled_s": compiled_s,
-        "loop_s": loop_s,
+        "compiled_s": median["compiled"],
+        "loop_s": median["loop"],
+        "compiled_s_all": times["compiled"],
+        "loop_s_all": times["loop"],
         "compiled_images_per_s": compiled_ips,
         "loop_images_per_s": loop_ips,
         "ratio": compiled_ips / loop_ips,
         "max_abs_diff": max_abs_diff,
         "max_abs_value": max_abs,
         "agree": bool(max_abs_diff <= 1e-3 * max(1.0, max_abs)),
+        "mixed": mixed,
     }
 
 
@@ -359,7 +416,8 @@ def measure_matmul(size, min_seconds=MATMUL_MIN_SECONDS):
 
 
 def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
-                  matmul_size=DEFAULT_MATMUL_SIZE):
+                  matmul_size=DEFAULT_MATMUL_SIZE, sampling_precision="float32",
+                  repeats=DEFAULT_REPEATS):
     """Every measurement for one config; returns the result as a dict."""
     import keras
     import tensorflow as tf
@@ -378,7 +436,7 @@ def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
 
     forward = forward_flops(model.network)
     train = measure_training(model, config, train_steps)
-    sampling = measure_sampling(model, num_images, steps)
+    sampling = measure_sampling(model, num_images, steps, sampling_precision, repeats)
     matmul_end = measure_matmul(matmul_size)
     matmul_per_s = max(matmul_start["flops_per_s"], matmul_end["flops_per_s"])
 
@@ -444,13 +502,25 @@ def format_table(result):
         ("sampling: compiled images/s", f"{sampling['compiled_images_per_s']:.2f} "
                                         f"({sampling['compiled_s']:.2f} s for "
                                         f"{sampling['num_images']} images x "
-                                        f"{sampling['steps']} steps)"),
+                                        f"{sampling['steps']} steps; median of "
+                                        f"{sampling['repeats']})"),
         ("sampling: Python loop images/s", f"{sampling['loop_images_per_s']:.2f} "
                                            f"({sampling['loop_s']:.2f} s)"),
         ("sampling: compiled / loop", f"{sampling['ratio']:.2f}x"),
         ("sampling: max |compiled - loop|", f"{sampling['max_abs_diff']:.2e} of values up to "
                                             f"{sampling['max_abs_value']:.3g} "
                                             f"({'agree' if sampling['agree'] else 'DIFFER'})"),
+    ]
+    mixed = sampling["mixed"]
+    if mixed is not None:
+        rows += [
+            (f"sampling: compiled {mixed['precision']} images/s",
+             f"{mixed['images_per_s']:.2f} ({mixed['compiled_s']:.2f} s; "
+             f"{mixed['ratio']:.2f}x the loop, {mixed['speedup_over_float32']:.2f}x float32)"),
+            (f"sampling: {mixed['precision']} vs float32",
+             f"max difference {100.0 * mixed['max_rel_diff']:.2g} % of the largest value"),
+        ]
+    rows += [
         ("memory: peak RSS", f"{result['memory']['peak_rss_mb']:.0f} MiB"),
         ("FLOPs: forward per image", _si(flops["per_image"], "FLOP")),
         ("FLOPs: training achieved", _si(flops["achieved_per_s"], "FLOP/s")),
@@ -477,7 +547,9 @@ def main(argv=None):
     result = run_benchmark(config, steps=args.steps, train_steps=args.train_steps,
                            num_images=args.num_images,
                            jit_compile=parse_jit_compile(args.jit_compile),
-                           matmul_size=args.matmul_size)
+                           matmul_size=args.matmul_size,
+                           sampling_precision=resolve_sampling_precision(args.mixed_precision),
+                           repeats=args.repeats)
     print(format_table(result))
     if not result["sampling"]["agree"]:
         print(f"warning: the compiled sampler and the Python loop differ by up to "

@@ -4,8 +4,9 @@
 - :func:`is_chief` / :func:`task_from_tf_config` read ``TF_CONFIG`` (without
   importing TensorFlow) to decide which multi-worker process writes the run
   directory: the chief, or worker 0 when the cluster names no chief.
-- :func:`resolve_precision` turns ``--mixed-precision`` into a Keras dtype
-  policy name.
+- :func:`resolve_precision` turns train's ``--mixed-precision`` into a Keras
+  dtype policy name; :func:`resolve_sampling_precision` turns generate's into
+  the precision the sampler computes in.
 
 Under any strategy ``config.batch_size`` is the GLOBAL batch: Keras' ``fit``
 splits each batch of the dataset across the replicas, and
@@ -119,6 +120,40 @@ def resolve_precision(value, strategy=None):
     if strategy is not None and isinstance(strategy, tf.distribute.TPUStrategy):
         return "mixed_bfloat16"
     return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+
+
+def cpu_has_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU has native bfloat16 dot products (AVX512_BF16 or AMX-BF16)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_sampling_precision(value, cpuinfo="/proc/cpuinfo"):
+    """The precision the sampler computes in for generate's ``--mixed-precision VALUE``.
+
+    Returns "float32", "bfloat16" or "float16". ``auto`` is float16 when a GPU
+    is visible, bfloat16 on a CPU with native bfloat16 instructions (measured
+    1.9x faster than float32 sampling there, see README), float32 otherwise
+    (emulated bfloat16 is slower). Training keeps its own choice
+    (:func:`resolve_precision`): on the same CPU its backward pass was slower in
+    bfloat16.
+    """
+    if value == "off":
+        return "float32"
+    if value in ("float16", "bfloat16"):
+        return value
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return "float16"
+    return "bfloat16" if cpu_has_bfloat16(cpuinfo) else "float32"
 
 
 # -- describing the machine ----------------------------------------------------------

@@ -22,10 +22,20 @@ from ddim_keras.schedules import get_schedule
 
 PACKAGE = "ddim_keras"
 
+#: Sampling precisions: the dtype policy of the network copy that samples in them.
+SAMPLING_POLICIES = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
 LOSS_FUNCTIONS = {
     "mae": keras.losses.mean_absolute_error,
     "mse": keras.losses.mean_squared_error,
 }
+
+
+class _Untracked:
+    """Holds objects out of Keras' attribute tracking, hence out of checkpoints."""
+
+    def __init__(self):
+        self.items = {}
 
 
 def _step_logs(metrics):
@@ -91,6 +101,8 @@ class DiffusionModel(keras.Model):
         self.built = True
         self._compiled_sampler = None
         self._distributed_seed = None
+        # Reduced-precision copies of ema_network for sampling, by precision.
+        self._sampling_networks = _Untracked()
 
     # -- configuration -------------------------------------------------------------
 
@@ -161,9 +173,10 @@ class DiffusionModel(keras.Model):
             self.diffusion_config.max_signal_rate,
         )
 
-    def denoise(self, noisy_images, noise_rates, signal_rates, training):
+    def denoise(self, noisy_images, noise_rates, signal_rates, training, network=None):
         # The exponential moving average weights are used for evaluation.
-        network = self.network if training else self.ema_network
+        if network is None:
+            network = self.network if training else self.ema_network
         # Predict the noise component; the image component follows from it.
         pred_noises = network([noisy_images, noise_rates**2], training=training)
         # Under a mixed precision policy the network computes in float16/bfloat16;
@@ -174,6 +187,32 @@ class DiffusionModel(keras.Model):
 
     def _denoise_eval(self, noisy_images, noise_rates, signal_rates):
         return self.denoise(noisy_images, noise_rates, signal_rates, training=False)
+
+    def sampling_network(self, precision="float32"):
+        """The network that samples in ``precision``: "float32", "bfloat16" or "float16".
+
+        float32 is ``ema_network`` itself. The others are a copy of it whose
+        layers compute in that precision (a mixed dtype policy: the weights stay
+        float32), with the EMA weights copied in on every call, so it always
+        samples with the current weights. Sampling in bfloat16 is about 1.9x
+        faster than float32 on a CPU with native bfloat16 instructions
+        (AVX512_BF16), at about 1 % of the pixel range in difference; see
+        README "Speed and multiple devices".
+        """
+        if precision not in SAMPLING_POLICIES:
+            raise ValueError(f"unknown sampling precision {precision!r}; use one of "
+                             f"{', '.join(SAMPLING_POLICIES)}")
+        if precision == "float32":
+            return self.ema_network
+        copies = self._sampling_networks.items
+        if precision not in copies:
+            copies[precision] = build_network(self.diffusion_config,
+                                              name=f"residual_unet_{precision}",
+                                              dtype=SAMPLING_POLICIES[precision])
+        network = copies[precision]
+        for target, source in zip(network.weights, self.ema_network.weights):
+            target.assign(source)
+        return network
 
     def reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0):
         """Step-by-step sampling loop (the example's), returns normalized images.
@@ -187,19 +226,28 @@ class DiffusionModel(keras.Model):
         )
 
     def compiled_reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0,
-                                   record=False):
-        """The same sampler compiled into one graph; no retrace per step count."""
+                                   record=False, precision="float32"):
+        """The same sampler compiled into one graph; no retrace per step count.
+
+        ``precision`` other than "float32" samples with :meth:`sampling_network`.
+        """
+        network = self.sampling_network(precision)
         if self._compiled_sampler is None:
             self._compiled_sampler = {}
-        if record not in self._compiled_sampler:
+        key = (record, precision)
+        if key not in self._compiled_sampler:
+            def denoise(noisy_images, noise_rates, signal_rates):
+                return self.denoise(noisy_images, noise_rates, signal_rates, training=False,
+                                    network=network)
+
             def run(initial_noise, diffusion_steps, eta, seed):
                 return sampling.reverse_diffusion_graph(
-                    self._denoise_eval, self.diffusion_schedule, initial_noise,
+                    denoise, self.diffusion_schedule, initial_noise,
                     diffusion_steps, eta=eta, seed=seed, record=record,
                 )
 
             shape = (None, self.image_size, self.image_size, 3)
-            self._compiled_sampler[record] = tf.function(
+            self._compiled_sampler[key] = tf.function(
                 run,
                 input_signature=[
                     tf.TensorSpec(shape, tf.float32),
@@ -209,7 +257,7 @@ class DiffusionModel(keras.Model):
                 ],
                 jit_compile=False,
             )
-        return self._compiled_sampler[record](
+        return self._compiled_sampler[key](
             tf.convert_to_tensor(initial_noise, tf.float32),
             tf.constant(int(diffusion_steps), tf.int32),
             tf.constant(float(eta), tf.float32),
@@ -227,12 +275,14 @@ class DiffusionModel(keras.Model):
         return rng.standard_normal(shape, dtype=np.float32)
 
     def generate(self, num_images, diffusion_steps, eta=0.0, seed=None, batch_size=None,
-                 progress=None):
+                 progress=None, precision="float32"):
         """Sample ``num_images`` images in [0, 1] as a NumPy array (N, S, S, 3).
 
         Works in chunks of ``batch_size`` (default: the config's batch size) so
         that memory stays bounded; the result does not depend on the chunking
         for ``eta=0``. ``progress`` is an optional callable(done, total).
+        ``precision``: "float32" (default), "bfloat16" or "float16", see
+        :meth:`sampling_network`.
         """
         if num_images < 1:
             raise ValueError("num_images must be at least 1")
@@ -246,7 +296,7 @@ class DiffusionModel(keras.Model):
         for start in range(0, num_images, batch_size):
             images = self.compiled_reverse_diffusion(
                 initial_noise[start:start + batch_size], diffusion_steps, eta=eta,
-                seed=seed + start,
+                seed=seed + start, precision=precision,
             )
             chunks.append(ops.convert_to_numpy(self.denormalize(images)))
             if progress is not None:

@@ -60,67 +60,74 @@ class SinusoidalEmbedding(layers.Layer):
         return config
 
 
-def residual_block(x, width):
+def residual_block(x, width, dtype=None):
     """BatchNorm -> 3x3 swish conv -> 3x3 conv, plus a (projected) shortcut."""
     input_width = x.shape[3]
     if input_width == width:
         residual = x
     else:
         # A 1x1 convolution matches the shortcut's channels to the block's.
-        residual = layers.Conv2D(width, kernel_size=1)(x)
+        residual = layers.Conv2D(width, kernel_size=1, dtype=dtype)(x)
     # center/scale are redundant: a convolution follows.
-    x = layers.BatchNormalization(center=False, scale=False)(x)
-    x = layers.Conv2D(width, kernel_size=3, padding="same", activation="swish")(x)
-    x = layers.Conv2D(width, kernel_size=3, padding="same")(x)
-    return layers.Add()([x, residual])
+    x = layers.BatchNormalization(center=False, scale=False, dtype=dtype)(x)
+    x = layers.Conv2D(width, kernel_size=3, padding="same", activation="swish", dtype=dtype)(x)
+    x = layers.Conv2D(width, kernel_size=3, padding="same", dtype=dtype)(x)
+    return layers.Add(dtype=dtype)([x, residual])
 
 
-def down_block(x, skips, width, block_depth):
+def down_block(x, skips, width, block_depth, dtype=None):
     for _ in range(block_depth):
-        x = residual_block(x, width)
+        x = residual_block(x, width, dtype)
         skips.append(x)
-    return layers.AveragePooling2D(pool_size=2)(x)
+    return layers.AveragePooling2D(pool_size=2, dtype=dtype)(x)
 
 
-def up_block(x, skips, width, block_depth):
-    x = layers.UpSampling2D(size=2, interpolation="bilinear")(x)
+def up_block(x, skips, width, block_depth, dtype=None):
+    x = layers.UpSampling2D(size=2, interpolation="bilinear", dtype=dtype)(x)
     for _ in range(block_depth):
-        x = layers.Concatenate()([x, skips.pop()])
-        x = residual_block(x, width)
+        x = layers.Concatenate(dtype=dtype)([x, skips.pop()])
+        x = residual_block(x, width, dtype)
     return x
 
 
 def build_unet(image_size, widths, block_depth, embedding_dims=32,
-               embedding_max_frequency=1000.0, name="residual_unet"):
-    """The residual U-Net; 1,953,507 parameters at the example's defaults."""
+               embedding_max_frequency=1000.0, name="residual_unet", dtype=None):
+    """The residual U-Net; 1,953,507 parameters at the example's defaults.
+
+    ``dtype`` is the layers' dtype policy (e.g. "mixed_bfloat16"); None follows
+    Keras' global policy. The embedding computes in float32 under every policy:
+    its angles reach 2*pi*max_frequency (~6,300 rad at the default), which
+    float16 or bfloat16 would round by whole radians, scrambling the noise level.
+    """
     noisy_images = keras.Input(shape=(image_size, image_size, 3))
     noise_variances = keras.Input(shape=(1, 1, 1))
 
     # The noise level enters once, at full resolution, as extra channels.
-    e = SinusoidalEmbedding(embedding_dims, embedding_max_frequency)(noise_variances)
-    e = layers.UpSampling2D(size=image_size, interpolation="nearest")(e)
+    e = SinusoidalEmbedding(embedding_dims, embedding_max_frequency, dtype="float32")(
+        noise_variances)
+    e = layers.UpSampling2D(size=image_size, interpolation="nearest", dtype=dtype)(e)
 
-    x = layers.Conv2D(widths[0], kernel_size=1)(noisy_images)
-    x = layers.Concatenate()([x, e])
+    x = layers.Conv2D(widths[0], kernel_size=1, dtype=dtype)(noisy_images)
+    x = layers.Concatenate(dtype=dtype)([x, e])
 
     skips = []
     for width in widths[:-1]:
-        x = down_block(x, skips, width, block_depth)
+        x = down_block(x, skips, width, block_depth, dtype)
 
     for _ in range(block_depth):
-        x = residual_block(x, widths[-1])
+        x = residual_block(x, widths[-1], dtype)
 
     for width in reversed(widths[:-1]):
-        x = up_block(x, skips, width, block_depth)
+        x = up_block(x, skips, width, block_depth, dtype)
 
     # Zero init: the untrained network predicts zero noise, the targets' mean.
-    x = layers.Conv2D(3, kernel_size=1, kernel_initializer="zeros")(x)
+    x = layers.Conv2D(3, kernel_size=1, kernel_initializer="zeros", dtype=dtype)(x)
 
     return keras.Model([noisy_images, noise_variances], x, name=name)
 
 
-def build_network(config, name="residual_unet"):
-    """The U-Net described by a DiffusionConfig."""
+def build_network(config, name="residual_unet", dtype=None):
+    """The U-Net described by a DiffusionConfig (``dtype``: see :func:`build_unet`)."""
     return build_unet(
         config.image_size,
         list(config.widths),
@@ -128,4 +135,5 @@ def build_network(config, name="residual_unet"):
         embedding_dims=config.embedding_dims,
         embedding_max_frequency=config.embedding_max_frequency,
         name=name,
+        dtype=dtype,
     )

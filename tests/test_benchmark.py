@@ -18,7 +18,8 @@ from ddim_keras import benchmark
 from ddim_keras.config import PRESETS
 from ddim_keras.errors import UsageError, run_cli
 
-TINY_ARGS = ["--steps", "2", "--train-steps", "2", "--num-images", "4", "--matmul-size", "256"]
+TINY_ARGS = ["--steps", "2", "--train-steps", "2", "--num-images", "4", "--matmul-size", "256",
+             "--repeats", "2", "--mixed-precision", "bfloat16"]
 
 REQUIRED = {
     "train": ("images_per_s", "first_step_s", "step_s"),
@@ -112,6 +113,30 @@ def test_derived_numbers_follow_from_the_measured_ones(tiny_result):
     assert flops["utilization"] == pytest.approx(flops["achieved_per_s"] / flops["matmul_per_s"])
 
 
+def test_reduced_precision_sampler_is_measured(tiny_result):
+    sampling, mixed = tiny_result["sampling"], tiny_result["sampling"]["mixed"]
+    assert mixed["precision"] == "bfloat16"
+    for key in ("compiled_s", "images_per_s", "ratio", "speedup_over_float32"):
+        assert math.isfinite(mixed[key]) and mixed[key] > 0, key
+    assert mixed["images_per_s"] == pytest.approx(4 / mixed["compiled_s"])
+    assert mixed["ratio"] == pytest.approx(mixed["images_per_s"] / sampling["loop_images_per_s"])
+    assert mixed["speedup_over_float32"] == pytest.approx(
+        mixed["images_per_s"] / sampling["compiled_images_per_s"])
+    # bfloat16 keeps about 3 significant digits: close, but not float32's result.
+    assert 0.0 < mixed["max_rel_diff"] < 0.1
+    assert "bfloat16" in tiny_result["printed"]
+
+
+def test_samplers_are_timed_repeatedly_and_the_median_counts(tiny_result):
+    sampling = tiny_result["sampling"]
+    assert sampling["repeats"] == 2
+    for name in ("compiled", "loop"):
+        times = sampling[f"{name}_s_all"]
+        assert len(times) == 2 and all(t > 0 for t in times)
+        assert sampling[f"{name}_s"] == pytest.approx(sum(times) / 2)  # median of two
+    assert len(sampling["mixed"]["compiled_s_all"]) == 2
+
+
 def test_compiled_sampler_and_python_loop_agree(tiny_result):
     assert tiny_result["sampling"]["agree"]
     assert tiny_result["sampling"]["max_abs_diff"] < 1e-3
@@ -154,6 +179,8 @@ def test_table_is_printed(tiny_result):
     (["--config", "{not_json}"], ["not valid JSON"]),
     (["--config", "{bad_value}"], ["image_size", "divisible"]),
     (["--jit-compile", "maybe"], ["--jit-compile"]),
+    (["--repeats", "0"], ["--repeats", "at least 1"]),
+    (["--mixed-precision", "float64"], ["--mixed-precision"]),
     (["--output", "{no_folder}/bench.json"], ["does not exist"]),
 ])
 def test_bad_input_is_refused_with_exit_code_2(tmp_path, capsys, argv, words):

@@ -1,4 +1,5 @@
-"""Fast paths: the EMA update, train flags reaching compile, mixed precision."""
+"""Fast paths: the EMA update, train flags reaching compile, mixed precision,
+reduced-precision sampling."""
 
 import keras
 import numpy as np
@@ -6,8 +7,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import write_config
-from ddim_keras import train
+from ddim_keras import distribute, train
 from ddim_keras.model import DiffusionModel
+from ddim_keras.network import SinusoidalEmbedding, build_network
 
 
 @pytest.fixture(autouse=True)
@@ -138,3 +140,105 @@ def test_compiled_sampler_equals_python_loop_under_the_default_policy(tiny_confi
     compiled = keras.ops.convert_to_numpy(model.compiled_reverse_diffusion(noise, 4))
     assert compiled.dtype == np.float32
     np.testing.assert_allclose(compiled, loop, rtol=1e-4, atol=1e-4 * np.abs(loop).max())
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_embedding_computes_in_float32_under_mixed_policies(tiny_config, policy):
+    # Angles reach 2*pi*1000 rad; in float16/bfloat16 they would be off by whole
+    # radians and the embedding would no longer encode the noise level.
+    network = build_network(tiny_config, dtype=policy)
+    embedding = next(layer for layer in network.layers if isinstance(layer, SinusoidalEmbedding))
+    assert embedding.compute_dtype == "float32"
+    assert network.layers[-1].compute_dtype == policy.split("_")[1]
+    variances = np.array([0.013, 0.37, 0.91], "float32").reshape(3, 1, 1, 1)
+    frequencies = np.exp(np.linspace(0.0, np.log(tiny_config.embedding_max_frequency),
+                                     tiny_config.embedding_dims // 2))
+    angles = 2.0 * np.pi * frequencies * variances
+    expected = np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)
+    np.testing.assert_allclose(np.asarray(embedding(variances)), expected, atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def sampling_model():
+    """A tiny model with non-zero, distinct network and EMA outputs."""
+    from conftest import TINY
+    from ddim_keras.config import DiffusionConfig
+
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(7)
+    config = DiffusionConfig(**TINY)
+    model = DiffusionModel(config, kid_weights=None)
+    model.normalizer.adapt(_images(config))
+    rng = np.random.default_rng(8)
+    for weight in model.ema_network.layers[-1].weights:
+        weight.assign(0.1 * rng.normal(size=weight.shape).astype("float32"))
+    return model
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_reduced_precision_sampling_is_close_to_float32_but_not_equal(sampling_model,
+                                                                     precision):
+    model = sampling_model
+    exact = model.generate(4, 3, seed=2)
+    reduced = model.generate(4, 3, seed=2, precision=precision)
+    assert reduced.dtype == np.float32 and reduced.shape == exact.shape
+    difference = np.abs(reduced - exact)
+    # It really ran in the lower precision ...
+    assert difference.max() > 0
+    # ... and stays within a few grey levels of the float32 images.
+    assert difference.mean() < 0.01 and difference.max() < 0.1
+    network = model.sampling_network(precision)
+    assert network is not model.ema_network
+    assert network.layers[-1].compute_dtype == precision
+    assert all(weight.dtype == "float32" for weight in network.weights)
+    # Repeatable: the same seed gives the same images.
+    np.testing.assert_array_equal(model.generate(4, 3, seed=2, precision=precision), reduced)
+
+
+def test_reduced_precision_copy_follows_the_ema_weights_and_stays_out_of_checkpoints(
+        sampling_model, tmp_path):
+    model = sampling_model
+    weight_count = len(model.weights)
+    model.generate(2, 2, seed=0, precision="bfloat16")
+    assert len(model.weights) == weight_count  # the copy is not one of the model's weights
+    path = str(tmp_path / "model.weights.h5")
+    model.save_weights(path)
+    fresh = DiffusionModel(model.diffusion_config, kid_weights=None)
+    fresh.load_weights(path)  # same layout as a model that never sampled in bfloat16
+
+    output_kernel = model.ema_network.layers[-1].kernel
+    original = output_kernel.numpy()
+    before = model.generate(2, 2, seed=0, precision="bfloat16")
+    try:
+        output_kernel.assign(original * 2.0)  # e.g. an EMA update while training
+        after = model.generate(2, 2, seed=0, precision="bfloat16")
+        copy = model.sampling_network("bfloat16")
+        for source, target in zip(model.ema_network.weights, copy.weights):
+            np.testing.assert_array_equal(source.numpy(), target.numpy())
+    finally:
+        output_kernel.assign(original)
+    assert np.abs(after - before).max() > 0.01
+
+
+def test_unknown_sampling_precision_is_refused(sampling_model):
+    with pytest.raises(ValueError, match="float64"):
+        sampling_model.generate(1, 1, precision="float64")
+
+
+def test_sampling_precision_choices(tmp_path):
+    with_bf16 = tmp_path / "cpuinfo_bf16"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    without = tmp_path / "cpuinfo"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert distribute.cpu_has_bfloat16(str(with_bf16))
+    assert not distribute.cpu_has_bfloat16(str(without))
+    assert not distribute.cpu_has_bfloat16(str(tmp_path / "missing"))
+    resolve = distribute.resolve_sampling_precision
+    assert resolve("off", str(with_bf16)) == "float32"
+    assert resolve("bfloat16", str(without)) == "bfloat16"
+    assert resolve("float16", str(without)) == "float16"
+    if not tf.config.list_logical_devices("GPU"):
+        assert resolve("auto", str(with_bf16)) == "bfloat16"
+        assert resolve("auto", str(without)) == "float32"
+    else:
+        assert resolve("auto", str(without)) == "float16"

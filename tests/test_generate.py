@@ -110,6 +110,24 @@ def test_importing_the_clis_does_not_load_tensorflow():
 # -- every mode from the tiny run -----------------------------------------------------------
 
 
+def test_mixed_precision_samples_close_to_float32_under_its_own_name(tiny_run, tmp_path,
+                                                                   capsys):
+    base = ("--run", tiny_run, "--steps", 2, "--seed", 4, "--output", tmp_path, "--no-progress")
+    (exact,), _ = ok(capsys, *base)
+    (reduced,), err = ok(capsys, *base, "--mixed-precision", "bfloat16")
+    assert os.path.basename(exact) == "grid_seed4_steps2_eta0.png"
+    assert os.path.basename(reduced) == "grid_seed4_steps2_eta0_bfloat16.png"
+    assert "bfloat16" in err
+    exact_pixels = np.asarray(Image.open(exact), dtype=np.int16)
+    reduced_pixels = np.asarray(Image.open(reduced), dtype=np.int16)
+    assert exact_pixels.shape == reduced_pixels.shape
+    assert np.abs(exact_pixels - reduced_pixels).mean() < 4  # grey levels of 255
+
+    code, _, err = run_generate(capsys, *base, "--mixed-precision", "double")
+    assert code == 2
+    assert_one_error(err, ["--mixed-precision"])
+
+
 def test_grid(tiny_run, tmp_path, capsys):
     path = tmp_path / "grid.png"
     printed, err = ok(capsys, "--run", tiny_run, "--steps", 2, "--seed", 1, "--output", path)
