@@ -91,7 +91,17 @@ def make_strategy(name, devices=None):
     if name == "one-device":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+        if devices:
+            devices = list(devices)
+            _split_cpu_for(devices)
+            known = {_short_device(device.name) for device in tf.config.list_logical_devices()}
+            unknown = [d for d in devices if _short_device(d) not in known]
+            if unknown:
+                raise UsageError(
+                    f"--devices names {', '.join(unknown)}, which this machine does not have "
+                    f"(it has {', '.join('/' + name for name in sorted(known))}). Name local devices such as "
+                    "/gpu:0,/gpu:1, or /cpu:0,/cpu:1 to try mirroring on one CPU.")
+        return tf.distribute.MirroredStrategy(devices=devices or None)
     if name == "multi-worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
@@ -101,6 +111,48 @@ def make_strategy(name, devices=None):
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise UsageError(f"unknown --strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
+
+
+def _short_device(name):
+    """'/cpu:1', '/device:CPU:1' or '/job:localhost/.../device:CPU:1' -> 'cpu:1'."""
+    return ":".join(name.strip().lower().split("/")[-1].split(":")[-2:])
+
+
+def _split_cpu_for(devices):
+    """Make as many logical CPU devices as ``devices`` names (/cpu:0, /cpu:1, ...).
+
+    A MirroredStrategy over /cpu:0,/cpu:1 on one physical CPU runs the real
+    multi-replica code path (split batches, all-reduce, gathered KID) without
+    GPUs: useful to check a setup on a laptop before renting several GPUs. It
+    must happen before TensorFlow has initialized its devices.
+    """
+    import tensorflow as tf
+
+    indices = []
+    for device in devices:
+        kind, _, index = _short_device(device).partition(":")
+        if kind == "cpu" and index.isdigit():
+            indices.append(int(index))
+    if not indices:
+        return
+    needed = max(indices) + 1
+    if needed == 1:
+        return
+    # Listing logical devices would initialize them: ask the configuration instead.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    configured = tf.config.get_logical_device_configuration(cpu) or []
+    if len(configured) >= needed:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(needed)])
+    except RuntimeError:
+        if len(tf.config.list_logical_devices("CPU")) >= needed:
+            return
+        raise UsageError(
+            f"--devices asks for {needed} CPU devices, but TensorFlow had already set up its "
+            "devices in this process; run the command in a fresh Python process."
+        ) from None
 
 
 def resolve_precision(value, strategy=None):

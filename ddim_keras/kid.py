@@ -117,6 +117,24 @@ def build_encoder(image_size, kid_image_size=75, weights="imagenet"):
     )
 
 
+def _gather_replicas(features):
+    """Under a multi-replica tf.distribute strategy, the features of the global batch.
+
+    Every replica sees its share of a batch; KID estimated on each share and
+    averaged would be a different (noisier) estimate than on the whole batch.
+    Gathering the features first makes every replica compute the one-device
+    value, which the tracker (a mean) then keeps as is.
+    """
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return features
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return features
+    return context.all_gather(features, axis=0)
+
+
 class _EncoderHolder:
     """Keeps the encoder out of Keras' checkpoint walk.
 
@@ -155,8 +173,8 @@ class KID(keras.metrics.Metric):
 
     def update_state(self, real_images, generated_images, sample_weight=None):
         encoder = self.get_encoder()
-        real_features = encoder(real_images, training=False)
-        generated_features = encoder(generated_images, training=False)
+        real_features = _gather_replicas(encoder(real_images, training=False))
+        generated_features = _gather_replicas(encoder(generated_images, training=False))
         self.kid_tracker.update_state(
             kernel_inception_distance(real_features, generated_features)
         )
