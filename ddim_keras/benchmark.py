@@ -36,8 +36,8 @@ import sys
 import time
 
 from ddim_keras.config import DiffusionConfig, preset
-from ddim_keras.distribute import (PRECISIONS, cpu_description, gpu_names,
-                                   resolve_sampling_precision)
+from ddim_keras.distribute import (POLICIES, PRECISIONS, cpu_description, gpu_names,
+                                   resolve_precision_name, xla_rejects_mixed_precision)
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
 from ddim_keras.run_dir import check_writable_folder, write_json_atomic
 
@@ -85,10 +85,10 @@ def build_parser():
                              "Keras' choice: off on CPU-only machines); the sampler is not "
                              "affected")
     parser.add_argument("--mixed-precision", default="auto", choices=PRECISIONS,
-                        help="also time the compiled sampler in this precision, as generate "
-                             "--mixed-precision would sample (default: %(default)s: bfloat16 "
-                             "on a CPU with native bfloat16, float16 on a GPU, else skipped); "
-                             "off skips it")
+                        help="also time training and the compiled sampler in this precision, "
+                             "as train/generate --mixed-precision would run them (default: "
+                             "%(default)s: bfloat16 on a CPU with native bfloat16, float16 on a "
+                             "GPU, else skipped); off skips it")
     parser.add_argument("--matmul-size", type=int, default=DEFAULT_MATMUL_SIZE,
                         help="n of the n x n float32 matmul that measures the machine's "
                              "practical FLOP/s (default: %(default)s)")
@@ -415,9 +415,34 @@ def measure_matmul(size, min_seconds=MATMUL_MIN_SECONDS):
     return {"size": size, "repeats": repeats, "flops_per_s": 2.0 * size**3 * repeats / elapsed}
 
 
+def measure_mixed_training(config, train_steps, precision, jit_compile, float32_train):
+    """The training measurement again, for a model built under ``precision``'s policy."""
+    import keras
+
+    from ddim_keras.model import DiffusionModel
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(POLICIES[precision])
+    try:
+        keras.utils.set_random_seed(SEED)
+        model = DiffusionModel(config, kid_weights=None)
+        model.compile(jit_compile=jit_compile)
+        result = measure_training(model, config, train_steps)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    result["precision"] = precision
+    result["speedup_over_float32"] = result["images_per_s"] / float32_train["images_per_s"]
+    return result
+
+
 def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
-                  matmul_size=DEFAULT_MATMUL_SIZE, sampling_precision="float32",
+                  matmul_size=DEFAULT_MATMUL_SIZE, precision="float32",
                   repeats=DEFAULT_REPEATS):
+    """Every measurement for one config; returns the result as a dict.
+
+    ``precision`` other than float32 also times training and the compiled
+    sampler in that precision (``train.mixed``, ``sampling.mixed``).
+    """
     """Every measurement for one config; returns the result as a dict."""
     import keras
     import tensorflow as tf
@@ -436,7 +461,15 @@ def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
 
     forward = forward_flops(model.network)
     train = measure_training(model, config, train_steps)
-    sampling = measure_sampling(model, num_images, steps, sampling_precision, repeats)
+    sampling = measure_sampling(model, num_images, steps, precision, repeats)
+    peak_float32 = peak_rss_mb()
+    train["mixed"] = None
+    if xla_rejects_mixed_precision(jit_compile, precision):
+        train["mixed"] = {"precision": precision,
+                          "skipped": "XLA for CPU refuses mixed-precision training graphs"}
+    elif precision != "float32":
+        train["mixed"] = measure_mixed_training(config, train_steps, precision, jit_compile,
+                                                train)
     matmul_end = measure_matmul(matmul_size)
     matmul_per_s = max(matmul_start["flops_per_s"], matmul_end["flops_per_s"])
 
@@ -450,8 +483,12 @@ def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
         "train": train,
         "sampling": sampling,
         "memory": {
-            "peak_rss_mb": peak_rss_mb(),
+            # The float32 model's training and sampling (the reduced-precision
+            # sampler's copy included); the second model of train.mixed adds to
+            # the process's peak afterwards.
+            "peak_rss_mb": peak_float32,
             "peak_rss_mb_before_model": rss_before_model,
+            "peak_rss_mb_at_end": peak_rss_mb(),
         },
         "flops": {
             "per_image": forward,
@@ -499,6 +536,16 @@ def format_table(result):
                              f"{train['step_s_max']:.3f}; {train['timed_steps']} steps, "
                              f"XLA {'on' if train['jit_compile'] else 'off'})"),
         ("train: images/s", f"{train['images_per_s']:.2f}"),
+    ]
+    mixed_train = train.get("mixed")
+    if mixed_train and "skipped" in mixed_train:
+        rows.append((f"train: {mixed_train['precision']}", f"not measured: "
+                                                            f"{mixed_train['skipped']}"))
+    elif mixed_train:
+        rows.append((f"train: {mixed_train['precision']} step time",
+                     f"{mixed_train['step_s']:.3f} s ({mixed_train['images_per_s']:.2f} "
+                     f"images/s, {mixed_train['speedup_over_float32']:.2f}x float32)"))
+    rows += [
         ("sampling: compiled images/s", f"{sampling['compiled_images_per_s']:.2f} "
                                         f"({sampling['compiled_s']:.2f} s for "
                                         f"{sampling['num_images']} images x "
@@ -548,7 +595,7 @@ def main(argv=None):
                            num_images=args.num_images,
                            jit_compile=parse_jit_compile(args.jit_compile),
                            matmul_size=args.matmul_size,
-                           sampling_precision=resolve_sampling_precision(args.mixed_precision),
+                           precision=resolve_precision_name(args.mixed_precision),
                            repeats=args.repeats)
     print(format_table(result))
     if not result["sampling"]["agree"]:

@@ -4,9 +4,8 @@
 - :func:`is_chief` / :func:`task_from_tf_config` read ``TF_CONFIG`` (without
   importing TensorFlow) to decide which multi-worker process writes the run
   directory: the chief, or worker 0 when the cluster names no chief.
-- :func:`resolve_precision` turns train's ``--mixed-precision`` into a Keras
-  dtype policy name; :func:`resolve_sampling_precision` turns generate's into
-  the precision the sampler computes in.
+- :func:`resolve_precision_name` turns ``--mixed-precision`` into a precision
+  (float32, bfloat16, float16); ``POLICIES`` maps it to a Keras dtype policy.
 
 Under any strategy ``config.batch_size`` is the GLOBAL batch: Keras' ``fit``
 splits each batch of the dataset across the replicas, and
@@ -97,10 +96,11 @@ def make_strategy(name, devices=None):
             known = {_short_device(device.name) for device in tf.config.list_logical_devices()}
             unknown = [d for d in devices if _short_device(d) not in known]
             if unknown:
+                have = ", ".join("/" + name for name in sorted(known))
                 raise UsageError(
                     f"--devices names {', '.join(unknown)}, which this machine does not have "
-                    f"(it has {', '.join('/' + name for name in sorted(known))}). Name local devices such as "
-                    "/gpu:0,/gpu:1, or /cpu:0,/cpu:1 to try mirroring on one CPU.")
+                    f"(it has {have}). Name local devices such as /gpu:0,/gpu:1, or "
+                    "/cpu:0,/cpu:1 to try mirroring on one CPU.")
         return tf.distribute.MirroredStrategy(devices=devices or None)
     if name == "multi-worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -155,25 +155,6 @@ def _split_cpu_for(devices):
         ) from None
 
 
-def resolve_precision(value, strategy=None):
-    """The Keras dtype policy name for ``--mixed-precision VALUE``.
-
-    ``auto`` is ``mixed_bfloat16`` under a TPU strategy, ``mixed_float16`` when a
-    GPU is visible, and ``float32`` (off) on CPU-only machines.
-    """
-    if value == "off":
-        return "float32"
-    if value == "float16":
-        return "mixed_float16"
-    if value == "bfloat16":
-        return "mixed_bfloat16"
-    import tensorflow as tf
-
-    if strategy is not None and isinstance(strategy, tf.distribute.TPUStrategy):
-        return "mixed_bfloat16"
-    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
-
-
 def cpu_has_bfloat16(cpuinfo="/proc/cpuinfo"):
     """True when the CPU has native bfloat16 dot products (AVX512_BF16 or AMX-BF16)."""
     try:
@@ -187,25 +168,47 @@ def cpu_has_bfloat16(cpuinfo="/proc/cpuinfo"):
     return False
 
 
-def resolve_sampling_precision(value, cpuinfo="/proc/cpuinfo"):
-    """The precision the sampler computes in for generate's ``--mixed-precision VALUE``.
+#: Keras dtype policy of each precision.
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
-    Returns "float32", "bfloat16" or "float16". ``auto`` is float16 when a GPU
-    is visible, bfloat16 on a CPU with native bfloat16 instructions (measured
-    1.9x faster than float32 sampling there, see README), float32 otherwise
-    (emulated bfloat16 is slower). Training keeps its own choice
-    (:func:`resolve_precision`): on the same CPU its backward pass was slower in
-    bfloat16.
+
+def resolve_precision_name(value, tpu=False, cpuinfo="/proc/cpuinfo"):
+    """"float32", "bfloat16" or "float16" for ``--mixed-precision VALUE``.
+
+    Shared by train, generate and benchmark. ``auto`` is bfloat16 on a TPU
+    (``tpu=True``), float16 when a GPU is visible, bfloat16 on a CPU with
+    native bfloat16 instructions (on the development CPU, at the default
+    config, training measured 1.5x and sampling 1.7x faster than float32; see
+    README), and float32 otherwise (emulated bfloat16 is slower). Only
+    physical devices are listed, so this may run before a strategy is made.
     """
     if value == "off":
         return "float32"
     if value in ("float16", "bfloat16"):
         return value
-    import tensorflow as tf
-
-    if tf.config.list_logical_devices("GPU"):
+    if tpu:
+        return "bfloat16"
+    if _has_gpu():
         return "float16"
     return "bfloat16" if cpu_has_bfloat16(cpuinfo) else "float32"
+
+
+def _has_gpu():
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def xla_rejects_mixed_precision(jit_compile, precision, tpu=False):
+    """True where XLA cannot compile a mixed-precision train step: CPU-only machines.
+
+    TensorFlow 2.21's XLA for CPU refuses the gradient graph of a float16 or
+    bfloat16 network ("Seen floating point types of different precisions ...
+    but mixed precision is disallowed"); XLA is slower on CPU anyway.
+    """
+    if jit_compile is not True or precision == "float32" or tpu:
+        return False
+    return not _has_gpu()
 
 
 # -- describing the machine ----------------------------------------------------------

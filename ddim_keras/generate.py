@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from ddim_keras.distribute import PRECISIONS, resolve_sampling_precision
+from ddim_keras.distribute import PRECISIONS, resolve_precision_name
 from ddim_keras.run_dir import check_writable_folder
 from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
                                run_cli)
@@ -506,7 +506,7 @@ def generate(args):
     seed = args.seed if args.seed is not None else \
         int(np.random.SeedSequence().generate_state(1)[0] % SEED_LIMIT)
     # "auto" asks TensorFlow for GPUs; the other choices need no import.
-    precision = resolve_sampling_precision(args.mixed_precision)
+    precision = resolve_precision_name(args.mixed_precision)
     if config is not None:
         plan = Plan(args, config, run_path, seed, precision)
 

@@ -16,14 +16,12 @@ from keras import layers, ops
 
 from ddim_keras import sampling
 from ddim_keras.config import DiffusionConfig
+from ddim_keras.distribute import POLICIES
 from ddim_keras.kid import KID
 from ddim_keras.network import build_network
 from ddim_keras.schedules import get_schedule
 
 PACKAGE = "ddim_keras"
-
-#: Sampling precisions: the dtype policy of the network copy that samples in them.
-SAMPLING_POLICIES = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 LOSS_FUNCTIONS = {
     "mae": keras.losses.mean_absolute_error,
@@ -199,16 +197,16 @@ class DiffusionModel(keras.Model):
         (AVX512_BF16), at about 1 % of the pixel range in difference; see
         README "Speed and multiple devices".
         """
-        if precision not in SAMPLING_POLICIES:
+        if precision not in POLICIES:
             raise ValueError(f"unknown sampling precision {precision!r}; use one of "
-                             f"{', '.join(SAMPLING_POLICIES)}")
+                             f"{', '.join(POLICIES)}")
         if precision == "float32":
             return self.ema_network
         copies = self._sampling_networks.items
         if precision not in copies:
             copies[precision] = build_network(self.diffusion_config,
                                               name=f"residual_unet_{precision}",
-                                              dtype=SAMPLING_POLICIES[precision])
+                                              dtype=POLICIES[precision])
         network = copies[precision]
         for target, source in zip(network.weights, self.ema_network.weights):
             target.assign(source)

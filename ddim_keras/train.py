@@ -12,6 +12,7 @@ import time
 
 from ddim_keras.config import DiffusionConfig, PRESETS, preset
 from ddim_keras.distribute import (JIT_CHOICES, PRECISIONS, STRATEGIES, check_strategy_args,
+                                   resolve_precision_name, xla_rejects_mixed_precision,
                                    is_chief, machine_description, parse_jit_compile)
 from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
                                run_cli)
@@ -62,8 +63,9 @@ def build_parser():
                             "CPU-only machines, where it measured slower)")
     speed.add_argument("--mixed-precision", default="off", choices=PRECISIONS,
                        help="compute in float16 (with loss scaling) or bfloat16, weights and "
-                            "losses in float32; auto: float16 on GPU, bfloat16 on TPU, off on "
-                            "CPU (default: %(default)s)")
+                            "losses in float32; auto: float16 on GPU, bfloat16 on TPU and on "
+                            "CPUs with native bfloat16 (AVX512_BF16/AMX), else off (default: "
+                            "%(default)s)")
     speed.add_argument("--strategy", default="auto", choices=STRATEGIES,
                        help="tf.distribute strategy (default: auto, mirrored over the local "
                             "GPUs when there are several, else one device); the config's "
@@ -103,6 +105,16 @@ def check_args(args):
         raise UsageError(f"--steps-per-execution must be at least 1, got "
                          f"{args.steps_per_execution}.")
     check_strategy_args(args.strategy, args.devices)
+    if args.jit_compile == "true" and args.mixed_precision != "off":
+        # Lists physical devices only: safe before a multi-worker strategy exists.
+        tpu = args.strategy == "tpu"
+        precision = resolve_precision_name(args.mixed_precision, tpu=tpu)
+        if xla_rejects_mixed_precision(True, precision, tpu=tpu):
+            raise UsageError(
+                f"--jit-compile true cannot be combined with --mixed-precision {precision} on "
+                "a machine without a GPU: TensorFlow's XLA for CPU refuses mixed-precision "
+                "training graphs (and XLA measured slower on CPU anyway). Drop one of the two "
+                "flags.")
 
 
 #: Config fields a resumed run may change: how long it trains and the optimizer's
@@ -240,9 +252,10 @@ def train(args):
         write_dir = RunDir(args.worker_dir or temporary)
     # The dtype policy applies to layers built from now on; set back afterwards
     # so that a notebook calling main() twice is not left in mixed precision.
+    precision = distribute.resolve_precision_name(args.mixed_precision,
+                                                  tpu=args.strategy == "tpu")
     previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(
-        distribute.resolve_precision(args.mixed_precision, strategy))
+    keras.mixed_precision.set_global_policy(distribute.POLICIES[precision])
     try:
         with strategy.scope():
             return _train_in_scope(args, config, run_dir, write_dir, state, initial_epoch)

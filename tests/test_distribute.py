@@ -289,6 +289,7 @@ def test_multi_worker_trains_and_only_the_chief_writes_the_run(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--strategy", "multi-worker"], "TF_CONFIG"),
+    (["--jit-compile", "true", "--mixed-precision", "bfloat16"], "cannot be combined"),
     (["--devices", "/gpu:0"], "--devices is only used with --strategy mirrored"),
     (["--steps-per-execution", "0"], "--steps-per-execution must be at least 1"),
 ])

@@ -233,12 +233,14 @@ def test_sampling_precision_choices(tmp_path):
     assert distribute.cpu_has_bfloat16(str(with_bf16))
     assert not distribute.cpu_has_bfloat16(str(without))
     assert not distribute.cpu_has_bfloat16(str(tmp_path / "missing"))
-    resolve = distribute.resolve_sampling_precision
-    assert resolve("off", str(with_bf16)) == "float32"
-    assert resolve("bfloat16", str(without)) == "bfloat16"
-    assert resolve("float16", str(without)) == "float16"
+    resolve = distribute.resolve_precision_name
+    assert resolve("off", cpuinfo=str(with_bf16)) == "float32"
+    assert resolve("bfloat16", cpuinfo=str(without)) == "bfloat16"
+    assert resolve("float16", cpuinfo=str(without)) == "float16"
     if not tf.config.list_logical_devices("GPU"):
-        assert resolve("auto", str(with_bf16)) == "bfloat16"
-        assert resolve("auto", str(without)) == "float32"
+        assert resolve("auto", cpuinfo=str(with_bf16)) == "bfloat16"
+        assert resolve("auto", cpuinfo=str(without)) == "float32"
     else:
-        assert resolve("auto", str(without)) == "float16"
+        assert resolve("auto", cpuinfo=str(without)) == "float16"
+    assert resolve("auto", tpu=True, cpuinfo=str(without)) == "bfloat16"
+    assert distribute.POLICIES[resolve("float16")] == "mixed_float16"
