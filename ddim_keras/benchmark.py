@@ -36,8 +36,9 @@ import sys
 import time
 
 from ddim_keras.config import DiffusionConfig, preset
-from ddim_keras.distribute import (POLICIES, PRECISIONS, cpu_description, gpu_names,
-                                   resolve_precision_name, xla_rejects_mixed_precision)
+from ddim_keras.distribute import (JIT_CHOICES, POLICIES, PRECISIONS, cpu_description,
+                                   gpu_names, parse_jit_compile, resolve_precision_name,
+                                   xla_rejects_mixed_precision)
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
 from ddim_keras.run_dir import check_writable_folder, write_json_atomic
 
@@ -80,7 +81,7 @@ def build_parser():
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
                         help="timed runs of each sampler; the median counts (default: "
                              "%(default)s)")
-    parser.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"),
+    parser.add_argument("--jit-compile", default="auto", choices=JIT_CHOICES,
                         help="XLA for the train step, passed to model.compile (default: auto, "
                              "Keras' choice: off on CPU-only machines); the sampler is not "
                              "affected")
@@ -125,10 +126,6 @@ def resolve_config(args):
             changes["kid"] = False
         config = config.replace(**changes)
     return config
-
-
-def parse_jit_compile(value):
-    return {"auto": "auto", "true": True, "false": False}[value]
 
 
 # -- FLOPs ---------------------------------------------------------------------------
@@ -443,7 +440,6 @@ def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
     ``precision`` other than float32 also times training and the compiled
     sampler in that precision (``train.mixed``, ``sampling.mixed``).
     """
-    """Every measurement for one config; returns the result as a dict."""
     import keras
     import tensorflow as tf
 

@@ -14,6 +14,7 @@ import keras
 from keras import layers, ops
 
 from ddim_keras.errors import DdimError, UsageError
+from ddim_keras.untracked import Untracked
 
 PACKAGE = "ddim_keras"
 
@@ -135,17 +136,6 @@ def _gather_replicas(features):
     return context.all_gather(features, axis=0)
 
 
-class _EncoderHolder:
-    """Keeps the encoder out of Keras' checkpoint walk.
-
-    The encoder's weights are fixed ImageNet weights (~22M parameters); saving
-    them into every checkpoint would multiply checkpoint size for nothing.
-    """
-
-    def __init__(self, encoder):
-        self.encoder = encoder
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class KID(keras.metrics.Metric):
     """In-graph KID metric: ``update_state(real_images, generated_images)``.
@@ -162,14 +152,15 @@ class KID(keras.metrics.Metric):
         self.weights = weights
         # KID is estimated per batch and averaged across batches.
         self.kid_tracker = keras.metrics.Mean(name="kid_tracker")
-        self._holder = _EncoderHolder(encoder)
+        # Its fixed weights stay out of checkpoints.
+        self._holder = Untracked(encoder)
 
     def get_encoder(self):
         """The encoder, built on first use (a method, not a property, so that
         Keras' checkpoint walk over attributes never triggers a download)."""
-        if self._holder.encoder is None:
-            self._holder.encoder = build_encoder(self.image_size, self.kid_image_size, self.weights)
-        return self._holder.encoder
+        if self._holder.value is None:
+            self._holder.value = build_encoder(self.image_size, self.kid_image_size, self.weights)
+        return self._holder.value
 
     def update_state(self, real_images, generated_images, sample_weight=None):
         encoder = self.get_encoder()

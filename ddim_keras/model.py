@@ -20,6 +20,7 @@ from ddim_keras.distribute import POLICIES
 from ddim_keras.kid import KID
 from ddim_keras.network import build_network
 from ddim_keras.schedules import get_schedule
+from ddim_keras.untracked import Untracked
 
 PACKAGE = "ddim_keras"
 
@@ -27,13 +28,6 @@ LOSS_FUNCTIONS = {
     "mae": keras.losses.mean_absolute_error,
     "mse": keras.losses.mean_squared_error,
 }
-
-
-class _Untracked:
-    """Holds objects out of Keras' attribute tracking, hence out of checkpoints."""
-
-    def __init__(self):
-        self.items = {}
 
 
 def _step_logs(metrics):
@@ -100,7 +94,7 @@ class DiffusionModel(keras.Model):
         self._compiled_sampler = None
         self._distributed_seed = None
         # Reduced-precision copies of ema_network for sampling, by precision.
-        self._sampling_networks = _Untracked()
+        self._sampling_networks = Untracked({})
 
     # -- configuration -------------------------------------------------------------
 
@@ -202,7 +196,7 @@ class DiffusionModel(keras.Model):
                              f"{', '.join(POLICIES)}")
         if precision == "float32":
             return self.ema_network
-        copies = self._sampling_networks.items
+        copies = self._sampling_networks.value
         if precision not in copies:
             copies[precision] = build_network(self.diffusion_config,
                                               name=f"residual_unet_{precision}",

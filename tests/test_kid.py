@@ -115,7 +115,7 @@ def test_kid_metric_config_round_trip():
 
 def test_constructing_the_metric_builds_no_encoder():
     metric = KID(name="kid", image_size=16, weights="imagenet")  # would need a download
-    assert metric._holder.encoder is None
+    assert metric._holder.value is None
 
 
 # -- the encoder ----------------------------------------------------------------------------
