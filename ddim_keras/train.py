@@ -144,7 +144,8 @@ def prepare_run_dir(run_dir, config, args):
         return {}
     existing = run_dir.read_config()
     if args.overwrite:
-        _clear_run(run_dir)
+        # Cleared by _train_in_scope once data and model are ready: a bad flag or
+        # an unreadable dataset found before then leaves the old run whole.
         return {}
     old, new = existing.to_dict(), config.to_dict()
     differences = [f"{key}: {old[key]!r} -> {new[key]!r}" for key in old
@@ -322,6 +323,8 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
         # repeat Keras cuts short the epoch in which the data runs out.
         train_ds = train_ds.repeat()
     try:
+        if args.overwrite and run_dir is source_dir and run_dir.exists():
+            _clear_run(run_dir)  # the chief replaces the old run, as late as possible
         run_dir.make()
         config.save(run_dir.config_path)
         run_dir.write_json(run_dir.run_info_path, {

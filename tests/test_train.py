@@ -86,6 +86,32 @@ def test_existing_run_with_other_config_is_refused_and_untouched(tiny_run, tmp_p
     assert after == before
 
 
+def test_overwrite_replaces_the_old_run(run_copy, tmp_path, capsys):
+    old_history = (run_copy / "history.csv").read_text(encoding="utf-8")
+    config = write_config(tmp_path / "other.json", epochs=1)
+    code, err = run_train(["--dataset", "shapes", "--config", config, "--output", str(run_copy),
+                           "--overwrite", "--steps-per-epoch", "1", "--verbose", "0"], capsys)
+    assert code == 0, err
+    assert [row["epoch"] for row in read_history(run_copy)] == ["0"]
+    assert (run_copy / "history.csv").read_text(encoding="utf-8") != old_history
+    assert json.load(open(run_copy / "state.json"))["epoch"] == 1
+    assert not (run_copy / "samples" / "epoch_0002.png").exists()  # the old run's second epoch
+
+
+def test_overwrite_that_fails_before_training_leaves_the_old_run_whole(run_copy, tmp_path,
+                                                                       capsys):
+    names = ("config.json", "state.json", "history.csv", "checkpoints/best.weights.h5",
+             "checkpoints/last.weights.h5")
+    before = {name: digest(run_copy / name) for name in names}
+    empty = tmp_path / "no_images"
+    empty.mkdir()
+    code, err = run_train(["--dataset", "folder", "--data-dir", str(empty),
+                           "--config", str(run_copy / "config.json"),
+                           "--output", str(run_copy), "--overwrite"], capsys)
+    assert code != 0 and "Traceback" not in err
+    assert {name: digest(run_copy / name) for name in names} == before
+
+
 @pytest.mark.parametrize("config_overrides, needle", [
     ({"image_size": 15}, "image_size"),
     ({"min_signal_rate": 0.0}, "min_signal_rate"),
