@@ -68,6 +68,30 @@ def check_numbers(args):
     check_kid_args(args)
 
 
+def training_data(args, run_path):
+    """(dataset, data dir, data seed) to compare with: the flags, else the run's run.json.
+
+    Shared by evaluate and sweep. ``run_path`` may be None (a checkpoint outside
+    a run), in which case --dataset is required.
+    """
+    from ddim_keras.run_dir import RunDir
+
+    run_info = RunDir(run_path).read_run_info() if run_path else {}
+    dataset = args.dataset or run_info.get("dataset")
+    if dataset is None:
+        where = f"run {run_path} has" if run_path else "there is"
+        raise UsageError(f"pass --dataset: {where} no run.json that names the training data.")
+    if dataset not in DATASETS:
+        where = os.path.join(run_path, "run.json") if run_path else "run.json"
+        raise UsageError(f"unknown dataset {dataset!r} in {where}; pass --dataset.")
+    data_dir = args.data_dir or (run_info.get("data_dir") if dataset == run_info.get("dataset")
+                                 else None)
+    if dataset == "folder" and not data_dir:
+        raise UsageError("--dataset folder needs --data-dir DIR, the folder of images the run "
+                         "was trained on.")
+    return dataset, data_dir, int(run_info.get("seed", 0) or 0)
+
+
 def check_kid_args(args):
     """The flags every KID measurement shares (evaluate and sweep)."""
     if args.num_images < 2:
@@ -99,20 +123,9 @@ def evaluate(args):
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     checkpoint, config, run_path = resolve_source(args, say)
 
-    from ddim_keras.run_dir import RunDir, write_json_atomic
+    from ddim_keras.run_dir import write_json_atomic
 
-    run_info = RunDir(run_path).read_run_info() if run_path else {}
-    dataset = args.dataset or run_info.get("dataset")
-    if dataset is None:
-        raise UsageError("pass --dataset: there is no run.json that names the training data.")
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r} in run.json; pass --dataset.")
-    data_dir = args.data_dir or (run_info.get("data_dir") if dataset == run_info.get("dataset")
-                                 else None)
-    if dataset == "folder" and not data_dir:
-        raise UsageError("--dataset folder needs --data-dir DIR, the folder of images the run "
-                         "was trained on.")
-    data_seed = int(run_info.get("seed", 0) or 0)
+    dataset, data_dir, data_seed = training_data(args, run_path)
 
     output = None
     if config is not None:

@@ -22,7 +22,7 @@ import time
 
 from ddim_keras.distribute import machine_description
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
-from ddim_keras.evaluate import DATASETS, check_kid_args, weights_label
+from ddim_keras.evaluate import DATASETS, check_kid_args, training_data, weights_label
 
 DEFAULT_STEPS = (1, 2, 3, 5, 10, 20, 50)
 DEFAULT_ETAS = (0.0, 1.0)
@@ -176,22 +176,10 @@ def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
     from ddim_keras.evaluate import (compute_kid, encode_batches, make_encoder,
                                      validation_batches)
     from ddim_keras.generate import resolve_source
-    from ddim_keras.run_dir import RunDir
 
     source = _Source(run)
     checkpoint, config, run_path = resolve_source(source, say)
-    run_info = RunDir(run_path).read_run_info()
-    dataset = args.dataset or run_info.get("dataset")
-    if dataset is None:
-        raise UsageError(f"pass --dataset: run {run_path} has no run.json that names its data.")
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r} in {run_path}/run.json; pass --dataset.")
-    data_dir = args.data_dir or (run_info.get("data_dir") if dataset == run_info.get("dataset")
-                                 else None)
-    if dataset == "folder" and not data_dir:
-        raise UsageError("--dataset folder needs --data-dir DIR, the folder of images the run "
-                         "was trained on.")
-    data_seed = int(run_info.get("seed", 0) or 0)
+    dataset, data_dir, data_seed = training_data(args, run_path)
 
     folder = os.path.join(run_path, SWEEP_FOLDER)
     os.makedirs(folder, exist_ok=True)
