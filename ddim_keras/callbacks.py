@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from ddim_keras import images as image_files
+from ddim_keras.durable import write_bytes, write_durably
 from ddim_keras.run_dir import write_json_atomic
 
 
@@ -163,8 +164,7 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
         if self.directory is not None:
             os.makedirs(self.directory, exist_ok=True)
             self.last_path = os.path.join(self.directory, self.filename.format(epoch=epoch + 1))
-            with open(self.last_path, "wb") as handle:
-                handle.write(data)
+            write_bytes(self.last_path, data)
         if self.log_dir is not None:
             self.log_image(pixels, epoch)
         if self._show_inline():
@@ -316,9 +316,7 @@ class LossCurvePlot(_Configurable, keras.callbacks.Callback):
         figure.tight_layout()
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        tmp_path = path + ".tmp"
-        figure.savefig(tmp_path, format="png")
-        os.replace(tmp_path, path)
+        write_durably(path, lambda tmp_path: figure.savefig(tmp_path, format="png"))
         self.last_path = path
         return path
 
@@ -381,18 +379,10 @@ def logs_are_finite(logs, keys=("n_loss", "i_loss")):
 
 
 def save_weights_atomic(model, filepath):
-    """Write to a temporary file beside ``filepath``, then rename over it."""
+    """Save weights durably (``last.tmp.weights.h5``, fsync, rename; see ddim_keras.durable)."""
     directory = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(directory, exist_ok=True)
-    tmp_path = filepath[: -len(".weights.h5")] + ".tmp.weights.h5"
-    try:
-        model.save_weights(tmp_path)
-    except BaseException:
-        # The previous checkpoint is untouched; do not leave half a file beside it.
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    os.replace(tmp_path, filepath)
+    write_durably(filepath, model.save_weights)
 
 
 class RunState(keras.callbacks.Callback):

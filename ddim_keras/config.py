@@ -9,7 +9,6 @@ hour into training) is refused here with a message naming the field.
 import dataclasses
 import json
 import math
-import os
 import typing
 
 from ddim_keras.errors import ConfigError
@@ -156,11 +155,10 @@ class DiffusionConfig:
         return cls.from_dict(data)
 
     def save(self, path):
-        """Write the config as JSON atomically (temporary file, then rename)."""
-        tmp_path = f"{path}.tmp"
-        with open(tmp_path, "w", encoding="utf-8") as handle:
-            handle.write(self.to_json())
-        os.replace(tmp_path, path)
+        """Write the config as JSON durably (temporary file, fsync, rename)."""
+        from ddim_keras.durable import write_text
+
+        write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path, base=None):
@@ -202,6 +200,33 @@ _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false",
 def _unknown_keys_message(keys):
     return (f"unknown config key(s): {', '.join(repr(k) for k in keys)}. "
             f"Known keys are: {', '.join(_FIELD_TYPES)}.")
+
+
+#: Config fields that define the network, so that a checkpoint's weights fit a
+#: model only if they agree. Keras alone does not catch every difference: the
+#: U-Net is convolutional, so the weights of a 16 px run load into a 32 px model
+#: without complaint (and only make noise there).
+ARCHITECTURE_FIELDS = ("image_size", "widths", "block_depth", "embedding_dims",
+                       "embedding_max_frequency")
+
+
+def architecture_fields(config):
+    """``(field, value)`` for each of :data:`ARCHITECTURE_FIELDS` (widths as a list)."""
+    data = config.to_dict() if isinstance(config, DiffusionConfig) else dict(config)
+    if "widths" in data:
+        data["widths"] = list(data["widths"])
+    return [(key, data[key]) for key in ARCHITECTURE_FIELDS]
+
+
+def architecture_differences(a, b):
+    """``"field A vs B"`` for each architecture field where configs ``a`` and ``b`` differ.
+
+    Empty when a checkpoint of one fits a model of the other. ``a`` and ``b`` are
+    DiffusionConfigs (or their ``to_dict()``).
+    """
+    return [f"{key} {value_a!r} vs {value_b!r}"
+            for (key, value_a), (_, value_b) in zip(architecture_fields(a), architecture_fields(b))
+            if value_a != value_b]
 
 
 #: Named starting points. ``flowers`` is the keras.io example exactly.

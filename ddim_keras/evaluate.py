@@ -11,14 +11,14 @@ down to a multiple of the batch size; a validation set smaller than N is used
 whole, with a notice.
 """
 
-import math
 import os
 import sys
 import warnings
 
 from ddim_keras.errors import ArgumentParser, DataError, UsageError, run_cli
 from ddim_keras.run_dir import check_writable_folder
-from ddim_keras.generate import (SEED_LIMIT, add_model_arguments,
+from ddim_keras import checks
+from ddim_keras.generate import (add_model_arguments,
                                  check_output_files, make_progress,
                                  resolve_source)
 
@@ -45,7 +45,8 @@ def build_parser():
                         help="diffusion steps (default: the config's kid_diffusion_steps, as "
                              "the val_kid logged in training)")
     parser.add_argument("--eta", type=float, default=0.0,
-                        help="0 = deterministic DDIM (default), 1 = DDPM-like sampling")
+                        help="0 = deterministic DDIM (default), 1 = DDPM-like sampling; at "
+                             "most 1")
     parser.add_argument("--batch-size", type=int,
                         help="images per KID estimate, at least 2 (default: the config's "
                              "batch_size)")
@@ -61,10 +62,9 @@ def build_parser():
 
 
 def check_numbers(args):
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}.")
-    if not math.isfinite(args.eta) or args.eta < 0:
-        raise UsageError(f"--eta must be zero or positive (0 = DDIM, 1 = DDPM), got {args.eta}.")
+    if args.steps is not None:
+        checks.check_steps(args.steps, "--steps")
+    checks.check_eta(args.eta, "--eta")
     check_kid_args(args)
 
 
@@ -100,8 +100,7 @@ def check_kid_args(args):
     if args.batch_size is not None and args.batch_size < 2:
         raise UsageError(f"--batch-size must be at least 2 (KID is estimated within a batch), "
                          f"got {args.batch_size}.")
-    if not 0 <= args.seed < SEED_LIMIT:
-        raise UsageError(f"--seed must be between 0 and {SEED_LIMIT - 1}, got {args.seed}.")
+    checks.check_seed(args.seed, "--seed")
 
 
 def weights_label(kid_weights):
@@ -254,21 +253,21 @@ def compute_kid(model, encoder, real_features, batch_size, steps, eta, seed, num
     """KID of each batch: ``batch_size`` images generated with ``steps`` and ``eta`` against
     one batch of ``real_features``; returns the list of per-batch values.
 
-    The noise of batch i is rows [i * batch_size, (i + 1) * batch_size) of
-    ``model.initial_noise(num_noise, seed)`` and its sampler seed ``seed + i * batch_size``,
-    so a result does not depend on how many batches are evaluated.
+    The generated images are those of ``model.generate(num_noise, steps, eta=eta,
+    seed=seed, batch_size=batch_size)`` (the one sampling path), batch i being
+    images [i * batch_size, (i + 1) * batch_size), so a result does not depend on
+    how many batches are evaluated.
     """
     from keras import ops
 
     from ddim_keras.kid import kernel_inception_distance
+    from ddim_keras.sampling_loop import sample_chunks
 
     num_noise = num_noise or len(real_features) * batch_size
-    noise = model.initial_noise(num_noise, seed)
+    noise = model.initial_noise(num_noise, seed)[:len(real_features) * batch_size]
     values = []
-    for index, real in enumerate(real_features):
-        start = index * batch_size
-        generated = model.denormalize(model.compiled_reverse_diffusion(
-            noise[start:start + batch_size], steps, eta=eta, seed=seed + start))
+    chunks = sample_chunks(model, noise, steps, eta=eta, seed=seed, batch_size=batch_size)
+    for real, (_, generated) in zip(real_features, chunks):
         value = kernel_inception_distance(real, encoder(generated, training=False))
         values.append(float(ops.convert_to_numpy(value)))
         if on_batch is not None:

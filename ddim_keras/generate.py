@@ -27,10 +27,11 @@ import warnings
 
 import numpy as np
 
+from ddim_keras import checks
 from ddim_keras.distribute import PRECISIONS, resolve_precision_name
-from ddim_keras.run_dir import check_writable_folder
-from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
-                               run_cli)
+from ddim_keras.config import architecture_differences
+from ddim_keras.run_dir import check_writable_folder, owner_run_dir
+from ddim_keras.errors import ArgumentParser, CheckpointError, UsageError, run_cli
 
 MODES = ("grid", "images", "process", "steps", "interpolation")
 DEFAULT_ROWS = 3
@@ -41,10 +42,6 @@ DEFAULT_INTERPOLATION_FRAMES = 10
 STRIP_MAX_COLUMNS = 20
 #: Milliseconds per GIF frame.
 FRAME_DURATION_MS = 120
-#: Config fields that decide whether a checkpoint's weights fit a model.
-ARCHITECTURE_FIELDS = ("image_size", "widths", "block_depth", "embedding_dims",
-                       "embedding_max_frequency")
-SEED_LIMIT = 2**31 - 1
 
 
 def add_model_arguments(parser):
@@ -82,8 +79,8 @@ def build_parser():
                                "20 in the example); the largest step count in --mode steps")
     sampling.add_argument("--eta", type=float, default=0.0,
                           help="0 = deterministic DDIM (default), 1 = DDPM-like stochastic "
-                               "sampling; values between mix the two. Use 0 for smooth "
-                               "interpolations")
+                               "sampling; values between mix the two (at most 1). Use 0 for "
+                               "smooth interpolations")
     sampling.add_argument("--seed", type=int,
                           help="seed of the initial noise (default: random, and printed); the "
                                "same seed gives the same files")
@@ -169,34 +166,13 @@ def grid_shape(count, cols):
 
 
 def check_numbers(args):
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}.")
-    if not math.isfinite(args.eta) or args.eta < 0:
-        raise UsageError(f"--eta must be zero or positive (0 = DDIM, 1 = DDPM), got {args.eta}.")
-    if args.num_images is not None and args.num_images < 1:
-        raise UsageError(f"--num-images must be at least 1, got {args.num_images}.")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
-        raise UsageError(f"--seed must be between 0 and {SEED_LIMIT - 1}, got {args.seed}.")
-    for flag in ("rows", "cols"):
+    checks.check_eta(args.eta, "--eta")
+    if args.seed is not None:
+        checks.check_seed(args.seed, "--seed")
+    for flag in ("steps", "num_images", "batch_size", "rows", "cols"):
         value = getattr(args, flag, None)
-        if value is not None and value < 1:
-            raise UsageError(f"--{flag} must be at least 1, got {value}.")
-
-
-def owner_run_dir(checkpoint):
-    """The run directory a checkpoint file lives in (RUN/checkpoints/x), if any."""
-    folder = os.path.dirname(os.path.abspath(checkpoint))
-    for candidate in (folder, os.path.dirname(folder)):
-        if os.path.isfile(os.path.join(candidate, "config.json")):
-            return candidate
-    return None
-
-
-def architecture_differences(expected, given):
-    a, b = expected.to_dict(), given.to_dict()
-    return [f"{key} {a[key]!r} vs {b[key]!r}" for key in ARCHITECTURE_FIELDS if a[key] != b[key]]
+        if value is not None:
+            checks.check_at_least(value, 1, "--" + flag.replace("_", "-"))
 
 
 def resolve_source(args, say=None):
@@ -385,16 +361,10 @@ class Plan:
 
 
 def write_atomically(save, data, path):
-    """Write through a temporary file and a rename: an interrupted run leaves no half file."""
-    tmp_path = f"{path}.tmp"
-    try:
-        save(data, tmp_path)
-        os.replace(tmp_path, path)
-    except OSError as error:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise DdimError(f"could not write {path}: {error.strerror or error}.") from None
-    return path
+    """Write durably (see ddim_keras.durable): an interrupted run leaves no half file."""
+    from ddim_keras.durable import write_durably
+
+    return write_durably(path, lambda tmp_path: save(data, tmp_path), user_error=True)
 
 
 def make_progress(enabled, total, description, unit):
@@ -404,35 +374,9 @@ def make_progress(enabled, total, description, unit):
                 disable=not enabled, dynamic_ncols=True, leave=False)
 
 
-def decode(model, noise, steps, eta, seed, batch_size, record=False, on_chunk=None,
-           precision="float32"):
-    """Run the compiled sampler over ``noise`` in chunks, like ``model.generate``.
-
-    Returns images in [0, 1]; with ``record`` also the noisy and predicted
-    images of every step, (steps, N, S, S, 3), in [0, 1].
-    """
-    from keras import ops
-
-    images, noisy, predicted = [], [], []
-    for start in range(0, len(noise), batch_size):
-        result = model.compiled_reverse_diffusion(noise[start:start + batch_size], steps,
-                                                  eta=eta, seed=seed + start, record=record,
-                                                  precision=precision)
-        if record:
-            result, noisy_steps, predicted_steps = result
-            noisy.append(ops.convert_to_numpy(model.denormalize(noisy_steps)))
-            predicted.append(ops.convert_to_numpy(model.denormalize(predicted_steps)))
-        images.append(ops.convert_to_numpy(model.denormalize(result)))
-        if on_chunk is not None:
-            on_chunk(min(start + batch_size, len(noise)))
-    images = np.concatenate(images, axis=0)
-    if record:
-        return images, np.concatenate(noisy, axis=1), np.concatenate(predicted, axis=1)
-    return images
-
-
 def generate_files(model, plan, progress_enabled):
     from ddim_keras import images as image_files
+    from ddim_keras.sampling_loop import sample
 
     mode, steps, eta, seed = plan.mode, plan.steps, plan.eta, plan.seed
     count, batch_size, precision = plan.num_images, plan.batch_size, plan.precision
@@ -454,9 +398,9 @@ def generate_files(model, plan, progress_enabled):
     if mode == "process":
         noise = model.initial_noise(count, seed)
         with make_progress(progress_enabled, count, "sampling", "img") as bar:
-            _, noisy, predicted = decode(model, noise, steps, eta, seed, batch_size, record=True,
-                                         on_chunk=lambda done: bar.update(done - bar.n),
-                                         precision=precision)
+            _, noisy, predicted = sample(model, noise, steps, eta, seed, batch_size, record=True,
+                                         precision=precision,
+                                         on_chunk=lambda done: bar.update(done - bar.n))
         frames = [
             np.concatenate([image_files.image_grid(noisy[step], rows, cols),
                             image_files.image_grid(predicted[step], rows, cols)], axis=0)
@@ -473,7 +417,7 @@ def generate_files(model, plan, progress_enabled):
         with make_progress(progress_enabled, steps * (steps + 1) // 2, "sampling",
                            "step") as bar:
             for step_count in range(1, steps + 1):
-                rows_of_images.append(decode(model, noise, step_count, eta, seed, batch_size,
+                rows_of_images.append(sample(model, noise, step_count, eta, seed, batch_size,
                                              precision=precision))
                 bar.update(step_count)
         frames = [image_files.image_grid(images, rows, cols) for images in rows_of_images]
@@ -483,8 +427,8 @@ def generate_files(model, plan, progress_enabled):
         fractions = np.linspace(0.0, 1.0, count)
         noise = np.stack([slerp(start, end, f) for f in fractions]).astype(np.float32)
         with make_progress(progress_enabled, count, "sampling", "frame") as bar:
-            decoded = decode(model, noise, steps, eta, seed, batch_size,
-                             on_chunk=lambda done: bar.update(done - bar.n), precision=precision)
+            decoded = sample(model, noise, steps, eta, seed, batch_size, precision=precision,
+                             on_chunk=lambda done: bar.update(done - bar.n))
         frames = [image_files.image_grid(image[None], 1, 1) for image in decoded]
         strip = image_files.image_grid(decoded, 1, count)
 
@@ -503,8 +447,7 @@ def generate(args):
     check_numbers(args)
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     checkpoint, config, run_path = resolve_source(args, say)
-    seed = args.seed if args.seed is not None else \
-        int(np.random.SeedSequence().generate_state(1)[0] % SEED_LIMIT)
+    seed = args.seed if args.seed is not None else checks.draw_seed()
     # "auto" asks TensorFlow for GPUs; the other choices need no import.
     precision = resolve_precision_name(args.mixed_precision)
     if config is not None:

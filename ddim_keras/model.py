@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from ddim_keras import sampling
+from ddim_keras import checks, sampling, sampling_loop
 from ddim_keras.config import DiffusionConfig
 from ddim_keras.distribute import POLICIES
 from ddim_keras.kid import KID
@@ -92,7 +92,14 @@ class DiffusionModel(keras.Model):
         self.normalizer.build((None,) + shape)
         self.built = True
         self._compiled_sampler = None
+        # Under several replicas (see _replica_seed): the base of the stateless
+        # seeds, drawn on first use, and a count of evaluation steps, which only
+        # the first replica advances. Held out of Keras' tracking, so the
+        # checkpoint layout stays the example's.
         self._distributed_seed = None
+        self._evaluation_steps = Untracked(tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="evaluation_steps",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
         # Reduced-precision copies of ema_network for sampling, by precision.
         self._sampling_networks = Untracked({})
 
@@ -206,23 +213,29 @@ class DiffusionModel(keras.Model):
             target.assign(source)
         return network
 
-    def reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0):
+    def reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0, first_image=0):
         """Step-by-step sampling loop (the example's), returns normalized images.
 
         ``eta=0`` is deterministic DDIM; ``eta=1`` is DDPM-like stochastic
-        sampling with noise drawn statelessly from ``seed``.
+        sampling with noise drawn statelessly from ``seed`` and ``first_image``
+        (the index of the chunk's first image); eta must lie in [0, 1].
         """
         return sampling.reverse_diffusion_loop(
             self._denoise_eval, self.diffusion_schedule, initial_noise,
-            diffusion_steps, eta=eta, seed=seed,
+            checks.check_steps(diffusion_steps), eta=checks.check_eta(eta), seed=seed,
+            first_image=first_image,
         )
 
     def compiled_reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0,
-                                   record=False, precision="float32"):
+                                   record=False, precision="float32", first_image=0):
         """The same sampler compiled into one graph; no retrace per step count.
 
         ``precision`` other than "float32" samples with :meth:`sampling_network`.
+        ``first_image`` keys the fresh noise (eta > 0) with ``seed``: pass the
+        index of the chunk's first image (see :mod:`ddim_keras.sampling_loop`).
         """
+        diffusion_steps = checks.check_steps(diffusion_steps)
+        eta = checks.check_eta(eta)
         network = self.sampling_network(precision)
         if self._compiled_sampler is None:
             self._compiled_sampler = {}
@@ -232,10 +245,11 @@ class DiffusionModel(keras.Model):
                 return self.denoise(noisy_images, noise_rates, signal_rates, training=False,
                                     network=network)
 
-            def run(initial_noise, diffusion_steps, eta, seed):
+            def run(initial_noise, diffusion_steps, eta, seed, first_image):
                 return sampling.reverse_diffusion_graph(
                     denoise, self.diffusion_schedule, initial_noise,
                     diffusion_steps, eta=eta, seed=seed, record=record,
+                    first_image=first_image,
                 )
 
             shape = (None, self.image_size, self.image_size, 3)
@@ -246,6 +260,7 @@ class DiffusionModel(keras.Model):
                     tf.TensorSpec((), tf.int32),
                     tf.TensorSpec((), tf.float32),
                     tf.TensorSpec((), tf.int32),
+                    tf.TensorSpec((), tf.int32),
                 ],
                 jit_compile=False,
             )
@@ -253,7 +268,8 @@ class DiffusionModel(keras.Model):
             tf.convert_to_tensor(initial_noise, tf.float32),
             tf.constant(int(diffusion_steps), tf.int32),
             tf.constant(float(eta), tf.float32),
-            tf.constant(int(seed) % (2**31 - 1), tf.int32),
+            tf.constant(int(seed) % checks.SEED_LIMIT, tf.int32),
+            tf.constant(int(first_image), tf.int32),
         )
 
     def initial_noise(self, num_images, seed=None):
@@ -276,53 +292,55 @@ class DiffusionModel(keras.Model):
         ``precision``: "float32" (default), "bfloat16" or "float16", see
         :meth:`sampling_network`.
         """
-        if num_images < 1:
-            raise ValueError("num_images must be at least 1")
-        if diffusion_steps < 1:
-            raise ValueError("diffusion_steps must be at least 1")
+        checks.check_at_least(num_images, 1, "num_images")
         if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
-        batch_size = int(batch_size or max(self.diffusion_config.batch_size, 1))
-        initial_noise = self.initial_noise(num_images, seed)
-        chunks = []
-        for start in range(0, num_images, batch_size):
-            images = self.compiled_reverse_diffusion(
-                initial_noise[start:start + batch_size], diffusion_steps, eta=eta,
-                seed=seed + start, precision=precision,
-            )
-            chunks.append(ops.convert_to_numpy(self.denormalize(images)))
-            if progress is not None:
-                progress(min(start + batch_size, num_images), num_images)
-        return np.concatenate(chunks, axis=0)
+            seed = checks.draw_seed()
+        on_chunk = None if progress is None else (lambda done: progress(done, num_images))
+        return sampling_loop.sample(self, self.initial_noise(num_images, seed), diffusion_steps,
+                                    eta=eta, seed=seed, batch_size=batch_size,
+                                    precision=precision, on_chunk=on_chunk)
 
     # -- training --------------------------------------------------------------------
 
     def _noisy_batch(self, images, training):
         # Normalize images to unit variance, like the noises they are mixed with.
         images = self.normalizer(images, training=training)
-        batch_size = ops.shape(images)[0]  # from the data: a last partial batch works
-        seed = self._replica_seed()
-        if seed is None:
-            noises = keras.random.normal(shape=ops.shape(images))
-            # Uniform random diffusion times, then mix images and noises accordingly.
-            diffusion_times = keras.random.uniform(shape=(batch_size, 1, 1, 1), minval=0.0,
-                                                   maxval=1.0)
-        else:
-            noises = tf.random.stateless_normal(tf.shape(images), seed)
-            diffusion_times = tf.random.stateless_uniform((batch_size, 1, 1, 1), seed + [0, 1])
+        noises, diffusion_times = self._draw_noises(images, training)
         noise_rates, signal_rates = self.diffusion_schedule(diffusion_times)
         noisy_images = signal_rates * images + noise_rates * noises
         return images, noises, noisy_images, noise_rates, signal_rates
 
-    def _replica_seed(self):
+    def _draw_noises(self, images, training):
+        """The random draws of one step: (noises like ``images``, diffusion_times).
+
+        One device draws from Keras' global generator, in the example's order
+        (noises first, then uniform times). Several replicas draw statelessly
+        from :meth:`_replica_seed`, so each replica and each step gets its own.
+        """
+        batch_size = ops.shape(images)[0]  # from the data: a last partial batch works
+        times_shape = (batch_size, 1, 1, 1)
+        seed = self._replica_seed(training)
+        if seed is None:
+            noises = keras.random.normal(shape=ops.shape(images))
+            diffusion_times = keras.random.uniform(shape=times_shape, minval=0.0, maxval=1.0)
+        else:
+            noises = tf.random.stateless_normal(tf.shape(images), seed)
+            diffusion_times = tf.random.stateless_uniform(times_shape, seed + [0, 1])
+        return noises, diffusion_times
+
+    def _replica_seed(self, training):
         """None on one replica; under a multi-replica strategy a stateless seed.
 
         Keras' global random generator is a variable created on first use, which a
         MultiWorkerMirroredStrategy step fails to create, and whose per-replica
         copies would start from the same state. With several replicas the noise is
         drawn statelessly from (a base drawn once from NumPy's seeded generator,
-        step and replica id), so each replica and step gets its own. One device
-        keeps Keras' generator: its numbers do not change.
+        a step counter and the replica id). Training steps count with the
+        optimizer's ``iterations``; evaluation steps, which do not move it, with
+        their own counter and base, so every validation batch gets its own noise,
+        and none repeats a training step's. Offsets 0-3 after a seed are the
+        step's own streams (noise, times, KID's starting noise). One device keeps
+        Keras' generator: its numbers do not change.
         """
         strategy = tf.distribute.get_strategy()
         replicas = strategy.num_replicas_in_sync
@@ -330,14 +348,18 @@ class DiffusionModel(keras.Model):
             return None
         if self._distributed_seed is None:
             self._distributed_seed = int(np.random.randint(0, 2**31 - 1))
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        step = tf.cast(self.optimizer.iterations, tf.int32) if self.optimizer is not None \
-            else tf.constant(0, tf.int32)
-        return tf.stack([tf.constant(self._distributed_seed, tf.int32),
-                         step * 4 * replicas + 4 * tf.cast(replica, tf.int32)])
-
-    def _loss(self, targets, predictions):
-        return ops.mean(self.loss_fn(targets, predictions))
+        base = self._distributed_seed
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group,
+                          tf.int32)
+        if training:
+            step = tf.cast(self.optimizer.iterations, tf.int32)
+        else:
+            base = (base + 1) % (2**31 - 1)
+            # assign_add returns the new value, one per step on every replica:
+            # the counter aggregates ONLY_FIRST_REPLICA.
+            step = tf.cast(self._evaluation_steps.value.assign_add(1), tf.int32) - 1
+        return tf.stack([tf.constant(base, tf.int32),
+                         step * 4 * replicas + 4 * replica])
 
     def train_step(self, images):
         images, noises, noisy_images, noise_rates, signal_rates = self._noisy_batch(
@@ -348,17 +370,21 @@ class DiffusionModel(keras.Model):
             pred_noises, pred_images = self.denoise(
                 noisy_images, noise_rates, signal_rates, training=True
             )
-            noise_loss = self._loss(noises, pred_noises)  # used for training
-            image_loss = self._loss(images, pred_images)  # only used as a metric
-            # Under a tf.distribute strategy every replica sees its share of the
-            # global batch and the optimizer SUMS the replicas' gradients: dividing
-            # by the number of replicas makes the update that of the global-batch
-            # mean, as on one device. scale_loss is the identity unless the
-            # optimizer is a LossScaleOptimizer (mixed_float16).
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled_loss = noise_loss if replicas == 1 else noise_loss / replicas
-            scaled_loss = self.optimizer.scale_loss(scaled_loss)
-        gradients = tape.gradient(scaled_loss, self.network.trainable_weights)
+            # Per-pixel losses, shape (batch, height, width): the example's values.
+            noise_loss = self.loss_fn(noises, pred_noises)  # used for training
+            image_loss = self.loss_fn(images, pred_images)  # only used as a metric
+            # The example differentiates the unreduced per-pixel loss, which the
+            # tape sums, so its gradients are those of the SUM over pixels and
+            # images, not of their mean. AdamW is scale-invariant only up to its
+            # epsilon, which would damp a mean's ~260,000x smaller gradients, so
+            # the sum is what reproduces the example's updates. Under a
+            # tf.distribute strategy the optimizer sums the replicas' gradients,
+            # and the sum of the replicas' sums is the global batch's sum: no
+            # rescaling.
+            training_loss, gradient_factor = self._differentiated_loss(noise_loss)
+        gradients = tape.gradient(training_loss, self.network.trainable_weights)
+        if gradient_factor is not None:
+            gradients = [gradient * gradient_factor for gradient in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.network.trainable_weights))
 
         self.noise_loss_tracker.update_state(noise_loss)
@@ -366,6 +392,23 @@ class DiffusionModel(keras.Model):
         self.update_ema()
         # KID is not measured while training: it is too expensive.
         return _step_logs((self.noise_loss_tracker, self.image_loss_tracker))
+
+    def _differentiated_loss(self, per_pixel_loss):
+        """(the loss to differentiate, a factor for its float32 gradients or None).
+
+        The gradient wanted is that of ``sum(per_pixel_loss)``. Under a
+        LossScaleOptimizer (mixed_float16) the sum's gradients overflow float16
+        inside the network (measured at 64 px, batch 16: every step skipped and
+        the loss scale halved each time), so there the tape differentiates the
+        scaled MEAN, which float16 holds, and the float32 gradients are
+        multiplied back by the number of terms: the same gradient, up to
+        rounding. float32 and bfloat16 (float32's range) differentiate the sum
+        itself, which keeps float32 bit-identical to the example.
+        """
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            count = ops.cast(ops.size(per_pixel_loss), "float32")
+            return self.optimizer.scale_loss(ops.mean(per_pixel_loss)), count
+        return ops.sum(per_pixel_loss), None
 
     def update_ema(self):
         """Move every EMA weight (batch-norm statistics included) towards the network's.
@@ -398,13 +441,14 @@ class DiffusionModel(keras.Model):
         pred_noises, pred_images = self.denoise(
             noisy_images, noise_rates, signal_rates, training=False
         )
-        self.noise_loss_tracker.update_state(self._loss(noises, pred_noises))
-        self.image_loss_tracker.update_state(self._loss(images, pred_images))
+        # The metrics average every pixel's loss, as the example's do.
+        self.noise_loss_tracker.update_state(self.loss_fn(noises, pred_noises))
+        self.image_loss_tracker.update_state(self.loss_fn(images, pred_images))
 
         if self.diffusion_config.kid:
             # KID between real and generated images; expensive, so few steps.
             real_images = self.denormalize(images)
-            seed = self._replica_seed()
+            seed = self._replica_seed(training=False)
             initial_noise = (keras.random.normal(shape=ops.shape(images)) if seed is None
                              else tf.random.stateless_normal(tf.shape(images), seed + [0, 2]))
             generated_images = self.denormalize(

@@ -23,7 +23,8 @@ import os
 import shutil
 import sys
 
-from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
+from ddim_keras.durable import write_text
+from ddim_keras.errors import ArgumentParser, UsageError, run_cli
 
 START = "<!-- report:start -->"
 END = "<!-- report:end -->"
@@ -352,13 +353,7 @@ def update_markdown(path, section):
         text = text[:index] + block + "\n" + text[index:]
     else:
         text = (text.rstrip("\n") + "\n\n" if text else "") + block
-    tmp_path = f"{path}.tmp"
-    try:
-        with open(tmp_path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp_path, path)
-    except OSError as error:
-        raise DdimError(f"could not write {path}: {error.strerror or error}.") from None
+    write_text(path, text, user_error=True)
 
 
 def report(args):

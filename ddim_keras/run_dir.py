@@ -18,7 +18,7 @@
 import json
 import os
 
-from ddim_keras.config import DiffusionConfig
+from ddim_keras.config import DiffusionConfig, architecture_differences, architecture_fields
 from ddim_keras.errors import CheckpointError, ConfigError, UsageError
 
 
@@ -142,27 +142,35 @@ def check_writable_folder(folder, create_levels=0):
 
 
 def write_json_atomic(path, data):
-    """Write JSON through a temporary file and a rename; errors become DdimError."""
-    from ddim_keras.errors import DdimError
+    """Write JSON durably (see ddim_keras.durable); an OSError becomes DdimError."""
+    from ddim_keras.durable import write_json
 
-    tmp_path = f"{path}.tmp"
-    try:
-        with open(tmp_path, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp_path, path)
-    except OSError as error:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise DdimError(f"could not write {path}: {error.strerror or error}.") from None
+    write_json(path, data, user_error=True)
+
+
+def owner_run_dir(checkpoint):
+    """The run directory a checkpoint file belongs to, or None.
+
+    That is the folder holding a config.json next to the file, or one level up
+    (``RUN/checkpoints/best.weights.h5`` belongs to ``RUN``).
+    """
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    for candidate in (folder, os.path.dirname(folder)):
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    return None
 
 
 def load_model(run=None, checkpoint=None, config=None, kid_weights=None):
     """A DiffusionModel with trained weights, for sampling or evaluation.
 
     Accepts a run directory (its best checkpoint and config.json), a ``.keras``
-    file, or a bare ``.weights.h5`` (with ``config``, a config file path, or the
-    example's default config when neither is given).
+    file, or a ``.weights.h5`` (with ``config``, a config file path; else the
+    config.json of the run it belongs to, see :func:`owner_run_dir`; else the
+    example's default config). A ``.weights.h5`` of a run whose architecture
+    (``config.ARCHITECTURE_FIELDS``) differs from ``config`` is refused with a
+    CheckpointError: Keras would load it into another image size without
+    complaint.
     """
     from ddim_keras.model import DiffusionModel
 
@@ -178,8 +186,15 @@ def load_model(run=None, checkpoint=None, config=None, kid_weights=None):
             checkpoint = run_dir.checkpoint_for_inference()
     if not os.path.isfile(checkpoint):
         raise CheckpointError(f"checkpoint {checkpoint} does not exist.")
-    if not os.access(checkpoint, os.R_OK):
-        raise CheckpointError(f"checkpoint {checkpoint} is not readable (permissions).")
+    try:
+        # Opening, not os.access: root passes os.access for any file, yet may be
+        # refused (root-squashed NFS, ACLs, SELinux), and then Keras would blame
+        # the file's contents.
+        with open(checkpoint, "rb"):
+            pass
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {checkpoint} is not readable "
+                              f"({error.strerror or error}; check its permissions).") from None
 
     if checkpoint.endswith(".keras"):
         import keras
@@ -197,11 +212,36 @@ def load_model(run=None, checkpoint=None, config=None, kid_weights=None):
         )
     if isinstance(config, str):
         config = DiffusionConfig.load(config)
+    config = _check_owner_config(checkpoint, config)
     if config is None:
         config = DiffusionConfig()
     model = DiffusionModel(config, kid_weights=kid_weights)
     load_weights(model, checkpoint)
     return model
+
+
+def _check_owner_config(checkpoint, config):
+    """The config to load a ``.weights.h5`` into: ``config``, checked against the run
+    the file belongs to, or that run's config when ``config`` is None."""
+    owner = owner_run_dir(checkpoint)
+    if owner is None:
+        return config
+    if config is None:
+        return RunDir(owner).read_config()
+    try:
+        owner_config = RunDir(owner).read_config()
+    except CheckpointError:
+        return config  # a config.json that is not a run's: nothing to compare with
+    differences = architecture_differences(owner_config, config)
+    if differences:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} belongs to run {owner}, whose config.json differs from "
+            f"the config it is being loaded into ({'; '.join(differences)}, run vs given); "
+            "its weights would not fit (Keras loads them into another image size without "
+            "complaint, and the model then only makes noise). Load it with the run's own "
+            "config: pass the run directory, or leave out the config."
+        )
+    return config
 
 
 def load_weights(model, checkpoint, advice="Pass the config.json the checkpoint was trained "
@@ -218,12 +258,11 @@ def load_weights(model, checkpoint, advice="Pass the config.json the checkpoint 
             warnings.filterwarnings("ignore", message=".*Skipping nested container.*")
             model.load_weights(checkpoint)
     except Exception as error:
+        fields = ", ".join(f"{key} {value!r}"
+                           for key, value in architecture_fields(model.diffusion_config))
         raise CheckpointError(
-            f"checkpoint {checkpoint} does not match the model's config (image_size "
-            f"{model.diffusion_config.image_size}, widths {list(model.diffusion_config.widths)}, "
-            f"block_depth {model.diffusion_config.block_depth}, embedding_dims "
-            f"{model.diffusion_config.embedding_dims}) or is not a valid weights file "
-            f"({type(error).__name__}: {_first_line(error)}). {advice}"
+            f"checkpoint {checkpoint} does not match the model's config ({fields}) or is not "
+            f"a valid weights file ({type(error).__name__}: {_first_line(error)}). {advice}"
         ) from None
 
 

@@ -68,16 +68,35 @@ def step_times(step, diffusion_steps):
 # so the loops below know neither the network nor the schedule.
 
 
-def _fresh_noise(shape, seed, step):
-    # Stateless: the same (seed, step) always gives the same noise, in the graph
-    # loop and the Python loop alike, which makes seeded DDPM sampling repeatable.
+#: Fresh-noise streams are keyed by (seed, first image of the chunk, step); the
+#: step takes the low 32 bits of the second seed word, so no two keys collide.
+STEP_BITS = 32
+
+
+def fresh_noise_seed(seed, first_image, step):
+    """The stateless seed of the fresh noise of one step of one chunk.
+
+    ``[seed, first_image * 2**32 + step]`` as int64: distinct for every
+    (seed, first image, step), so two calls whose seeds differ never share a
+    chunk's noise (seeding with ``seed + first_image`` made seed 0's second
+    chunk of 8 and seed 8's first chunk identical).
+    """
     import tensorflow as tf
 
-    seed = tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)])
-    return tf.random.stateless_normal(shape, seed=seed)
+    stream = tf.cast(first_image, tf.int64) * (2**STEP_BITS) + tf.cast(step, tf.int64)
+    return tf.stack([tf.cast(seed, tf.int64), stream])
 
 
-def _reverse_step_at(denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed):
+def _fresh_noise(shape, seed, first_image, step):
+    # Stateless: the same key always gives the same noise, in the graph loop and
+    # the Python loop alike, which makes seeded DDPM sampling repeatable.
+    import tensorflow as tf
+
+    return tf.random.stateless_normal(shape, seed=fresh_noise_seed(seed, first_image, step))
+
+
+def _reverse_step_at(denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed,
+                     first_image=0):
     """Separate the noisy images at step ``step`` and remix them one step on."""
     import tensorflow as tf
 
@@ -90,7 +109,7 @@ def _reverse_step_at(denoise_fn, schedule_fn, noisy_images, step, diffusion_step
     pred_noises, pred_images = denoise_fn(noisy_images, noise_rates, signal_rates)
     next_noise_rates, next_signal_rates = schedule_fn(diffusion_times - step_size)
     sigmas = step_sigmas(signal_rates, next_signal_rates, eta)
-    fresh_noises = _fresh_noise(tf.shape(noisy_images), seed, step)
+    fresh_noises = _fresh_noise(tf.shape(noisy_images), seed, first_image, step)
     next_noisy_images = reverse_step(
         pred_noises, pred_images, next_noise_rates, next_signal_rates, sigmas, fresh_noises
     )
@@ -98,10 +117,12 @@ def _reverse_step_at(denoise_fn, schedule_fn, noisy_images, step, diffusion_step
 
 
 def reverse_diffusion_loop(denoise_fn, schedule_fn, initial_noise, diffusion_steps,
-                           eta=0.0, seed=0):
+                           eta=0.0, seed=0, first_image=0):
     """Reference sampler: a plain Python loop, one network call per step.
 
     Returns the predicted images of the last step (normalized space).
+    ``first_image``: index of the chunk's first image, which keys its fresh
+    noise together with ``seed`` (see :func:`fresh_noise_seed`).
     """
     # A tensor, not a NumPy array: a Keras network refuses a mix of both.
     noisy_images = ops.convert_to_tensor(initial_noise, "float32")
@@ -109,13 +130,13 @@ def reverse_diffusion_loop(denoise_fn, schedule_fn, initial_noise, diffusion_ste
     pred_images = initial_noise
     for step in range(int(diffusion_steps)):
         noisy_images, pred_images = _reverse_step_at(
-            denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed
+            denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed, first_image
         )
     return pred_images
 
 
 def reverse_diffusion_graph(denoise_fn, schedule_fn, initial_noise, diffusion_steps,
-                            eta=0.0, seed=0, record=False):
+                            eta=0.0, seed=0, record=False, first_image=0):
     """The same sampler as one graph while-loop over steps.
 
     ``diffusion_steps`` may be a tensor, so a compiled caller does not retrace
@@ -134,7 +155,7 @@ def reverse_diffusion_graph(denoise_fn, schedule_fn, initial_noise, diffusion_st
 
     def body(step, noisy_images, pred_images, noisy_trajectory, pred_trajectory):
         next_noisy_images, pred_images = _reverse_step_at(
-            denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed
+            denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed, first_image
         )
         if record:
             noisy_trajectory = noisy_trajectory.write(step, noisy_images)

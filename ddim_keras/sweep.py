@@ -15,12 +15,13 @@ and KID weights); only missing cells are computed. ``--force`` recomputes.
 """
 
 import csv
-import math
 import os
 import sys
 import time
 
+from ddim_keras import checks
 from ddim_keras.distribute import machine_description
+from ddim_keras.durable import write_durably
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
 from ddim_keras.evaluate import DATASETS, check_kid_args, training_data, weights_label
 
@@ -92,9 +93,7 @@ def check_args(args):
         raise UsageError(f"--steps must all be at least 1, got {args.steps}.")
     etas = parse_list(args.etas, float, "--etas")
     for eta in etas:
-        if not math.isfinite(eta) or eta < 0:
-            raise UsageError(f"--etas must be zero or positive (0 = DDIM, 1 = DDPM), got "
-                             f"{args.etas}.")
+        checks.check_eta(eta, "every --etas value")
     check_kid_args(args)
     return steps, etas
 
@@ -118,13 +117,14 @@ def read_rows(path):
 
 
 def write_rows(path, rows):
-    tmp_path = f"{path}.tmp"
-    with open(tmp_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-    os.replace(tmp_path, path)
+    def save(tmp_path):
+        with open(tmp_path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row)
+
+    write_durably(path, save)
 
 
 def cache_key(row):
@@ -165,10 +165,10 @@ def plot(rows, path, title):
     axis.grid(True, alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    tmp_path = f"{path}.tmp.png"
-    figure.savefig(tmp_path)
-    plt.close(figure)
-    os.replace(tmp_path, path)
+    try:
+        write_durably(path, figure.savefig)
+    finally:
+        plt.close(figure)
 
 
 def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):

@@ -6,6 +6,7 @@ on an existing run directory resumes it.
 """
 
 import csv
+import io
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ from ddim_keras.config import DiffusionConfig, PRESETS, preset
 from ddim_keras.distribute import (JIT_CHOICES, PRECISIONS, STRATEGIES, check_strategy_args,
                                    resolve_precision_name, xla_rejects_mixed_precision,
                                    is_chief, machine_description, parse_jit_compile)
+from ddim_keras.durable import write_durably, write_text
 from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, UsageError,
                                run_cli)
 from ddim_keras.run_dir import RunDir, check_writable_folder
@@ -204,10 +206,9 @@ def completed_history_rows(path, epochs):
         return
     header, body = rows[0], rows[1:]
     kept = [row for row in body if row and row[0].isdigit() and int(row[0]) < epochs]
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([header] + kept)
-    os.replace(tmp_path, path)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows([header] + kept)
+    write_text(path, text.getvalue(), newline="")
 
 
 def train(args):
@@ -390,7 +391,8 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
     from ddim_keras.images import save_grid
 
     final_grid = os.path.join(run_dir.samples_dir, "final.png")
-    save_grid(model.generate(18, config.plot_diffusion_steps, seed=SAMPLE_SEED), final_grid)
+    grid = model.generate(18, config.plot_diffusion_steps, seed=SAMPLE_SEED)
+    write_durably(final_grid, lambda tmp_path: save_grid(grid, tmp_path))
     minutes = (time.time() - started) / 60.0
     print(
         f"Done in {minutes:.1f} min. Run: {run_dir.path} | best checkpoint: "

@@ -73,6 +73,8 @@ CASES = [
     Case("generate", "no model", [], 2, ["--run", "--checkpoint"]),
     Case("generate", "zero steps", ["--run", "{run}", "--steps", "0"], 2, ["--steps"]),
     Case("generate", "negative eta", ["--run", "{run}", "--eta", "-1"], 2, ["--eta"]),
+    Case("generate", "eta above 1", ["--run", "{run}", "--eta", "1.5"], 2,
+         ["--eta", "between 0", "and 1", "1.5"]),
     Case("generate", "zero images", ["--run", "{run}", "--num-images", "0"], 2,
          ["--num-images"]),
     Case("generate", "unknown mode", ["--run", "{run}", "--mode", "video"], 2, ["video"]),

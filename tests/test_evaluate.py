@@ -98,6 +98,7 @@ def paths(tiny_run, tmp_path):
 BAD_INPUT = [
     ("steps 0", ["--run", "{run}", "--steps", "0"], 2, ["--steps"]),
     ("negative eta", ["--run", "{run}", "--eta", "-1"], 2, ["--eta"]),
+    ("eta above 1", ["--run", "{run}", "--eta", "2"], 2, ["--eta", "between 0", "and 1"]),
     ("one image", ["--run", "{run}", "--num-images", "1"], 2, ["--num-images", "at least 2"]),
     ("batch of one", ["--run", "{run}", "--batch-size", "1"], 2, ["--batch-size", "at least 2"]),
     ("unknown dataset", ["--run", "{run}", "--dataset", "mnist"], 2, ["--dataset"]),

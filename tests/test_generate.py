@@ -1,6 +1,8 @@
 """``python -m ddim_keras.generate``: every mode from the tiny trained run, the ways
 of loading a model, repeatability, and bad input."""
 
+import builtins
+import errno
 import os
 import shutil
 import subprocess
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_one_error, run_command, write_config
+from conftest import assert_not_saturated, assert_one_error, run_command, write_config
 from ddim_keras import generate
 from ddim_keras.errors import run_cli
 
@@ -43,6 +45,14 @@ def png_size(path):
     with Image.open(path) as image:
         assert image.format == "PNG"
         return image.size
+
+
+def grid_cells(path, rows, cols, size=S):
+    """The images of an image_grid PNG, (rows * cols, size, size, 3) uint8, row by row."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    return np.stack([pixels[PAD + row * (size + PAD):][:size, PAD + col * (size + PAD):][:, :size]
+                     for row in range(rows) for col in range(cols)])
 
 
 # -- pure helpers ------------------------------------------------------------------------
@@ -110,14 +120,15 @@ def test_importing_the_clis_does_not_load_tensorflow():
 # -- every mode from the tiny run -----------------------------------------------------------
 
 
-def test_mixed_precision_samples_close_to_float32_under_its_own_name(tiny_run, tmp_path,
+def test_mixed_precision_samples_close_to_float32_under_its_own_name(sampling_run, tmp_path,
                                                                    capsys):
-    base = ("--run", tiny_run, "--steps", 2, "--seed", 4, "--output", tmp_path, "--no-progress")
+    base = ("--run", sampling_run, "--steps", 2, "--seed", 4, "--output", tmp_path, "--no-progress")
     (exact,), _ = ok(capsys, *base)
     (reduced,), err = ok(capsys, *base, "--mixed-precision", "bfloat16")
     assert os.path.basename(exact) == "grid_seed4_steps2_eta0.png"
     assert os.path.basename(reduced) == "grid_seed4_steps2_eta0_bfloat16.png"
     assert "bfloat16" in err
+    assert_not_saturated(grid_cells(exact, 3, 6))
     exact_pixels = np.asarray(Image.open(exact), dtype=np.int16)
     reduced_pixels = np.asarray(Image.open(reduced), dtype=np.int16)
     assert exact_pixels.shape == reduced_pixels.shape
@@ -156,8 +167,8 @@ def test_images(tiny_run, tmp_path, capsys):
     assert "Wrote 3 images" in err
 
 
-def test_process(tiny_run, tmp_path, capsys):
-    printed, _ = ok(capsys, "--run", tiny_run, "--mode", "process", "--num-images", 2,
+def test_process(sampling_run, tmp_path, capsys):
+    printed, _ = ok(capsys, "--run", sampling_run, "--mode", "process", "--num-images", 2,
                     "--steps", 3, "--seed", 3, "--output", tmp_path / "process.gif")
     gif, png = tmp_path / "process.gif", tmp_path / "process.png"
     assert printed == [str(gif), str(png)]
@@ -173,7 +184,7 @@ def test_process(tiny_run, tmp_path, capsys):
     from ddim_keras.images import to_uint8
     from ddim_keras.run_dir import load_model
 
-    model = load_model(run=tiny_run, kid_weights=None)
+    model = load_model(run=sampling_run, kid_weights=None)
     strip = np.asarray(Image.open(png), np.int16)
 
     def cell(row, col):
@@ -182,12 +193,14 @@ def test_process(tiny_run, tmp_path, capsys):
 
     noise = model.initial_noise(2, seed=3)
     np.testing.assert_array_equal(cell(0, 0), to_uint8(model.denormalize(noise[:1])[0]))
-    final = to_uint8(model.generate(2, 3, seed=3)[0]).astype(np.int16)
+    samples = model.generate(2, 3, seed=3)
+    assert_not_saturated(samples)
+    final = to_uint8(samples[0]).astype(np.int16)
     assert np.abs(cell(2, 2) - final).max() <= 1
 
 
-def test_steps(tiny_run, tmp_path, capsys):
-    printed, _ = ok(capsys, "--run", tiny_run, "--mode", "steps", "--num-images", 2,
+def test_steps(sampling_run, tmp_path, capsys):
+    printed, _ = ok(capsys, "--run", sampling_run, "--mode", "steps", "--num-images", 2,
                     "--steps", 3, "--seed", 4, "--output", tmp_path / "steps")
     gif, png = tmp_path / "steps.gif", tmp_path / "steps.png"
     assert printed == [str(gif), str(png)]
@@ -198,15 +211,16 @@ def test_steps(tiny_run, tmp_path, capsys):
 
     # The last row is the ordinary 3-step sample of the same seed.
     grid_path = tmp_path / "reference.png"
-    ok(capsys, "--run", tiny_run, "--num-images", 2, "--steps", 3, "--seed", 4,
+    ok(capsys, "--run", sampling_run, "--num-images", 2, "--steps", 3, "--seed", 4,
        "--output", grid_path)
+    assert_not_saturated(grid_cells(grid_path, 1, 2))
     strip = np.asarray(Image.open(png))
     reference = np.asarray(Image.open(grid_path))
     np.testing.assert_array_equal(strip[-(S + 2 * PAD):], reference)
 
 
-def test_interpolation(tiny_run, tmp_path, capsys):
-    printed, _ = ok(capsys, "--run", tiny_run, "--mode", "interpolation", "--num-images", 4,
+def test_interpolation(sampling_run, tmp_path, capsys):
+    printed, _ = ok(capsys, "--run", sampling_run, "--mode", "interpolation", "--num-images", 4,
                     "--steps", 2, "--seed", 5, "--output", tmp_path / "walk.png")
     gif, png = tmp_path / "walk.gif", tmp_path / "walk.png"
     assert printed == [str(gif), str(png)]
@@ -217,8 +231,9 @@ def test_interpolation(tiny_run, tmp_path, capsys):
 
     # The end frames are the samples of the two noises themselves.
     ends = tmp_path / "ends.png"
-    ok(capsys, "--run", tiny_run, "--num-images", 2, "--steps", 2, "--seed", 5, "--cols", 2,
+    ok(capsys, "--run", sampling_run, "--num-images", 2, "--steps", 2, "--seed", 5, "--cols", 2,
        "--output", ends)
+    assert_not_saturated(grid_cells(ends, 1, 2))
     strip, pair = np.asarray(Image.open(png)), np.asarray(Image.open(ends))
     np.testing.assert_array_equal(strip[:, :S + 2 * PAD], pair[:, :S + 2 * PAD])
     np.testing.assert_array_equal(strip[:, -(S + 2 * PAD):], pair[:, -(S + 2 * PAD):])
@@ -227,13 +242,15 @@ def test_interpolation(tiny_run, tmp_path, capsys):
 # -- repeatability, default paths, ways of loading -------------------------------------------
 
 
-def test_same_seed_gives_byte_identical_files(tiny_run, tmp_path, capsys):
+def test_same_seed_gives_byte_identical_files(sampling_run, tmp_path, capsys):
     # Stochastic sampling (eta=1) too; eta=0 is compared across ways of loading
     # and across processes below.
-    common = ["--run", tiny_run, "--num-images", 4, "--steps", 2, "--eta", 1, "--no-progress"]
+    common = ["--run", sampling_run, "--num-images", 4, "--steps", 2, "--eta", 1,
+              "--no-progress"]
     ok(capsys, *common, "--seed", 7, "--output", tmp_path / "a.png")
     ok(capsys, *common, "--seed", 7, "--output", tmp_path / "b.png")
     ok(capsys, *common, "--seed", 8, "--output", tmp_path / "c.png")
+    assert_not_saturated(grid_cells(tmp_path / "a.png", 1, 4))
     first = (tmp_path / "a.png").read_bytes()
     assert first == (tmp_path / "b.png").read_bytes()
     assert first != (tmp_path / "c.png").read_bytes()
@@ -261,25 +278,27 @@ def test_default_output_is_inside_the_run(tiny_run, tmp_path, capsys, monkeypatc
     assert printed == [str(tmp_path / "generated" / "grid_seed3_steps1_eta0.png")]
 
 
-def test_every_way_of_loading_gives_the_same_images(tiny_run, tmp_path, capsys):
+def test_every_way_of_loading_gives_the_same_images(sampling_run, tmp_path, capsys):
     from ddim_keras.run_dir import load_model
 
     common = ["--num-images", 3, "--steps", 2, "--seed", 9, "--no-progress"]
-    ok(capsys, "--run", tiny_run, *common, "--output", tmp_path / "run.png")
+    ok(capsys, "--run", sampling_run, *common, "--output", tmp_path / "run.png")
+    assert_not_saturated(grid_cells(tmp_path / "run.png", 1, 3))
     reference = (tmp_path / "run.png").read_bytes()
 
-    best = os.path.join(tiny_run, "checkpoints", "best.weights.h5")
+    best = os.path.join(sampling_run, "checkpoints", "best.weights.h5")
     bare = tmp_path / "bare.weights.h5"
     shutil.copy(best, bare)
     config = write_config(tmp_path / "tiny.json", epochs=2)
     keras_file = tmp_path / "model.keras"
-    load_model(run=tiny_run, kid_weights=None).save(str(keras_file))
+    load_model(run=sampling_run, kid_weights=None).save(str(keras_file))
 
     sources = {
         "checkpoint in the run (its config.json found)": ["--checkpoint", best],
         "bare weights + --config": ["--checkpoint", bare, "--config", config],
-        "run + explicit checkpoint + matching --config": ["--run", tiny_run, "--checkpoint",
-                                                          best, "--config", config],
+        "run + explicit checkpoint + matching --config": ["--run", sampling_run,
+                                                          "--checkpoint", best,
+                                                          "--config", config],
         ".keras file": ["--checkpoint", keras_file],
     }
     for index, (name, flags) in enumerate(sources.items()):
@@ -288,17 +307,18 @@ def test_every_way_of_loading_gives_the_same_images(tiny_run, tmp_path, capsys):
         assert path.read_bytes() == reference, name
 
 
-def test_module_entry_point_in_a_subprocess(tiny_run, tmp_path, capsys):
+def test_module_entry_point_in_a_subprocess(sampling_run, tmp_path, capsys):
     path = tmp_path / "sub.png"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-m", "ddim_keras.generate", "--run", tiny_run, "--steps", "2",
+    command = [sys.executable, "-m", "ddim_keras.generate", "--run", sampling_run, "--steps", "2",
                "--num-images", "2", "--seed", "11", "--output", str(path)]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(path)
     # Same bytes as in this process: nothing depends on the process.
-    ok(capsys, "--run", tiny_run, "--steps", 2, "--num-images", 2, "--seed", 11,
+    ok(capsys, "--run", sampling_run, "--steps", 2, "--num-images", 2, "--seed", 11,
        "--output", tmp_path / "here.png")
+    assert_not_saturated(grid_cells(path, 1, 2))
     assert path.read_bytes() == (tmp_path / "here.png").read_bytes()
 
     # The exit code of a refusal, and no traceback.
@@ -446,17 +466,28 @@ def test_read_only_output_folder_check(tmp_path, monkeypatch):
         generate.check_writable_folder(str(tmp_path))
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root can read any file")
-def test_unreadable_checkpoint(bad_files, tmp_path, capsys):
+def test_unreadable_checkpoint(bad_files, tmp_path, capsys, monkeypatch):
     locked = tmp_path / "locked.weights.h5"
     shutil.copy(bad_files["best"], locked)
-    locked.chmod(0o000)
+    locked.chmod(0o000)  # unreadable for a normal user, who is stopped by os.access ...
+    # ... but root (CI) reads any file, so opening it is refused here as it would be
+    # for root on a root-squashed NFS share: os.access passes, the read fails.
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) == str(locked):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
     try:
-        code, _, err = run_generate(capsys, "--checkpoint", locked, "--steps", "1")
+        code, _, err = run_generate(capsys, "--checkpoint", locked, "--steps", "1",
+                                    "--output", tmp_path / "out.png")
     finally:
         locked.chmod(0o600)
-    assert code == 1 and "not readable" in err
+    assert code == 1, err
+    assert_one_error(err, ["checkpoint", "locked.weights.h5", "not readable", "permissions"])
+    assert not os.path.exists(tmp_path / "out.png")
 
 
 def test_debug_shows_the_traceback(capsys):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import assert_not_saturated
 from ddim_keras import sampling
 from ddim_keras.schedules import cosine_schedule
 
@@ -136,23 +137,25 @@ def test_step_times_run_from_one_towards_zero():
 # -- the loops, with a toy denoiser -----------------------------------------------------
 
 
-def fresh_noises(shape, seed, steps):
+def fresh_noises(shape, seed, steps, first_image=0):
     # The samplers' own stateless noise, so the reference can use the same draws.
-    return [np.asarray(sampling._fresh_noise(shape, seed, step), np.float64)
+    return [np.asarray(sampling._fresh_noise(shape, seed, first_image, step), np.float64)
             for step in range(steps)]
 
 
-@pytest.mark.parametrize("eta", ETAS)
-def test_loops_match_the_numpy_reference(eta):
+@pytest.mark.parametrize("eta,first_image", [(eta, 0) for eta in ETAS] + [(1.0, 6)])
+def test_loops_match_the_numpy_reference(eta, first_image):
     steps, seed = 5, 7
     initial = np.random.default_rng(4).standard_normal((3, 4, 4, 3)).astype(np.float32)
-    expected = numpy_sampler(initial, steps, eta, fresh_noises(initial.shape, seed, steps))
+    expected = numpy_sampler(initial, steps, eta,
+                             fresh_noises(initial.shape, seed, steps, first_image))
 
     loop = sampling.reverse_diffusion_loop(toy_denoise, toy_schedule, initial, steps,
-                                           eta=eta, seed=seed)
+                                           eta=eta, seed=seed, first_image=first_image)
     graph = tf.function(
         lambda x, k: sampling.reverse_diffusion_graph(toy_denoise, toy_schedule, x, k,
-                                                      eta=eta, seed=seed)
+                                                      eta=eta, seed=seed,
+                                                      first_image=first_image)
     )(tf.constant(initial), tf.constant(steps))
     np.testing.assert_allclose(np.asarray(loop), expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.asarray(graph), expected, rtol=1e-4, atol=1e-4)
@@ -174,22 +177,16 @@ def test_graph_records_the_trajectory():
 
 @pytest.fixture(scope="module")
 def random_model():
-    """A tiny untrained model whose EMA network has nonzero random weights.
+    """A tiny untrained model whose samples are not clipped flat (see conftest.unsaturate).
 
     (A fresh network's output convolution is zero, which would make every
-    sampler agree trivially.)
+    sampler agree trivially; random weights clip nearly every pixel to 0 or 1.)
     """
     from ddim_keras.config import DiffusionConfig
-    from conftest import TINY
+    from conftest import TINY, unsaturate
     from ddim_keras.model import DiffusionModel
 
-    model = DiffusionModel(DiffusionConfig(**TINY), kid_weights=None)
-    rng = np.random.default_rng(0)
-    for weight in model.ema_network.trainable_weights:
-        shape = tuple(weight.shape)
-        fan_in = max(int(np.prod(shape[:-1])), 1)
-        weight.assign(rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape).astype(np.float32))
-    return model
+    return unsaturate(DiffusionModel(DiffusionConfig(**TINY), kid_weights=None))
 
 
 def test_compiled_sampler_matches_the_python_loop(random_model):
@@ -236,6 +233,7 @@ def test_seeds_make_generation_repeatable(random_model):
     first = random_model.generate(3, 3, seed=21)
     assert first.shape == (3, 16, 16, 3)
     assert first.min() >= 0.0 and first.max() <= 1.0
+    assert_not_saturated(first)
     np.testing.assert_array_equal(first, random_model.generate(3, 3, seed=21))
     assert not np.allclose(first, random_model.generate(3, 3, seed=22))
 
@@ -251,6 +249,7 @@ def test_stochastic_sampling_is_repeatable_with_a_seed(random_model):
 def test_deterministic_generation_does_not_depend_on_chunking(random_model):
     whole = random_model.generate(4, 2, seed=8, batch_size=4)
     chunked = random_model.generate(4, 2, seed=8, batch_size=3)
+    assert_not_saturated(whole)
     # Equal up to float rounding (convolutions may sum in another order per batch size).
     np.testing.assert_allclose(whole, chunked, atol=1e-4)
 

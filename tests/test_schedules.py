@@ -53,7 +53,7 @@ def test_unit_variance_bounds_and_monotone(name):
     assert signal_rates.max() <= MAX_SIGNAL + 1e-6
     assert np.all(np.diff(signal_rates) <= 1e-7), "the signal rate must not grow with time"
     assert np.all(np.diff(noise_rates) >= -1e-7)
-    # Clipped schedules are flat near the ends but must still span the range.
+    # Both schedules span the whole range.
     assert signal_rates[0] == pytest.approx(MAX_SIGNAL, abs=1e-6)
     assert signal_rates[-1] == pytest.approx(MIN_SIGNAL, abs=1e-6)
 
@@ -66,11 +66,17 @@ def test_schedules_broadcast_over_image_batches(name):
     assert tuple(signal_rates.shape) == (5, 1, 1, 1)
 
 
+def ddpm_time(signal_rate):
+    """Independently: the continuous DDPM time where sqrt(alpha_bar) == signal_rate."""
+    b0, b1, n = LINEAR_BETA_START, LINEAR_BETA_END, LINEAR_NUM_STEPS
+    return np.roots([n * (b1 - b0) / 2, n * b0, 2 * np.log(signal_rate)]).real.max()
+
+
 def test_linear_matches_discrete_ddpm_product():
-    """Unclipped, alpha_bar(t = i/1000) follows the DDPM product of (1 - beta)."""
+    """With the DDPM curve's own end points as bounds, t = i/1000 is DDPM step i."""
     times = (np.arange(1, LINEAR_NUM_STEPS + 1) / LINEAR_NUM_STEPS).astype(np.float32)
-    # Bounds wide enough that nothing is clipped.
-    _, signal_rates = rates(linear_schedule, times, low=1e-12, high=1.0)
+    low = np.exp(-LINEAR_NUM_STEPS * (LINEAR_BETA_START + LINEAR_BETA_END) / 4)  # about 0.0066
+    _, signal_rates = rates(linear_schedule, times, low=low, high=1.0)
     alpha_bars = signal_rates**2
     expected = ddpm_alpha_bars()
     # The continuous integral is very close where most of the signal is...
@@ -82,13 +88,48 @@ def test_linear_matches_discrete_ddpm_product():
     assert alpha_bars[-1] == pytest.approx(expected[-1], rel=0.1)
 
 
-def test_linear_is_clipped_to_the_signal_bounds():
-    _, unclipped = rates(linear_schedule, low=1e-12, high=1.0)
-    _, clipped = rates(linear_schedule)
-    np.testing.assert_allclose(clipped, np.clip(unclipped, MIN_SIGNAL, MAX_SIGNAL), atol=1e-6)
-    # Both bounds are active somewhere: near t=0 the DDPM signal exceeds 0.95,
-    # near t=1 it falls below 0.02.
-    assert unclipped[0] > MAX_SIGNAL and unclipped[-1] < MIN_SIGNAL
+# DDPM discrete steps covered at the default bounds, and the measured worst relative
+# error of the continuous alpha_bar against the discrete product over them: 4.63 %.
+COVERED_STEPS = (97, 881)
+DISCRETE_RTOL = 0.055
+
+
+def test_linear_covers_ddpm_steps_and_matches_the_discrete_product():
+    start, end = ddpm_time(MAX_SIGNAL), ddpm_time(MIN_SIGNAL)
+    assert start == pytest.approx(0.096638, abs=1e-6) and end == pytest.approx(0.881745, abs=1e-6)
+    steps = np.arange(1, LINEAR_NUM_STEPS + 1)
+    covered = steps[(steps >= LINEAR_NUM_STEPS * start) & (steps <= LINEAR_NUM_STEPS * end)]
+    assert (covered[0], covered[-1]) == COVERED_STEPS
+    # Step i sits at diffusion time (i / N - start) / (end - start).
+    times = ((covered / LINEAR_NUM_STEPS - start) / (end - start)).astype(np.float32)
+    _, signal_rates = rates(linear_schedule, times)
+    expected = ddpm_alpha_bars()[covered - 1]
+    relative = np.abs(signal_rates**2 / expected - 1)
+    assert 0.04 < relative.max() < DISCRETE_RTOL
+    np.testing.assert_allclose(signal_rates**2, expected, rtol=DISCRETE_RTOL)
+    np.testing.assert_allclose(signal_rates, np.sqrt(expected), atol=1e-3)
+
+
+def test_linear_is_strictly_monotone_over_sampling_steps():
+    # 50 sampling steps t = 1, 0.98, ..., 0: each step to t - 1/50 has less noise.
+    times = np.linspace(1.0, 0.0, 51).astype(np.float32)
+    noise_rates, signal_rates = rates(linear_schedule, times)
+    assert np.all(np.diff(noise_rates) < 0), "a sampling step repeats a noise level"
+    assert np.all(np.diff(signal_rates) > 0)
+    # The dense grid too: no flat stretch at either end.
+    noise_rates, _ = rates(linear_schedule)
+    assert np.all(np.diff(noise_rates) > 0)
+
+
+@pytest.mark.parametrize("low, high", [(MIN_SIGNAL, MAX_SIGNAL), (0.1, 0.8), (0.01, 1.0)])
+def test_linear_ends_are_the_bounds_and_variance_is_one(low, high):
+    noise_rates, signal_rates = rates(linear_schedule, TIMES, low=low, high=high)
+    assert signal_rates[0] == pytest.approx(high, abs=1e-6)
+    assert signal_rates[-1] == pytest.approx(low, abs=1e-6)
+    np.testing.assert_allclose(noise_rates[[0, -1]], np.sqrt(1 - np.array([high, low]) ** 2),
+                               atol=1e-6)
+    np.testing.assert_allclose(signal_rates**2 + noise_rates**2, 1.0, atol=1e-6)
+    assert np.all(np.diff(signal_rates) < 0)
 
 
 def test_linear_schedule_in_a_model(tiny_config):

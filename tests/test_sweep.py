@@ -1,6 +1,7 @@
 """``python -m ddim_keras.sweep`` on the tiny run, with a random-weight KID encoder."""
 
 import csv
+import math
 import os
 
 import pytest
@@ -49,7 +50,9 @@ def test_sweep_writes_csv_and_plot_and_reuses_the_cache(run_copy, capsys, monkey
         assert row["dataset"] == "shapes" and row["kid_weights"] == "none"
         assert row["num_images"] == "8" and row["loss"] == "mae"
         assert row["schedule"] == "cosine" and row["machine"]
-        float(row["kid"]), float(row["seconds"])
+        assert math.isfinite(float(row["kid"])), row
+        assert math.isfinite(float(row["kid_std"])) and float(row["kid_std"]) >= 0, row
+        assert math.isfinite(float(row["seconds"])) and float(row["seconds"]) >= 0, row
 
     # A re-run computes nothing and leaves the measurements as they were.
     calls.clear()
@@ -81,6 +84,7 @@ BAD_INPUT = [
     ("steps with 0", ["--steps", "0,1"], 2, ["--steps"]),
     ("steps not numbers", ["--steps", "a,b"], 2, ["--steps"]),
     ("negative eta", ["--etas", "0,-1"], 2, ["--etas"]),
+    ("eta above 1", ["--etas", "0,1.2"], 2, ["--etas", "between 0", "and 1", "1.2"]),
     ("one image", ["--num-images", "1"], 2, ["--num-images"]),
     ("batch of one", ["--batch-size", "1"], 2, ["--batch-size"]),
     ("missing run", ["--run", "{missing}"], 1, ["does not exist"]),
