@@ -16,9 +16,11 @@ from keras import layers, ops
 
 from ddim_keras import checks, sampling, sampling_loop
 from ddim_keras.config import DiffusionConfig
-from ddim_keras.distribute import POLICIES
+from ddim_keras.ema import update_ema
 from ddim_keras.kid import KID
 from ddim_keras.network import build_network
+from ddim_keras.replicas import ReplicaSeeds, step_logs
+from ddim_keras.sampler_cache import SamplerCache
 from ddim_keras.schedules import get_schedule
 from ddim_keras.untracked import Untracked
 
@@ -28,22 +30,6 @@ LOSS_FUNCTIONS = {
     "mae": keras.losses.mean_absolute_error,
     "mse": keras.losses.mean_squared_error,
 }
-
-
-def _step_logs(metrics):
-    """{name: result} of ``metrics``, the value of a train/test step.
-
-    Under a multi-worker MultiWorkerMirroredStrategy Keras 3.15 reduces each
-    step's outputs with ``strategy.reduce(MEAN, value, axis=0)``, which fails on
-    scalars; as shape (1,) tensors the values reduce to the same scalars (the
-    metrics already hold the all-replica result).
-    """
-    logs = {metric.name: metric.result() for metric in metrics}
-    strategy = tf.distribute.get_strategy()
-    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()):
-        logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
-    return logs
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -91,17 +77,11 @@ class DiffusionModel(keras.Model):
         # ModelCheckpoint work before the first fit.
         self.normalizer.build((None,) + shape)
         self.built = True
-        self._compiled_sampler = None
-        # Under several replicas (see _replica_seed): the base of the stateless
-        # seeds, drawn on first use, and a count of evaluation steps, which only
-        # the first replica advances. Held out of Keras' tracking, so the
-        # checkpoint layout stays the example's.
-        self._distributed_seed = None
-        self._evaluation_steps = Untracked(tf.Variable(
-            0, dtype=tf.int64, trainable=False, name="evaluation_steps",
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
-        # Reduced-precision copies of ema_network for sampling, by precision.
-        self._sampling_networks = Untracked({})
+        # Parts beside the example's model, held out of Keras' tracking so the
+        # checkpoint layout stays the example's: the random streams of several
+        # replicas, and the reduced-precision copies and compiled loops of sampling.
+        self._replica_seeds = Untracked(ReplicaSeeds())
+        self._samplers = Untracked(SamplerCache(config))
 
     # -- configuration -------------------------------------------------------------
 
@@ -190,28 +170,14 @@ class DiffusionModel(keras.Model):
     def sampling_network(self, precision="float32"):
         """The network that samples in ``precision``: "float32", "bfloat16" or "float16".
 
-        float32 is ``ema_network`` itself. The others are a copy of it whose
-        layers compute in that precision (a mixed dtype policy: the weights stay
-        float32), with the EMA weights copied in on every call, so it always
-        samples with the current weights. On the development CPU, which has
-        native bfloat16 instructions (AVX512_BF16), bfloat16 sampled 1.7x
-        faster than float32 at the default config, with images about 1 % of
-        the pixel range apart; see README "Generating".
+        float32 is ``ema_network`` itself; the others are a copy of it computing
+        in that precision, holding the current EMA weights (see
+        :class:`~ddim_keras.sampler_cache.SamplerCache`). On the development
+        CPU, which has native bfloat16 instructions (AVX512_BF16), bfloat16
+        sampled 1.7x faster than float32 at the default config, with images
+        about 1 % of the pixel range apart; see README "Generating".
         """
-        if precision not in POLICIES:
-            raise ValueError(f"unknown sampling precision {precision!r}; use one of "
-                             f"{', '.join(POLICIES)}")
-        if precision == "float32":
-            return self.ema_network
-        copies = self._sampling_networks.value
-        if precision not in copies:
-            copies[precision] = build_network(self.diffusion_config,
-                                              name=f"residual_unet_{precision}",
-                                              dtype=POLICIES[precision])
-        network = copies[precision]
-        for target, source in zip(network.weights, self.ema_network.weights):
-            target.assign(source)
-        return network
+        return self._samplers.value.network(self.ema_network, precision)
 
     def reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0, first_image=0):
         """Step-by-step sampling loop (the example's), returns normalized images.
@@ -237,34 +203,14 @@ class DiffusionModel(keras.Model):
         diffusion_steps = checks.check_steps(diffusion_steps)
         eta = checks.check_eta(eta)
         network = self.sampling_network(precision)
-        if self._compiled_sampler is None:
-            self._compiled_sampler = {}
-        key = (record, precision)
-        if key not in self._compiled_sampler:
-            def denoise(noisy_images, noise_rates, signal_rates):
-                return self.denoise(noisy_images, noise_rates, signal_rates, training=False,
-                                    network=network)
 
-            def run(initial_noise, diffusion_steps, eta, seed, first_image):
-                return sampling.reverse_diffusion_graph(
-                    denoise, self.diffusion_schedule, initial_noise,
-                    diffusion_steps, eta=eta, seed=seed, record=record,
-                    first_image=first_image,
-                )
+        def denoise(noisy_images, noise_rates, signal_rates):
+            return self.denoise(noisy_images, noise_rates, signal_rates, training=False,
+                                network=network)
 
-            shape = (None, self.image_size, self.image_size, 3)
-            self._compiled_sampler[key] = tf.function(
-                run,
-                input_signature=[
-                    tf.TensorSpec(shape, tf.float32),
-                    tf.TensorSpec((), tf.int32),
-                    tf.TensorSpec((), tf.float32),
-                    tf.TensorSpec((), tf.int32),
-                    tf.TensorSpec((), tf.int32),
-                ],
-                jit_compile=False,
-            )
-        return self._compiled_sampler[key](
+        sampler = self._samplers.value.compiled(denoise, self.diffusion_schedule, record,
+                                                precision)
+        return sampler(
             tf.convert_to_tensor(initial_noise, tf.float32),
             tf.constant(int(diffusion_steps), tf.int32),
             tf.constant(float(eta), tf.float32),
@@ -329,37 +275,8 @@ class DiffusionModel(keras.Model):
         return noises, diffusion_times
 
     def _replica_seed(self, training):
-        """None on one replica; under a multi-replica strategy a stateless seed.
-
-        Keras' global random generator is a variable created on first use, which a
-        MultiWorkerMirroredStrategy step fails to create, and whose per-replica
-        copies would start from the same state. With several replicas the noise is
-        drawn statelessly from (a base drawn once from NumPy's seeded generator,
-        a step counter and the replica id). Training steps count with the
-        optimizer's ``iterations``; evaluation steps, which do not move it, with
-        their own counter and base, so every validation batch gets its own noise,
-        and none repeats a training step's. Offsets 0-3 after a seed are the
-        step's own streams (noise, times, KID's starting noise). One device keeps
-        Keras' generator: its numbers do not change.
-        """
-        strategy = tf.distribute.get_strategy()
-        replicas = strategy.num_replicas_in_sync
-        if replicas == 1:
-            return None
-        if self._distributed_seed is None:
-            self._distributed_seed = int(np.random.randint(0, 2**31 - 1))
-        base = self._distributed_seed
-        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group,
-                          tf.int32)
-        if training:
-            step = tf.cast(self.optimizer.iterations, tf.int32)
-        else:
-            base = (base + 1) % (2**31 - 1)
-            # assign_add returns the new value, one per step on every replica:
-            # the counter aggregates ONLY_FIRST_REPLICA.
-            step = tf.cast(self._evaluation_steps.value.assign_add(1), tf.int32) - 1
-        return tf.stack([tf.constant(base, tf.int32),
-                         step * 4 * replicas + 4 * replica])
+        """None on one replica; a stateless seed per replica and step under a strategy."""
+        return self._replica_seeds.value.seed(training, self.optimizer)
 
     def train_step(self, images):
         images, noises, noisy_images, noise_rates, signal_rates = self._noisy_batch(
@@ -391,7 +308,7 @@ class DiffusionModel(keras.Model):
         self.image_loss_tracker.update_state(image_loss)
         self.update_ema()
         # KID is not measured while training: it is too expensive.
-        return _step_logs((self.noise_loss_tracker, self.image_loss_tracker))
+        return step_logs((self.noise_loss_tracker, self.image_loss_tracker))
 
     def _differentiated_loss(self, per_pixel_loss):
         """(the loss to differentiate, a factor for its float32 gradients or None).
@@ -413,26 +330,11 @@ class DiffusionModel(keras.Model):
     def update_ema(self):
         """Move every EMA weight (batch-norm statistics included) towards the network's.
 
-        ``ema_weight <- ema * ema_weight + (1 - ema) * weight``, computed as
-        ``ema_weight -= (1 - ema) * (ema_weight - weight)``: one subtraction, one
-        multiplication and one in-place update per weight instead of two
-        multiplications, an addition and a full assignment (equal to float
-        rounding). Inside a compiled train step this loop runs only while
-        tracing; the graph holds the update ops. (The pairs are not cached on the
-        model: Keras would track such a list as the model's own weights and
+        See :func:`ddim_keras.ema.update_ema`. (The weight pairs are not cached on
+        the model: Keras would track such a list as the model's own weights and
         change the checkpoint layout.)
-
-        Under a MirroredStrategy every replica updates its own copy: the trained
-        weights are identical on all replicas after the optimizer's update, so
-        their averages are too; batch-norm moving statistics are per replica in
-        Keras 3 (aggregation "none"), and so are their averages.
         """
-        network_weights, ema_weights = self.network.weights, self.ema_network.weights
-        if len(network_weights) != len(ema_weights):
-            raise ValueError("network and ema_network have different weights")
-        rate = 1.0 - self.diffusion_config.ema
-        for weight, ema_weight in zip(network_weights, ema_weights):
-            ema_weight.assign_sub(rate * (ema_weight - weight))
+        update_ema(self.network.weights, self.ema_network.weights, self.diffusion_config.ema)
 
     def test_step(self, images):
         images, noises, noisy_images, noise_rates, signal_rates = self._noisy_batch(
@@ -458,7 +360,7 @@ class DiffusionModel(keras.Model):
                 )
             )
             self.kid.update_state(real_images, generated_images)
-        return _step_logs(self.metrics)
+        return step_logs(self.metrics)
 
     def plot_images(self, epoch=None, logs=None, num_rows=3, num_cols=6, seed=None):
         """Show a grid of generated images with matplotlib (as in the example)."""

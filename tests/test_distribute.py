@@ -205,7 +205,7 @@ VALIDATION_NOISE_SCRIPT = textwrap.dedent("""
                             for j in range(i + 1, 3) for r in range(2)),
         "eval_equals_train": any(same(e[r], train[r]) for e in evaluations for r in range(2)),
         "replicas_equal": any(same(e[0], e[1]) for e in evaluations + [train]),
-        "eval_steps": int(model._evaluation_steps.value.numpy()),
+        "eval_steps": int(model._replica_seeds.value.evaluation_steps.numpy()),
     }
 
     running = []

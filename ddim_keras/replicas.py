@@ -1,0 +1,70 @@
+"""Training under tf.distribute strategies: per-replica random streams and step logs.
+
+One device needs none of this: it draws from Keras' global generator, like the
+example. With several replicas that generator cannot be used (it is a variable
+created on first use, which a MultiWorkerMirroredStrategy step fails to create,
+and whose per-replica copies would start from the same state), so each replica
+draws statelessly from a seed made here.
+"""
+
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+#: Seed slots per (step, replica): the step's own streams (noise, times, KID's
+#: starting noise) are the offsets 0, 1 and 2 after its seed.
+STREAMS_PER_STEP = 4
+
+
+class ReplicaSeeds:
+    """Stateless seeds for the random draws of each replica and step.
+
+    A seed is (a base drawn once from NumPy's seeded generator, a step counter
+    and the replica id). Training steps count with the optimizer's
+    ``iterations``; evaluation steps, which do not move it, with a counter of
+    their own and another base, so every validation batch draws its own noise
+    and none repeats a training step's. Create it inside the strategy's scope:
+    the evaluation counter is a variable that only the first replica advances.
+    """
+
+    def __init__(self):
+        self.base = None  # drawn on first use, after keras.utils.set_random_seed
+        self.evaluation_steps = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="evaluation_steps",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    def seed(self, training, optimizer=None):
+        """None on one replica; under a multi-replica strategy a stateless seed, shape (2,)."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas == 1:
+            return None
+        if self.base is None:
+            self.base = int(np.random.randint(0, 2**31 - 1))
+        base = self.base
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group,
+                          tf.int32)
+        if training:
+            step = tf.cast(optimizer.iterations, tf.int32) if optimizer is not None \
+                else tf.constant(0, tf.int32)
+        else:
+            base = (base + 1) % (2**31 - 1)
+            # assign_add returns the new value, the same on every replica.
+            step = tf.cast(self.evaluation_steps.assign_add(1), tf.int32) - 1
+        return tf.stack([tf.constant(base, tf.int32),
+                         (step * replicas + replica) * STREAMS_PER_STEP])
+
+
+def step_logs(metrics):
+    """{name: result} of ``metrics``, the value of a train/test step.
+
+    Under a multi-worker MultiWorkerMirroredStrategy Keras 3.15 reduces each
+    step's outputs with ``strategy.reduce(MEAN, value, axis=0)``, which fails on
+    scalars; as shape (1,) tensors the values reduce to the same scalars (the
+    metrics already hold the all-replica result).
+    """
+    logs = {metric.name: metric.result() for metric in metrics}
+    strategy = tf.distribute.get_strategy()
+    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()):
+        logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+    return logs
