@@ -73,6 +73,10 @@ class _Configurable:
 class SampleGrid(_Configurable, keras.callbacks.Callback):
     """A ``num_rows x num_cols`` grid of samples every ``every`` epochs.
 
+    Each sample is enlarged ``scale`` times, nearest neighbour
+    (``scale=None``: :func:`ddim_keras.images.default_scale` of the image size,
+    tiles of at least 128 px; 1: the model's resolution).
+
     The grid is generated with ``model.generate`` (the EMA network) from noise
     drawn from the same ``seed`` at every epoch, so grids show how the same
     noise is decoded as training goes on. Each grid is
@@ -81,7 +85,8 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
     - logged to TensorBoard as an image summary with tag ``tag`` in the run
       ``log_dir/samples`` when ``log_dir`` is given (step: the epoch index
       that Keras' ``TensorBoard`` callback uses for the epoch scalars, so
-      images and scalars line up; epoch 1 is step 0),
+      images and scalars line up; epoch 1 is step 0; the same enlarged pixels
+      as the PNG, so TensorBoard shows them at a visible size),
     - shown inline when training runs in a Jupyter or Colab notebook (detected
       with :func:`in_notebook`; ``inline=False`` turns it off, ``inline=True``
       forces it).
@@ -103,10 +108,12 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
 
     def __init__(self, directory="samples", num_rows=3, num_cols=6, diffusion_steps=20,
                  seed=42, every=1, eta=0.0, filename="epoch_{epoch:04d}.png", log_dir=None,
-                 tag="samples", inline=None):
+                 tag="samples", inline=None, scale=None):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every must be at least 1, got {every!r}")
+        if scale is not None and (isinstance(scale, bool) or int(scale) != scale or scale < 1):
+            raise ValueError(f"scale must be a whole number of at least 1, got {scale!r}")
         self.directory = directory
         self.num_rows = num_rows
         self.num_cols = num_cols
@@ -118,6 +125,7 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
         self.log_dir = log_dir
         self.tag = tag
         self.inline = inline
+        self.scale = None if scale is None else int(scale)
         self.last_path = None
         self._writer = None
 
@@ -126,15 +134,19 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
             "directory": self.directory, "num_rows": self.num_rows, "num_cols": self.num_cols,
             "diffusion_steps": self.diffusion_steps, "seed": self.seed, "every": self.every,
             "eta": self.eta, "filename": self.filename, "log_dir": self.log_dir,
-            "tag": self.tag, "inline": self.inline,
+            "tag": self.tag, "inline": self.inline, "scale": self.scale,
         }
 
     def make_grid(self):
-        """Generate one grid, (H, W, 3) floats in [0, 1]; the same weights give the same grid."""
+        """Generate one grid, (H, W, 3) floats in [0, 1]; the same weights give the same grid.
+
+        Enlarged by ``scale`` (default: the rule of ``images.default_scale``).
+        """
         samples = self.model.generate(
             self.num_rows * self.num_cols, self.diffusion_steps, eta=self.eta, seed=self.seed
         )
-        return image_files.image_grid(samples, self.num_rows, self.num_cols)
+        scale = self.scale or image_files.default_scale(min(samples.shape[1:3]))
+        return image_files.image_grid(samples, self.num_rows, self.num_cols, scale=scale)
 
     def _show_inline(self):
         return in_notebook() if self.inline is None else bool(self.inline)
@@ -179,10 +191,7 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
 
 def _enlarge(pixels, min_width=384):
     """Nearest-neighbour upscale by a whole factor so small grids are visible inline."""
-    factor = max(1, min_width // pixels.shape[1])
-    if factor == 1:
-        return pixels
-    return np.repeat(np.repeat(pixels, factor, axis=0), factor, axis=1)
+    return image_files.upscale(pixels, max(1, min_width // pixels.shape[1]))
 
 
 def read_history_csv(path):

@@ -209,6 +209,14 @@ def _unknown_keys_message(keys):
 ARCHITECTURE_FIELDS = ("image_size", "widths", "block_depth", "embedding_dims",
                        "embedding_max_frequency")
 
+#: Config fields a resumed run may change: how long it trains and the optimizer's
+#: step size (lowering learning_rate is the way on after a diverged run).
+RESUME_MAY_CHANGE = ("epochs", "learning_rate", "weight_decay")
+
+#: The image sources ``ddim_keras.data`` loads (``data.SOURCES``): kept here, free of
+#: TensorFlow, so that the commands' ``--dataset`` choices cost no import.
+DATASETS = ("flowers", "celeba", "folder", "shapes")
+
 
 def architecture_fields(config):
     """``(field, value)`` for each of :data:`ARCHITECTURE_FIELDS` (widths as a list)."""

@@ -8,6 +8,8 @@ without a Python traceback unless ``--debug`` was given.
 import argparse
 import sys
 
+from ddim_keras.quiet import quiet_tensorflow
+
 #: Exit codes shared by every command.
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -52,9 +54,14 @@ def format_error(error):
 
 
 def run_cli(main, argv=None):
-    """Run ``main(argv)`` and map errors to exit codes; returns the exit code."""
+    """Run ``main(argv)`` and map errors to exit codes; returns the exit code.
+
+    TensorFlow's C++ logs and Keras' internal warnings are hidden first
+    (:mod:`ddim_keras.quiet`), unless ``--debug`` is given.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    quiet_tensorflow(argv)  # before TensorFlow loads; does nothing with --debug
     try:
         result = main(argv)
     except DdimError as error:

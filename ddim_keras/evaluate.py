@@ -13,16 +13,16 @@ whole, with a notice.
 
 import os
 import sys
-import warnings
 
-from ddim_keras.errors import ArgumentParser, DataError, UsageError, run_cli
-from ddim_keras.run_dir import check_writable_folder
-from ddim_keras import checks
-from ddim_keras.generate import (add_model_arguments,
-                                 check_output_files, make_progress,
-                                 resolve_source)
+from ddim_keras import checks, kid_eval
+from ddim_keras.cli_args import add_model_arguments
+from ddim_keras.config import DATASETS
+from ddim_keras.errors import ArgumentParser, DataError, run_cli
+from ddim_keras.kid_eval import training_data, weights_label
+from ddim_keras.loading import load_checked_model, resolve_source
+from ddim_keras.progress import make_progress
+from ddim_keras.run_dir import check_output_files, check_writable_folder
 
-DATASETS = ("flowers", "celeba", "folder", "shapes")
 DEFAULT_NUM_IMAGES = 1000
 
 
@@ -65,51 +65,7 @@ def check_numbers(args):
     if args.steps is not None:
         checks.check_steps(args.steps, "--steps")
     checks.check_eta(args.eta, "--eta")
-    check_kid_args(args)
-
-
-def training_data(args, run_path):
-    """(dataset, data dir, data seed) to compare with: the flags, else the run's run.json.
-
-    Shared by evaluate and sweep. ``run_path`` may be None (a checkpoint outside
-    a run), in which case --dataset is required.
-    """
-    from ddim_keras.run_dir import RunDir
-
-    run_info = RunDir(run_path).read_run_info() if run_path else {}
-    dataset = args.dataset or run_info.get("dataset")
-    if dataset is None:
-        where = f"run {run_path} has" if run_path else "there is"
-        raise UsageError(f"pass --dataset: {where} no run.json that names the training data.")
-    if dataset not in DATASETS:
-        where = os.path.join(run_path, "run.json") if run_path else "run.json"
-        raise UsageError(f"unknown dataset {dataset!r} in {where}; pass --dataset.")
-    data_dir = args.data_dir or (run_info.get("data_dir") if dataset == run_info.get("dataset")
-                                 else None)
-    if dataset == "folder" and not data_dir:
-        raise UsageError("--dataset folder needs --data-dir DIR, the folder of images the run "
-                         "was trained on.")
-    return dataset, data_dir, int(run_info.get("seed", 0) or 0)
-
-
-def check_kid_args(args):
-    """The flags every KID measurement shares (evaluate and sweep)."""
-    if args.num_images < 2:
-        raise UsageError(f"--num-images must be at least 2 (KID compares pairs of images), got "
-                         f"{args.num_images}.")
-    if args.batch_size is not None and args.batch_size < 2:
-        raise UsageError(f"--batch-size must be at least 2 (KID is estimated within a batch), "
-                         f"got {args.batch_size}.")
-    checks.check_seed(args.seed, "--seed")
-
-
-def weights_label(kid_weights):
-    """How the KID weights are recorded in the result."""
-    if kid_weights is None:
-        return "none"
-    if kid_weights == "imagenet":
-        return kid_weights
-    return os.path.abspath(kid_weights)
+    kid_eval.check_kid_settings(args.num_images, args.batch_size, args.seed)
 
 
 def default_output(run_path, checkpoint, dataset, steps, eta):
@@ -120,11 +76,11 @@ def default_output(run_path, checkpoint, dataset, steps, eta):
 def evaluate(args):
     check_numbers(args)
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
-    checkpoint, config, run_path = resolve_source(args, say)
+    checkpoint, config, run_path = resolve_source(args.run, args.checkpoint, args.config, say)
 
     from ddim_keras.run_dir import write_json_atomic
 
-    dataset, data_dir, data_seed = training_data(args, run_path)
+    dataset, data_dir, data_seed = training_data(args.dataset, args.data_dir, run_path)
 
     output = None
     if config is not None:
@@ -136,23 +92,22 @@ def evaluate(args):
 
     import numpy as np
 
-    from ddim_keras.generate import load_checked_model
-
-    model = load_checked_model(args, checkpoint, config)
+    model = load_checked_model(checkpoint, config, args.kid_weights, args.debug)
     config = model.diffusion_config
     if output is None:  # a .keras file: settled now that its config is known
         output = resolve_output(args, run_path, checkpoint, dataset, config)
     steps = args.steps or config.kid_diffusion_steps
 
-    real_batches, num_images, batch_size = validation_batches(
+    real_batches, num_images, batch_size = kid_eval.validation_batches(
         dataset, config, data_dir, data_seed, args.num_images, args.batch_size, say)
     num_batches = num_images // batch_size
-    encoder = make_encoder(config, kid_weights, say, args.debug)
+    encoder = kid_eval.make_encoder(config, kid_weights, say, args.debug)
 
     with make_progress(not args.no_progress, num_batches, "KID", "batch") as bar:
-        real_features = encode_batches(encoder, real_batches)
-        values = compute_kid(model, encoder, real_features, batch_size, steps, args.eta,
-                             args.seed, num_images, on_batch=lambda: bar.update(1))
+        real_features = kid_eval.encode_batches(encoder, real_batches)
+        values = kid_eval.compute_kid(model, encoder, real_features, batch_size, steps,
+                                      args.eta, args.seed, num_images,
+                                      on_batch=lambda: bar.update(1))
     if not values:
         raise DataError(f"the {dataset} validation set gave no whole batch of {batch_size} "
                         "images; lower --batch-size.")
@@ -187,92 +142,6 @@ def evaluate(args):
           f"{steps} steps, eta {args.eta:g}, KID weights {result['kid_weights']})")
     print(output)
     return 0
-
-
-def validation_batches(dataset, config, data_dir, data_seed, requested, batch_size, say):
-    """The validation images as whole batches: (batched dataset, images used, batch size).
-
-    N is lowered to the validation set's size (with a notice) and rounded down to
-    whole batches of ``batch_size`` (default: the config's).
-    """
-    import numpy as np
-
-    from ddim_keras import data
-
-    real_images = data.load_images(dataset, config, split="validation", data_dir=data_dir,
-                                   seed=data_seed)
-    available = int(real_images.cardinality())
-    if available < 0:
-        # Unknown (a folder whose unreadable files are skipped): count while
-        # caching, so the images are decoded once.
-        real_images = real_images.take(requested).cache()
-        available = int(real_images.reduce(np.int64(0), lambda count, _: count + 1))
-    num_images = requested
-    if available >= 0 and available < requested:
-        if available < 2:
-            raise DataError(f"the {dataset} validation set has {available} image(s); KID needs "
-                            "at least 2.")
-        say(f"The {dataset} validation set has only {available} images, fewer than "
-            f"--num-images {requested}: using all {available}.")
-        num_images = available
-    batch_size = min(batch_size or config.batch_size, num_images)
-    if batch_size < 2:
-        raise UsageError(f"the config's batch_size is {batch_size}; pass --batch-size 2 or more.")
-    num_batches = num_images // batch_size
-    if num_batches * batch_size < num_images:
-        say(f"Using {num_batches * batch_size} images: {num_batches} whole batches of "
-            f"{batch_size} (KID is estimated per batch).")
-    num_images = num_batches * batch_size
-    return real_images.batch(batch_size, drop_remainder=True).take(num_batches), num_images, \
-        batch_size
-
-
-def make_encoder(config, kid_weights, say, debug=False):
-    """The InceptionV3 feature extractor of KID (``kid_weights`` from kid.resolve_weights)."""
-    from ddim_keras.kid import build_encoder
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        encoder = build_encoder(config.image_size, config.kid_image_size, kid_weights)
-    if kid_weights is None:
-        say("KID encoder has random weights (--kid-weights none): the value is only a smoke "
-            "test, not comparable with published KIDs.")
-    elif debug:
-        for warning in caught:
-            say(f"warning: {warning.message}")
-    return encoder
-
-
-def encode_batches(encoder, batches):
-    """Features of each batch of real images (computed once, reusable across samplers)."""
-    return [encoder(real, training=False) for real in batches]
-
-
-def compute_kid(model, encoder, real_features, batch_size, steps, eta, seed, num_noise=None,
-                on_batch=None):
-    """KID of each batch: ``batch_size`` images generated with ``steps`` and ``eta`` against
-    one batch of ``real_features``; returns the list of per-batch values.
-
-    The generated images are those of ``model.generate(num_noise, steps, eta=eta,
-    seed=seed, batch_size=batch_size)`` (the one sampling path), batch i being
-    images [i * batch_size, (i + 1) * batch_size), so a result does not depend on
-    how many batches are evaluated.
-    """
-    from keras import ops
-
-    from ddim_keras.kid import kernel_inception_distance
-    from ddim_keras.sampling_loop import sample_chunks
-
-    num_noise = num_noise or len(real_features) * batch_size
-    noise = model.initial_noise(num_noise, seed)[:len(real_features) * batch_size]
-    values = []
-    chunks = sample_chunks(model, noise, steps, eta=eta, seed=seed, batch_size=batch_size)
-    for real, (_, generated) in zip(real_features, chunks):
-        value = kernel_inception_distance(real, encoder(generated, training=False))
-        values.append(float(ops.convert_to_numpy(value)))
-        if on_batch is not None:
-            on_batch()
-    return values
 
 
 def resolve_output(args, run_path, checkpoint, dataset, config):

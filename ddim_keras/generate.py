@@ -12,6 +12,10 @@ Modes (``--mode``):
 * ``interpolation``: initial noises on the great circle between two random
   noises (spherical interpolation), decoded frame by frame (GIF and PNG strip).
 
+Grids, strips and GIF frames are enlarged (nearest neighbour) so that each
+image is at least 128 pixels a side; ``--scale`` sets the factor, 1 for the
+model's resolution. ``images`` writes the samples as they are.
+
 Everything is repeatable: the same ``--seed`` gives byte-identical files. The
 model comes from a run directory (its best checkpoint and config.json), a
 ``.keras`` file, or a bare ``.weights.h5`` with its config.
@@ -23,15 +27,16 @@ Keras and TensorFlow are imported only after the flags have been checked, so
 import math
 import os
 import sys
-import warnings
 
 import numpy as np
 
 from ddim_keras import checks
+from ddim_keras.cli_args import add_model_arguments
 from ddim_keras.distribute import PRECISIONS, resolve_precision_name
-from ddim_keras.config import architecture_differences
-from ddim_keras.run_dir import check_writable_folder, owner_run_dir
-from ddim_keras.errors import ArgumentParser, CheckpointError, UsageError, run_cli
+from ddim_keras.loading import load_checked_model, resolve_source
+from ddim_keras.progress import make_progress
+from ddim_keras.run_dir import check_output_files, check_writable_folder
+from ddim_keras.errors import ArgumentParser, UsageError, run_cli
 
 MODES = ("grid", "images", "process", "steps", "interpolation")
 DEFAULT_ROWS = 3
@@ -42,21 +47,6 @@ DEFAULT_INTERPOLATION_FRAMES = 10
 STRIP_MAX_COLUMNS = 20
 #: Milliseconds per GIF frame.
 FRAME_DURATION_MS = 120
-
-
-def add_model_arguments(parser):
-    """The flags that choose a model; shared with ``ddim_keras.evaluate``."""
-    source = parser.add_argument_group("model")
-    source.add_argument("--run", help="run directory written by ddim_keras.train (uses its best "
-                                      "checkpoint, else the last, and its config.json)")
-    source.add_argument("--checkpoint",
-                        help="a .keras file, or a .weights.h5 file (with --config, the "
-                             "config.json of the run it belongs to, or else the keras.io "
-                             "example's default config); with --run, replaces its best checkpoint")
-    source.add_argument("--config", help="config JSON the checkpoint was trained with")
-    source.add_argument("--kid-weights", default="imagenet",
-                        help="InceptionV3 weights for KID: 'imagenet', a local no-top .h5 file, "
-                             "or 'none' (random). (default: %(default)s)")
 
 
 def build_parser():
@@ -106,6 +96,11 @@ def build_parser():
                              "the grid and animations an existing folder receives the default "
                              "names, MODE_seedS_stepsK_etaE. Default: RUN/generated/ with --run, "
                              "./generated/ otherwise")
+    layout.add_argument("--scale", type=int,
+                        help="enlarge grids, strips and GIF frames N times, nearest neighbour "
+                             "(each pixel an N x N block). Default: tiles of at least "
+                             "128 px, ceil(128 / image size): 4 for 32 px images, 1 from 128 px; "
+                             "1 = the model's resolution. --mode images: 1 unless given")
     layout.add_argument("--overwrite", action="store_true",
                         help="replace existing output files (refused otherwise)")
     layout.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -169,117 +164,10 @@ def check_numbers(args):
     checks.check_eta(args.eta, "--eta")
     if args.seed is not None:
         checks.check_seed(args.seed, "--seed")
-    for flag in ("steps", "num_images", "batch_size", "rows", "cols"):
+    for flag in ("steps", "num_images", "batch_size", "rows", "cols", "scale"):
         value = getattr(args, flag, None)
         if value is not None:
             checks.check_at_least(value, 1, "--" + flag.replace("_", "-"))
-
-
-def resolve_source(args, say=None):
-    """Check the model flags; returns (checkpoint path, DiffusionConfig or None, run dir or None).
-
-    The config is None only for a ``.keras`` file, which carries its own. A
-    ``--config`` that contradicts the run the checkpoint comes from is refused:
-    the weights of a 16 px run load into a 32 px model without complaint (the
-    U-Net is convolutional) but only produce noise.
-    """
-    from ddim_keras.config import DiffusionConfig
-    from ddim_keras.run_dir import RunDir
-
-    say = say or (lambda message: None)
-    if args.run is None and args.checkpoint is None:
-        raise UsageError("pass a run directory (--run RUN_DIR) or a checkpoint file "
-                         "(--checkpoint FILE.keras or FILE.weights.h5).")
-    config = DiffusionConfig.load(args.config) if args.config else None
-    run_path = None
-    if args.run is not None:
-        run_dir = RunDir(args.run)
-        if not os.path.isdir(run_dir.path):
-            raise CheckpointError(f"run directory {run_dir.path} does not exist.")
-        run_path = run_dir.path
-        run_config = run_dir.read_config()
-        checkpoint = args.checkpoint or run_dir.checkpoint_for_inference()
-        if config is not None:
-            differences = architecture_differences(run_config, config)
-            if differences:
-                raise CheckpointError(
-                    f"--config {args.config} does not match the config.json of run {run_path} "
-                    f"({'; '.join(differences)}, run vs --config); its checkpoints would not "
-                    "fit. Leave out --config to use the run's own."
-                )
-        else:
-            config = run_config
-    else:
-        checkpoint = args.checkpoint
-    checkpoint = os.path.abspath(checkpoint)
-    if not os.path.exists(checkpoint):
-        raise CheckpointError(f"checkpoint {checkpoint} does not exist.")
-    if not os.path.isfile(checkpoint):
-        raise CheckpointError(f"checkpoint {checkpoint} is not a file.")
-    if not os.access(checkpoint, os.R_OK):
-        raise CheckpointError(f"checkpoint {checkpoint} is not readable (check its permissions).")
-    if not checkpoint.endswith((".keras", ".weights.h5")):
-        raise UsageError(f"checkpoint {checkpoint} is neither a .keras file nor a .weights.h5 "
-                         "file.")
-
-    owner = owner_run_dir(checkpoint)
-    if run_path is None and owner is not None:
-        run_path = owner
-    if checkpoint.endswith(".weights.h5") and args.run is None:
-        if owner is not None:
-            owner_config = RunDir(owner).read_config()
-            if config is None:
-                config = owner_config
-                say(f"Using the config of run {owner}.")
-            else:
-                differences = architecture_differences(owner_config, config)
-                if differences:
-                    raise CheckpointError(
-                        f"checkpoint {checkpoint} belongs to run {owner}, whose config.json "
-                        f"differs from --config {args.config} ({'; '.join(differences)}, run vs "
-                        "--config); the weights would not fit. Leave out --config to use the "
-                        "run's own."
-                    )
-        elif config is None:
-            config = DiffusionConfig()
-            say("No --config given: assuming the keras.io example's default config "
-                "(64 px, widths [32, 64, 96, 128], block_depth 2).")
-    return checkpoint, config, run_path
-
-
-def load_checked_model(args, checkpoint, config):
-    """Load the model and check a ``.keras`` file against ``--config``."""
-    from ddim_keras.kid import resolve_weights
-    from ddim_keras.run_dir import load_model
-
-    kid_weights = resolve_weights(args.kid_weights)
-    with warnings.catch_warnings():
-        if not args.debug:
-            # Keras warns once per layer on a mismatched file; the error says it all.
-            warnings.simplefilter("ignore")
-        model = load_model(checkpoint=checkpoint, config=config, kid_weights=kid_weights)
-    if checkpoint.endswith(".keras") and config is not None:
-        differences = architecture_differences(model.diffusion_config, config)
-        if differences:
-            raise CheckpointError(
-                f"--config does not match the model in {checkpoint} "
-                f"({'; '.join(differences)}, file vs --config). A .keras file carries its own "
-                "config: leave out --config."
-            )
-    return model
-
-
-def check_output_files(paths, overwrite):
-    """Refuse before sampling when an output would replace a file (or is a folder)."""
-    for path in paths:
-        if os.path.isdir(path):
-            raise UsageError(f"output {path} is a folder; choose a file name for --output.")
-    existing = [path for path in paths if os.path.exists(path)]
-    if existing and not overwrite:
-        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3
-                                           else "")
-        raise UsageError(f"output {shown} already exists; pass --overwrite to replace it, or "
-                         "choose another --output or --seed.")
 
 
 # -- the plan: what to sample and where it goes --------------------------------------------
@@ -297,6 +185,12 @@ class Plan:
         self.batch_size = args.batch_size or config.batch_size
         self.cols = args.cols or DEFAULT_COLS
         self.rows = args.rows
+        # Files for people to look at are enlarged; single images stay as sampled.
+        from ddim_keras.images import default_scale
+
+        native = self.mode == "images"
+        self.scale = getattr(args, "scale", None) or (
+            1 if native else default_scale(config.image_size))
         if self.mode in ("grid", "images"):
             if args.num_images is None:
                 self.rows = self.rows or DEFAULT_ROWS
@@ -367,18 +261,12 @@ def write_atomically(save, data, path):
     return write_durably(path, lambda tmp_path: save(data, tmp_path), user_error=True)
 
 
-def make_progress(enabled, total, description, unit):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr,
-                disable=not enabled, dynamic_ncols=True, leave=False)
-
-
 def generate_files(model, plan, progress_enabled):
     from ddim_keras import images as image_files
     from ddim_keras.sampling_loop import sample
 
     mode, steps, eta, seed = plan.mode, plan.steps, plan.eta, plan.seed
+    scale = plan.scale
     count, batch_size, precision = plan.num_images, plan.batch_size, plan.precision
     os.makedirs(os.path.dirname(plan.paths[0]), exist_ok=True)
 
@@ -388,9 +276,9 @@ def generate_files(model, plan, progress_enabled):
                                      progress=lambda done, total: bar.update(done - bar.n),
                                      precision=precision)
         if mode == "grid":
-            grid = image_files.image_grid(samples, plan.rows, plan.cols)
+            grid = image_files.image_grid(samples, plan.rows, plan.cols, scale=scale)
             return [write_atomically(image_files.save_png, grid, plan.paths[0])]
-        return [write_atomically(image_files.save_png, image, path)
+        return [write_atomically(image_files.save_png, image_files.upscale(image, scale), path)
                 for image, path in zip(samples, plan.paths)]
 
     rows, cols = grid_shape(count, plan.cols)
@@ -402,15 +290,16 @@ def generate_files(model, plan, progress_enabled):
                                          precision=precision,
                                          on_chunk=lambda done: bar.update(done - bar.n))
         frames = [
-            np.concatenate([image_files.image_grid(noisy[step], rows, cols),
-                            image_files.image_grid(predicted[step], rows, cols)], axis=0)
+            np.concatenate([image_files.image_grid(noisy[step], rows, cols, scale=scale),
+                            image_files.image_grid(predicted[step], rows, cols, scale=scale)],
+                           axis=0)
             for step in range(steps)
         ]
         shown = strip_columns(steps)
         # Top half: each image's noisy versions along the steps; bottom half: the predictions.
         cells = [noisy[step, index] for index in range(count) for step in shown]
         cells += [predicted[step, index] for index in range(count) for step in shown]
-        strip = image_files.image_grid(np.stack(cells), 2 * count, len(shown))
+        strip = image_files.image_grid(np.stack(cells), 2 * count, len(shown), scale=scale)
     elif mode == "steps":
         noise = model.initial_noise(count, seed)
         rows_of_images = []
@@ -420,8 +309,10 @@ def generate_files(model, plan, progress_enabled):
                 rows_of_images.append(sample(model, noise, step_count, eta, seed, batch_size,
                                              precision=precision))
                 bar.update(step_count)
-        frames = [image_files.image_grid(images, rows, cols) for images in rows_of_images]
-        strip = image_files.image_grid(np.concatenate(rows_of_images, axis=0), steps, count)
+        frames = [image_files.image_grid(images, rows, cols, scale=scale)
+                  for images in rows_of_images]
+        strip = image_files.image_grid(np.concatenate(rows_of_images, axis=0), steps, count,
+                                       scale=scale)
     else:  # interpolation
         start, end = model.initial_noise(2, seed)
         fractions = np.linspace(0.0, 1.0, count)
@@ -429,8 +320,8 @@ def generate_files(model, plan, progress_enabled):
         with make_progress(progress_enabled, count, "sampling", "frame") as bar:
             decoded = sample(model, noise, steps, eta, seed, batch_size, precision=precision,
                              on_chunk=lambda done: bar.update(done - bar.n))
-        frames = [image_files.image_grid(image[None], 1, 1) for image in decoded]
-        strip = image_files.image_grid(decoded, 1, count)
+        frames = [image_files.image_grid(image[None], 1, 1, scale=scale) for image in decoded]
+        strip = image_files.image_grid(decoded, 1, count, scale=scale)
 
     frames = [with_progress_line(frame, (index + 1) / len(frames))
               for index, frame in enumerate(frames)]
@@ -446,7 +337,7 @@ def generate_files(model, plan, progress_enabled):
 def generate(args):
     check_numbers(args)
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
-    checkpoint, config, run_path = resolve_source(args, say)
+    checkpoint, config, run_path = resolve_source(args.run, args.checkpoint, args.config, say)
     seed = args.seed if args.seed is not None else checks.draw_seed()
     # "auto" asks TensorFlow for GPUs; the other choices need no import.
     precision = resolve_precision_name(args.mixed_precision)
@@ -454,7 +345,7 @@ def generate(args):
         plan = Plan(args, config, run_path, seed, precision)
 
     # Heavy imports (Keras, TensorFlow) only now that the cheap checks have passed.
-    model = load_checked_model(args, checkpoint, config)
+    model = load_checked_model(checkpoint, config, args.kid_weights, args.debug)
     if config is None:  # a .keras file: its own config decides the defaults
         plan = Plan(args, model.diffusion_config, run_path, seed, precision)
     if args.seed is None:

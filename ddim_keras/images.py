@@ -2,8 +2,16 @@
 
 NumPy and Pillow only (no Keras), so these are cheap to test. Images are float
 arrays in [0, 1] of shape (N, H, W, 3) unless said otherwise.
+
+Pictures meant to be looked at (grids, strips, GIF frames) are enlarged by a
+whole factor, nearest neighbour (:func:`upscale`), so that 32 px samples are
+not 32 screen pixels: by default each tile gets at least
+:data:`MIN_TILE_PIXELS` pixels a side (:func:`default_scale`). The tiles are
+enlarged before they are assembled, so the separators between them stay
+``padding`` pixels wide whatever the factor.
 """
 
+import math
 import os
 
 import numpy as np
@@ -15,12 +23,44 @@ def to_uint8(images):
     return np.clip(np.rint(np.asarray(images, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def image_grid(images, num_rows, num_cols, padding=2, pad_value=1.0):
+#: The default enlargement gives each tile at least this many pixels a side.
+MIN_TILE_PIXELS = 128
+
+
+def default_scale(image_size, min_pixels=MIN_TILE_PIXELS):
+    """The default enlargement of ``image_size`` px images: ceil(128 / size), at least 1.
+
+    16 px -> 8, 32 px -> 4, 64 px -> 2, 128 px and more -> 1 (native).
+    """
+    image_size = int(image_size)
+    if image_size < 1:
+        raise ValueError(f"image_size must be at least 1, got {image_size}")
+    return max(1, math.ceil(min_pixels / image_size))
+
+
+def upscale(images, factor):
+    """Nearest-neighbour enlargement by a whole ``factor``: each pixel becomes a block.
+
+    Works on one image (H, W, C) or a batch (..., H, W, C); factor 1 returns
+    the input unchanged.
+    """
+    if isinstance(factor, bool) or int(factor) != factor or factor < 1:
+        raise ValueError(f"factor must be a whole number of at least 1, got {factor!r}")
+    factor = int(factor)
+    images = np.asarray(images)
+    if factor == 1:
+        return images
+    return np.repeat(np.repeat(images, factor, axis=-3), factor, axis=-2)
+
+
+def image_grid(images, num_rows, num_cols, padding=2, pad_value=1.0, scale=1):
     """Tile ``num_rows * num_cols`` images into one (H', W', 3) array.
 
-    Missing cells (fewer images than cells) are left as padding colour.
+    Missing cells (fewer images than cells) are left as padding colour. With
+    ``scale`` > 1 every image is first enlarged ``scale`` times
+    (:func:`upscale`); the ``padding`` between them is not.
     """
-    images = np.asarray(images, dtype=np.float32)
+    images = upscale(np.asarray(images, dtype=np.float32), scale)
     count, height, width, channels = images.shape
     grid = np.full(
         (num_rows * height + (num_rows + 1) * padding,
@@ -41,8 +81,11 @@ def save_png(array, path):
     return path
 
 
-def save_grid(images, path, num_rows=3, num_cols=6):
-    return save_png(image_grid(images, num_rows, num_cols), path)
+def save_grid(images, path, num_rows=3, num_cols=6, scale=None):
+    """A grid PNG; ``scale=None`` enlarges by :func:`default_scale` of the image size."""
+    if scale is None:
+        scale = default_scale(min(np.shape(images)[1:3]))
+    return save_png(image_grid(images, num_rows, num_cols, scale=scale), path)
 
 
 def save_images(images, directory, prefix="image", start=0):

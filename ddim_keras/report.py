@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 
+from ddim_keras.config import DATASETS
 from ddim_keras.durable import write_text
 from ddim_keras.errors import ArgumentParser, UsageError, run_cli
 
@@ -30,7 +31,8 @@ START = "<!-- report:start -->"
 END = "<!-- report:end -->"
 NOT_RUN = "not run yet"
 NOT_RECORDED = "not recorded"
-DATASET_ORDER = ("flowers", "celeba", "shapes", "folder")
+#: Order of the report's sections: the datasets of config.DATASETS, your own folder last.
+DATASET_ORDER = tuple(d for d in DATASETS if d != "folder") + ("folder",)
 
 #: KID published by clear-diffusion-keras (the keras.io example's source), at 75 px with
 #: 5 DDIM steps, by dataset and loss (cosine schedule).

@@ -141,6 +141,19 @@ def check_writable_folder(folder, create_levels=0):
         raise UsageError(f"output folder {target} is not writable; choose another --output.")
 
 
+def check_output_files(paths, overwrite):
+    """Refuse before any work when an output would replace a file (or is a folder)."""
+    for path in paths:
+        if os.path.isdir(path):
+            raise UsageError(f"output {path} is a folder; choose a file name for --output.")
+    existing = [path for path in paths if os.path.exists(path)]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3
+                                           else "")
+        raise UsageError(f"output {shown} already exists; pass --overwrite to replace it, or "
+                         "choose another --output or --seed.")
+
+
 def write_json_atomic(path, data):
     """Write JSON durably (see ddim_keras.durable); an OSError becomes DdimError."""
     from ddim_keras.durable import write_json

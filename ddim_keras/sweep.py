@@ -1,8 +1,8 @@
 """``python -m ddim_keras.sweep``: KID against the number of sampling steps, DDIM and DDPM.
 
 For each run (``--run``, repeatable) and each cell (steps, eta) of the grid,
-generates N images and measures their KID against N validation images with
-the machinery of ``ddim_keras.evaluate`` (per-batch KID, averaged). The
+generates N images and measures their KID against N validation images as
+``ddim_keras.evaluate`` does (``ddim_keras.kid_eval``: per-batch KID, averaged). The
 validation images are encoded once per run and their features reused for
 every cell. Writes, per run::
 
@@ -19,11 +19,13 @@ import os
 import sys
 import time
 
-from ddim_keras import checks
+from ddim_keras import checks, kid_eval
+from ddim_keras.config import DATASETS
 from ddim_keras.distribute import machine_description
 from ddim_keras.durable import write_durably
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
-from ddim_keras.evaluate import DATASETS, check_kid_args, training_data, weights_label
+from ddim_keras.kid_eval import training_data, weights_label
+from ddim_keras.loading import resolve_source
 
 DEFAULT_STEPS = (1, 2, 3, 5, 10, 20, 50)
 DEFAULT_ETAS = (0.0, 1.0)
@@ -94,7 +96,7 @@ def check_args(args):
     etas = parse_list(args.etas, float, "--etas")
     for eta in etas:
         checks.check_eta(eta, "every --etas value")
-    check_kid_args(args)
+    kid_eval.check_kid_settings(args.num_images, args.batch_size, args.seed)
     return steps, etas
 
 
@@ -173,13 +175,8 @@ def plot(rows, path, title):
 
 def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
     """Measure (or reuse) every cell of one run; returns the path of its CSV."""
-    from ddim_keras.evaluate import (compute_kid, encode_batches, make_encoder,
-                                     validation_batches)
-    from ddim_keras.generate import resolve_source
-
-    source = _Source(run)
-    checkpoint, config, run_path = resolve_source(source, say)
-    dataset, data_dir, data_seed = training_data(args, run_path)
+    checkpoint, config, run_path = resolve_source(run=run, say=say)
+    dataset, data_dir, data_seed = training_data(args.dataset, args.data_dir, run_path)
 
     folder = os.path.join(run_path, SWEEP_FOLDER)
     os.makedirs(folder, exist_ok=True)
@@ -218,11 +215,11 @@ def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
         from ddim_keras.run_dir import load_model
 
         model = load_model(checkpoint=checkpoint, config=config, kid_weights=kid_weights)
-        real_batches, num_images, batch_size = validation_batches(
+        real_batches, num_images, batch_size = kid_eval.validation_batches(
             dataset, config, data_dir, data_seed, args.num_images, args.batch_size, say)
-        encoder = make_encoder(config, kid_weights, say)
+        encoder = kid_eval.make_encoder(config, kid_weights, say)
         started = time.perf_counter()
-        real_features = encode_batches(encoder, real_batches)
+        real_features = kid_eval.encode_batches(encoder, real_batches)
         say(f"Encoded {len(real_features) * batch_size} {dataset} validation images once "
             f"({time.perf_counter() - started:.1f} s).")
         if not real_features:
@@ -230,8 +227,9 @@ def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
                             "images; lower --batch-size.")
         for cell in missing:
             started = time.perf_counter()
-            values = compute_kid(model, encoder, real_features, batch_size, cell["steps"],
-                                 float(cell["eta"]), args.seed, num_images)
+            values = kid_eval.compute_kid(model, encoder, real_features, batch_size,
+                                          cell["steps"], float(cell["eta"]), args.seed,
+                                          num_images)
             seconds = time.perf_counter() - started
             cell.update(kid=f"{float(np.mean(values)):.6g}", kid_std=f"{float(np.std(values)):.3g}",
                         num_images=len(values) * batch_size, seconds=f"{seconds:.2f}",
@@ -263,15 +261,6 @@ def cache_key_or_none(row):
         return cache_key(row)
     except (KeyError, ValueError, TypeError):
         return None
-
-
-class _Source:
-    """The model flags ``generate.resolve_source`` expects, for one run."""
-
-    def __init__(self, run):
-        self.run = run
-        self.checkpoint = None
-        self.config = None
 
 
 def sweep(args):

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from ddim_keras.config import DiffusionConfig, PRESETS, preset
+from ddim_keras.config import DATASETS, RESUME_MAY_CHANGE, DiffusionConfig, PRESETS, preset
 from ddim_keras.distribute import (JIT_CHOICES, PRECISIONS, STRATEGIES, check_strategy_args,
                                    resolve_precision_name, xla_rejects_mixed_precision,
                                    is_chief, machine_description, parse_jit_compile)
@@ -20,7 +20,6 @@ from ddim_keras.errors import (ArgumentParser, CheckpointError, DdimError, Usage
                                run_cli)
 from ddim_keras.run_dir import RunDir, check_writable_folder
 
-DATASETS = ("flowers", "celeba", "folder", "shapes")
 SAMPLE_SEED = 42
 
 
@@ -117,11 +116,6 @@ def check_args(args):
                 "a machine without a GPU: TensorFlow's XLA for CPU refuses mixed-precision "
                 "training graphs (and XLA measured slower on CPU anyway). Drop one of the two "
                 "flags.")
-
-
-#: Config fields a resumed run may change: how long it trains and the optimizer's
-#: step size (lowering learning_rate is the way on after a diverged run).
-RESUME_MAY_CHANGE = ("epochs", "learning_rate", "weight_decay")
 
 
 def prepare_run_dir(run_dir, config, args):
@@ -392,6 +386,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
 
     final_grid = os.path.join(run_dir.samples_dir, "final.png")
     grid = model.generate(18, config.plot_diffusion_steps, seed=SAMPLE_SEED)
+    # Enlarged like the per-epoch grids (images.default_scale: tiles of at least 128 px).
     write_durably(final_grid, lambda tmp_path: save_grid(grid, tmp_path))
     minutes = (time.time() - started) / 60.0
     print(

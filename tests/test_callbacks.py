@@ -14,7 +14,9 @@ from PIL import Image
 
 from ddim_keras import callbacks as cb
 
-GRID_SIZE = (6 * 16 + 7 * 2, 3 * 16 + 4 * 2)  # 3x6 grid of 16-px images, 2-px padding
+NATIVE_GRID_SIZE = (6 * 16 + 7 * 2, 3 * 16 + 4 * 2)  # 3x6 grid of 16-px images, 2-px padding
+# By default each 16-px image is enlarged 8 times (tiles of at least 128 px); padding stays 2 px.
+GRID_SIZE = (6 * 128 + 7 * 2, 3 * 128 + 4 * 2)
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +165,17 @@ def test_sample_grid_displays_inline_in_a_notebook(fitted, tmp_path, monkeypatch
     grid.set_model(fitted.model)
     grid.on_epoch_end(0)
     assert len(shown) == 1 and shown[0].startswith(b"\x89PNG")
-    # Nearest-neighbour enlarged by a whole factor, for visibility.
+    # Already enlarged (tiles of 128 px): shown as saved.
     with Image.open(io.BytesIO(shown[0])) as image:
-        assert image.size == (GRID_SIZE[0] * 3, GRID_SIZE[1] * 3)
+        assert image.size == GRID_SIZE
     assert grid.last_path is None
+    # A native grid (scale=1) is nearest-neighbour enlarged by a whole factor to be visible.
+    native = cb.SampleGrid(None, diffusion_steps=3, seed=7, scale=1)
+    native.set_model(fitted.model)
+    native.on_epoch_end(0)
+    with Image.open(io.BytesIO(shown[1])) as image:
+        assert image.size == (NATIVE_GRID_SIZE[0] * 3, NATIVE_GRID_SIZE[1] * 3)
+    del shown[1:]
     # inline=False overrides the detection.
     quiet = cb.SampleGrid(str(tmp_path), diffusion_steps=3, seed=7, inline=False)
     quiet.set_model(fitted.model)
@@ -184,9 +193,25 @@ def test_sample_grid_every_n_epochs(fitted, tmp_path):
         cb.SampleGrid(str(tmp_path), every=0)
 
 
+def test_sample_grid_scale(fitted, tmp_path):
+    native = cb.SampleGrid(str(tmp_path), diffusion_steps=1, num_rows=1, num_cols=2, scale=1)
+    native.set_model(fitted.model)
+    small = native.make_grid()
+    assert small.shape == (16 + 2 * 2, 2 * 16 + 3 * 2, 3)
+    tripled = cb.SampleGrid(str(tmp_path), diffusion_steps=1, num_rows=1, num_cols=2, scale=3)
+    tripled.set_model(fitted.model)
+    big = tripled.make_grid()
+    assert big.shape == (3 * 16 + 2 * 2, 2 * 3 * 16 + 3 * 2, 3)
+    np.testing.assert_array_equal(big[2:2 + 48, 2:2 + 48],
+                                  small[2:18, 2:18].repeat(3, axis=0).repeat(3, axis=1))
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError):
+            cb.SampleGrid(str(tmp_path), scale=bad)
+
+
 @pytest.mark.parametrize("make", [
     lambda: cb.SampleGrid("s", num_rows=2, num_cols=4, diffusion_steps=5, seed=3, every=2,
-                          eta=0.5, log_dir="logs", tag="grid", inline=False),
+                          eta=0.5, log_dir="logs", tag="grid", inline=False, scale=2),
     lambda: cb.LossCurvePlot("c.png", history_csv="h.csv", every_epoch=True,
                              loss_keys=("n_loss",), metric_keys=(), title="run"),
     lambda: cb.AtomicCheckpoint("x.weights.h5", monitor="val_kid", mode="min", best=0.5),

@@ -18,9 +18,11 @@ from ddim_keras.errors import run_cli
 
 S = 16  # the tiny run's image size
 PAD = 2  # image_grid's padding
+F = 8  # the default enlargement of 16 px images (tiles of at least 128 px)
+T = S * F  # the side of a tile in grids, strips and GIF frames
 
 
-def grid_size(rows, cols, size=S):
+def grid_size(rows, cols, size=T):
     """(width, height) of an image_grid PNG."""
     return cols * size + (cols + 1) * PAD, rows * size + (rows + 1) * PAD
 
@@ -47,7 +49,7 @@ def png_size(path):
         return image.size
 
 
-def grid_cells(path, rows, cols, size=S):
+def grid_cells(path, rows, cols, size=T):
     """The images of an image_grid PNG, (rows * cols, size, size, 3) uint8, row by row."""
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("RGB"))
@@ -113,7 +115,8 @@ def test_importing_the_clis_does_not_load_tensorflow():
     result = subprocess.run([sys.executable, "-m", "ddim_keras.generate", "--help"],
                             capture_output=True, text=True)
     assert result.returncode == 0
-    for flag in ("--run", "--checkpoint", "--mode", "--eta", "--overwrite", "interpolation"):
+    for flag in ("--run", "--checkpoint", "--mode", "--eta", "--overwrite", "--scale",
+                 "interpolation"):
         assert flag in result.stdout
 
 
@@ -156,6 +159,19 @@ def test_grid(tiny_run, tmp_path, capsys):
     ok(capsys, "--run", tiny_run, "--steps", 1, "--num-images", 7, "--seed", 1, "--output", path)
     assert png_size(path) == grid_size(2, 6)
 
+    # --scale 1: the model's resolution; --scale 3: three times it. Same samples.
+    native, tripled = tmp_path / "native.png", tmp_path / "tripled.png"
+    for path, scale in ((native, 1), (tripled, 3)):
+        ok(capsys, "--run", tiny_run, "--steps", 1, "--rows", 2, "--cols", 3, "--seed", 1,
+           "--scale", scale, "--output", path, "--no-progress")
+    assert png_size(native) == grid_size(2, 3, size=S)
+    assert png_size(tripled) == grid_size(2, 3, size=3 * S)
+    small = grid_cells(native, 2, 3, size=S)
+    np.testing.assert_array_equal(grid_cells(tripled, 2, 3, size=3 * S),
+                                  small.repeat(3, axis=1).repeat(3, axis=2))
+    np.testing.assert_array_equal(grid_cells(tmp_path / "small.png", 2, 3),
+                                  small.repeat(F, axis=1).repeat(F, axis=2))
+
 
 def test_images(tiny_run, tmp_path, capsys):
     folder = tmp_path / "singles"
@@ -165,6 +181,10 @@ def test_images(tiny_run, tmp_path, capsys):
     assert sorted(os.listdir(folder)) == ["image_0000.png", "image_0001.png", "image_0002.png"]
     assert all(png_size(folder / name) == (S, S) for name in os.listdir(folder))
     assert "Wrote 3 images" in err
+    # An explicit --scale enlarges them too.
+    ok(capsys, "--run", tiny_run, "--mode", "images", "--num-images", 1, "--steps", 2,
+       "--seed", 2, "--scale", 2, "--output", tmp_path / "big", "--no-progress")
+    assert png_size(tmp_path / "big" / "image_0000.png") == (2 * S, 2 * S)
 
 
 def test_process(sampling_run, tmp_path, capsys):
@@ -181,21 +201,22 @@ def test_process(sampling_run, tmp_path, capsys):
     assert png_size(png) == grid_size(4, 3)
 
     # Top left: the first image's initial noise; bottom right: its final sample.
-    from ddim_keras.images import to_uint8
+    from ddim_keras.images import to_uint8, upscale
     from ddim_keras.run_dir import load_model
 
     model = load_model(run=sampling_run, kid_weights=None)
     strip = np.asarray(Image.open(png), np.int16)
 
     def cell(row, col):
-        top, left = PAD + row * (S + PAD), PAD + col * (S + PAD)
-        return strip[top:top + S, left:left + S]
+        top, left = PAD + row * (T + PAD), PAD + col * (T + PAD)
+        return strip[top:top + T, left:left + T]
 
     noise = model.initial_noise(2, seed=3)
-    np.testing.assert_array_equal(cell(0, 0), to_uint8(model.denormalize(noise[:1])[0]))
+    np.testing.assert_array_equal(cell(0, 0),
+                                  upscale(to_uint8(model.denormalize(noise[:1])[0]), F))
     samples = model.generate(2, 3, seed=3)
     assert_not_saturated(samples)
-    final = to_uint8(samples[0]).astype(np.int16)
+    final = upscale(to_uint8(samples[0]), F).astype(np.int16)
     assert np.abs(cell(2, 2) - final).max() <= 1
 
 
@@ -216,7 +237,7 @@ def test_steps(sampling_run, tmp_path, capsys):
     assert_not_saturated(grid_cells(grid_path, 1, 2))
     strip = np.asarray(Image.open(png))
     reference = np.asarray(Image.open(grid_path))
-    np.testing.assert_array_equal(strip[-(S + 2 * PAD):], reference)
+    np.testing.assert_array_equal(strip[-(T + 2 * PAD):], reference)
 
 
 def test_interpolation(sampling_run, tmp_path, capsys):
@@ -235,8 +256,8 @@ def test_interpolation(sampling_run, tmp_path, capsys):
        "--output", ends)
     assert_not_saturated(grid_cells(ends, 1, 2))
     strip, pair = np.asarray(Image.open(png)), np.asarray(Image.open(ends))
-    np.testing.assert_array_equal(strip[:, :S + 2 * PAD], pair[:, :S + 2 * PAD])
-    np.testing.assert_array_equal(strip[:, -(S + 2 * PAD):], pair[:, -(S + 2 * PAD):])
+    np.testing.assert_array_equal(strip[:, :T + 2 * PAD], pair[:, :T + 2 * PAD])
+    np.testing.assert_array_equal(strip[:, -(T + 2 * PAD):], pair[:, -(T + 2 * PAD):])
 
 
 # -- repeatability, default paths, ways of loading -------------------------------------------
@@ -367,6 +388,8 @@ BAD_INPUT = [
     ("nan eta", ["--run", "{run}", "--eta", "nan"], 2, ["--eta"]),
     ("no images", ["--run", "{run}", "--num-images", "0"], 2, ["--num-images"]),
     ("batch 0", ["--run", "{run}", "--batch-size", "0"], 2, ["--batch-size"]),
+    ("scale 0", ["--run", "{run}", "--scale", "0"], 2, ["--scale", "at least 1"]),
+    ("scale not an int", ["--run", "{run}", "--scale", "2.5"], 2, ["--scale", "invalid int"]),
     ("negative seed", ["--run", "{run}", "--seed", "-1"], 2, ["--seed"]),
     ("not an int", ["--run", "{run}", "--steps", "many"], 2, ["--steps", "invalid int"]),
     ("unknown mode", ["--run", "{run}", "--mode", "video"], 2, ["--mode"]),

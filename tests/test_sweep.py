@@ -7,7 +7,7 @@ import os
 import pytest
 
 from conftest import assert_one_error, run_command
-from ddim_keras import evaluate, sweep
+from ddim_keras import kid_eval, sweep
 
 FAST = ["--kid-weights", "none", "--num-images", "8", "--batch-size", "4"]
 
@@ -23,13 +23,13 @@ def read_csv(path):
 
 def test_sweep_writes_csv_and_plot_and_reuses_the_cache(run_copy, capsys, monkeypatch):
     calls = []
-    real_compute_kid = evaluate.compute_kid
+    real_compute_kid = kid_eval.compute_kid
 
     def counting_compute_kid(*args, **kwargs):
         calls.append(args[4:6])  # (steps, eta)
         return real_compute_kid(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "compute_kid", counting_compute_kid)
+    monkeypatch.setattr(kid_eval, "compute_kid", counting_compute_kid)
     code, out, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,2", "--etas", "0,1",
                                *FAST)
     assert code == 0, err

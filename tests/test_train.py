@@ -37,9 +37,9 @@ def test_run_directory_has_everything(tiny_run):
     rows = read_history(tiny_run)
     assert [row["epoch"] for row in rows] == ["0", "1"]
     assert {"n_loss", "i_loss", "val_n_loss", "val_i_loss"} <= set(rows[0])
-    # A 3x6 grid of 16-px images with 2-px padding.
+    # A 3x6 grid of 16-px images enlarged 8 times (tiles of 128 px), with 2-px padding.
     with Image.open(os.path.join(tiny_run, "samples", "final.png")) as grid:
-        assert grid.size == (6 * 16 + 7 * 2, 3 * 16 + 4 * 2)
+        assert grid.size == (6 * 128 + 7 * 2, 3 * 128 + 4 * 2)
     state = json.load(open(os.path.join(tiny_run, "state.json")))
     assert state["epoch"] == 2 and state["monitor"] == "val_n_loss"
 

@@ -1,0 +1,147 @@
+"""Measuring a trained model's KID against validation images (evaluate and sweep).
+
+The validation images are taken as whole batches and encoded once
+(:func:`validation_batches`, :func:`make_encoder`, :func:`encode_batches`);
+:func:`compute_kid` then generates images through the one sampling path
+(``ddim_keras.sampling_loop.sample_chunks``) and estimates KID per batch.
+Keras, TensorFlow and the data pipeline are imported only when used.
+"""
+
+import os
+import warnings
+
+from ddim_keras import checks
+from ddim_keras.config import DATASETS
+from ddim_keras.errors import DataError, UsageError
+
+
+def check_kid_settings(num_images, batch_size, seed):
+    """The settings every KID measurement shares (``--num-images``, ``--batch-size``,
+    ``--seed`` of evaluate and sweep)."""
+    if num_images < 2:
+        raise UsageError(f"--num-images must be at least 2 (KID compares pairs of images), got "
+                         f"{num_images}.")
+    if batch_size is not None and batch_size < 2:
+        raise UsageError(f"--batch-size must be at least 2 (KID is estimated within a batch), "
+                         f"got {batch_size}.")
+    checks.check_seed(seed, "--seed")
+
+
+def training_data(dataset, data_dir, run_path):
+    """(dataset, data dir, data seed) to compare with: ``dataset`` and ``data_dir`` when
+    given, else the run's run.json.
+
+    ``run_path`` may be None (a checkpoint outside a run), in which case
+    ``dataset`` is required.
+    """
+    from ddim_keras.run_dir import RunDir
+
+    run_info = RunDir(run_path).read_run_info() if run_path else {}
+    dataset = dataset or run_info.get("dataset")
+    if dataset is None:
+        where = f"run {run_path} has" if run_path else "there is"
+        raise UsageError(f"pass --dataset: {where} no run.json that names the training data.")
+    if dataset not in DATASETS:
+        where = os.path.join(run_path, "run.json") if run_path else "run.json"
+        raise UsageError(f"unknown dataset {dataset!r} in {where}; pass --dataset.")
+    data_dir = data_dir or (run_info.get("data_dir") if dataset == run_info.get("dataset")
+                            else None)
+    if dataset == "folder" and not data_dir:
+        raise UsageError("--dataset folder needs --data-dir DIR, the folder of images the run "
+                         "was trained on.")
+    return dataset, data_dir, int(run_info.get("seed", 0) or 0)
+
+
+def weights_label(kid_weights):
+    """How the KID weights are recorded in a result."""
+    if kid_weights is None:
+        return "none"
+    if kid_weights == "imagenet":
+        return kid_weights
+    return os.path.abspath(kid_weights)
+
+
+def validation_batches(dataset, config, data_dir, data_seed, requested, batch_size, say):
+    """The validation images as whole batches: (batched dataset, images used, batch size).
+
+    N is lowered to the validation set's size (with a notice) and rounded down to
+    whole batches of ``batch_size`` (default: the config's).
+    """
+    import numpy as np
+
+    from ddim_keras import data
+
+    real_images = data.load_images(dataset, config, split="validation", data_dir=data_dir,
+                                   seed=data_seed)
+    available = int(real_images.cardinality())
+    if available < 0:
+        # Unknown (a folder whose unreadable files are skipped): count while
+        # caching, so the images are decoded once.
+        real_images = real_images.take(requested).cache()
+        available = int(real_images.reduce(np.int64(0), lambda count, _: count + 1))
+    num_images = requested
+    if available >= 0 and available < requested:
+        if available < 2:
+            raise DataError(f"the {dataset} validation set has {available} image(s); KID needs "
+                            "at least 2.")
+        say(f"The {dataset} validation set has only {available} images, fewer than "
+            f"--num-images {requested}: using all {available}.")
+        num_images = available
+    batch_size = min(batch_size or config.batch_size, num_images)
+    if batch_size < 2:
+        raise UsageError(f"the config's batch_size is {batch_size}; pass --batch-size 2 or more.")
+    num_batches = num_images // batch_size
+    if num_batches * batch_size < num_images:
+        say(f"Using {num_batches * batch_size} images: {num_batches} whole batches of "
+            f"{batch_size} (KID is estimated per batch).")
+    num_images = num_batches * batch_size
+    return real_images.batch(batch_size, drop_remainder=True).take(num_batches), num_images, \
+        batch_size
+
+
+def make_encoder(config, kid_weights, say, debug=False):
+    """The InceptionV3 feature extractor of KID (``kid_weights`` from kid.resolve_weights)."""
+    from ddim_keras.kid import build_encoder
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder = build_encoder(config.image_size, config.kid_image_size, kid_weights)
+    if kid_weights is None:
+        say("KID encoder has random weights (--kid-weights none): the value is only a smoke "
+            "test, not comparable with published KIDs.")
+    elif debug:
+        for warning in caught:
+            say(f"warning: {warning.message}")
+    return encoder
+
+
+def encode_batches(encoder, batches):
+    """Features of each batch of real images (computed once, reusable across samplers)."""
+    return [encoder(real, training=False) for real in batches]
+
+
+def compute_kid(model, encoder, real_features, batch_size, steps, eta, seed, num_noise=None,
+                on_batch=None):
+    """KID of each batch: ``batch_size`` images generated with ``steps`` and ``eta`` against
+    one batch of ``real_features``; returns the list of per-batch values.
+
+    The generated images are those of ``model.generate(num_noise, steps, eta=eta,
+    seed=seed, batch_size=batch_size)`` (the one sampling path), batch i being
+    images [i * batch_size, (i + 1) * batch_size), so a result does not depend on
+    how many batches are evaluated.
+    """
+    from keras import ops
+
+    from ddim_keras.kid import kernel_inception_distance
+    from ddim_keras.sampling_loop import sample_chunks
+
+    num_noise = num_noise or len(real_features) * batch_size
+    noise = model.initial_noise(num_noise, seed)[:len(real_features) * batch_size]
+    values = []
+    chunks = sample_chunks(model, noise, steps, eta=eta, seed=seed, batch_size=batch_size)
+    for real, (_, generated) in zip(real_features, chunks):
+        value = kernel_inception_distance(real, encoder(generated, training=False))
+        values.append(float(ops.convert_to_numpy(value)))
+        if on_batch is not None:
+            on_batch()
+    return values
