@@ -92,7 +92,9 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
       forces it).
 
     Needs a model with ``generate(num_images, diffusion_steps, eta=, seed=)``
-    returning images in [0, 1], such as :class:`ddim_keras.DiffusionModel`.
+    returning images in [0, 1], such as :class:`ddim_keras.DiffusionModel`;
+    ``sampler`` and ``spacing`` other than the example's ("ddim", "time") are
+    passed on to it too (see ``DiffusionModel.compiled_reverse_diffusion``).
 
     Example::
 
@@ -108,8 +110,11 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
 
     def __init__(self, directory="samples", num_rows=3, num_cols=6, diffusion_steps=20,
                  seed=42, every=1, eta=0.0, filename="epoch_{epoch:04d}.png", log_dir=None,
-                 tag="samples", inline=None, scale=None):
+                 tag="samples", inline=None, scale=None, sampler="ddim", spacing="time"):
         super().__init__()
+        from ddim_keras.checks import check_sampler
+
+        self.sampler, self.spacing, self.eta = check_sampler(sampler, spacing, eta)
         if int(every) < 1:
             raise ValueError(f"every must be at least 1, got {every!r}")
         if scale is not None and (isinstance(scale, bool) or int(scale) != scale or scale < 1):
@@ -120,7 +125,6 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
         self.diffusion_steps = diffusion_steps
         self.seed = seed
         self.every = int(every)
-        self.eta = eta
         self.filename = filename
         self.log_dir = log_dir
         self.tag = tag
@@ -135,6 +139,7 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
             "diffusion_steps": self.diffusion_steps, "seed": self.seed, "every": self.every,
             "eta": self.eta, "filename": self.filename, "log_dir": self.log_dir,
             "tag": self.tag, "inline": self.inline, "scale": self.scale,
+            "sampler": self.sampler, "spacing": self.spacing,
         }
 
     def make_grid(self):
@@ -142,8 +147,13 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
 
         Enlarged by ``scale`` (default: the rule of ``images.default_scale``).
         """
+        # The example's sampler is asked for with the example's arguments only, so any
+        # model with the example's generate() signature works.
+        extra = {} if (self.sampler, self.spacing) == ("ddim", "time") else dict(
+            sampler=self.sampler, spacing=self.spacing)
         samples = self.model.generate(
-            self.num_rows * self.num_cols, self.diffusion_steps, eta=self.eta, seed=self.seed
+            self.num_rows * self.num_cols, self.diffusion_steps, eta=self.eta, seed=self.seed,
+            **extra
         )
         scale = self.scale or image_files.default_scale(min(samples.shape[1:3]))
         return image_files.image_grid(samples, self.num_rows, self.num_cols, scale=scale)

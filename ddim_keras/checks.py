@@ -15,6 +15,11 @@ from ddim_keras.errors import UsageError
 #: Seeds are 31-bit: they travel as int32 into TensorFlow's stateless ops.
 SEED_LIMIT = 2**31 - 1
 
+#: Step rules and step spacings of ddim_keras.sampling (names only: no Keras
+#: import, so commands list them in --help and check them before loading it).
+SAMPLERS = ("ddim", "dpmpp_2m", "dpmpp_3m", "heun")
+SPACINGS = ("time", "logsnr", "karras")
+
 
 def check_eta(eta, name="eta"):
     """eta in [0, 1]: 0 is deterministic DDIM, 1 the DDPM posterior variance.
@@ -53,3 +58,38 @@ def draw_seed():
     import numpy as np
 
     return int(np.random.SeedSequence().generate_state(1)[0] % SEED_LIMIT)
+
+
+def check_sampler(sampler, spacing="time", eta=0.0, names=("sampler", "spacing", "eta")):
+    """A known sampler and spacing; eta > 0 only with ``ddim`` (the others are ODE solvers)."""
+    if sampler not in SAMPLERS:
+        raise UsageError(f"unknown {names[0]} {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    if spacing not in SPACINGS:
+        raise UsageError(f"unknown {names[1]} {spacing!r}; choose one of {', '.join(SPACINGS)}.")
+    eta = check_eta(eta, names[2])
+    if eta > 0 and sampler != "ddim":
+        raise UsageError(f"{names[2]} {eta:g} needs the ddim sampler: {sampler} is a "
+                         f"deterministic solver; pass {names[2]} 0 or {names[0]} ddim.")
+    return sampler, spacing, eta
+
+
+def parse_samplers(text, flag="--samplers"):
+    """``"ddim,dpmpp_2m/logsnr,heun/karras"`` -> [(sampler, spacing), ...] (spacing: time).
+
+    Every item is SAMPLER or SAMPLER/SPACING; duplicates are dropped, order kept.
+    """
+    pairs = []
+    for item in (part.strip() for part in str(text).split(",")):
+        if not item:
+            continue
+        sampler, _, spacing = item.partition("/")
+        pairs.append(check_sampler(sampler, spacing or "time",
+                                   names=(f"sampler in {flag}", f"spacing in {flag}", "eta"))[:2])
+    if not pairs:
+        raise UsageError(f"{flag} is empty; give e.g. ddim,dpmpp_2m/logsnr.")
+    return list(dict.fromkeys(pairs))
+
+
+def sampler_label(sampler, spacing="time"):
+    """How a (sampler, spacing) pair is written in files, tables and plots."""
+    return sampler if spacing == "time" else f"{sampler}/{spacing}"

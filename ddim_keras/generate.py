@@ -71,6 +71,15 @@ def build_parser():
                           help="0 = deterministic DDIM (default), 1 = DDPM-like stochastic "
                                "sampling; values between mix the two (at most 1). Use 0 for "
                                "smooth interpolations")
+    sampling.add_argument("--sampler", choices=checks.SAMPLERS, default="ddim",
+                          help="step rule: ddim (the example's, default; with --eta), "
+                               "dpmpp_2m / dpmpp_3m (multistep DPM-Solver++, 2nd / 3rd order), "
+                               "heun (EDM's 2nd order, two network calls per step but the "
+                               "last). See the README's table for which to use")
+    sampling.add_argument("--spacing", choices=checks.SPACINGS, default="time",
+                          help="where the steps' network calls fall: time (the example's, "
+                               "default), logsnr (uniform in log signal-to-noise ratio) or "
+                               "karras (EDM's, rho 7)")
     sampling.add_argument("--seed", type=int,
                           help="seed of the initial noise (default: random, and printed); the "
                                "same seed gives the same files")
@@ -161,7 +170,8 @@ def grid_shape(count, cols):
 
 
 def check_numbers(args):
-    checks.check_eta(args.eta, "--eta")
+    checks.check_sampler(args.sampler, args.spacing, args.eta,
+                         names=("--sampler", "--spacing", "--eta"))
     if args.seed is not None:
         checks.check_seed(args.seed, "--seed")
     for flag in ("steps", "num_images", "batch_size", "rows", "cols", "scale"):
@@ -182,6 +192,7 @@ class Plan:
         self.precision = precision
         self.steps = args.steps or config.plot_diffusion_steps
         self.eta = args.eta
+        self.sampler, self.spacing = args.sampler, args.spacing
         self.batch_size = args.batch_size or config.batch_size
         self.cols = args.cols or DEFAULT_COLS
         self.rows = args.rows
@@ -215,6 +226,10 @@ class Plan:
 
     def _output_paths(self, output, run_path):
         stem = f"{self.mode}_seed{self.seed}_steps{self.steps}_eta{self.eta:g}"
+        # Only what differs from the example's sampler shows in the name.
+        for value, default in ((self.sampler, "ddim"), (self.spacing, "time")):
+            if value != default:
+                stem += f"_{value}"
         if self.precision != "float32":
             stem += f"_{self.precision}"
         if self.mode == "images" and output is not None:
@@ -265,16 +280,19 @@ def generate_files(model, plan, progress_enabled):
     from ddim_keras import images as image_files
     from ddim_keras.sampling_loop import sample
 
-    mode, steps, eta, seed = plan.mode, plan.steps, plan.eta, plan.seed
+    mode, steps, seed = plan.mode, plan.steps, plan.seed
     scale = plan.scale
-    count, batch_size, precision = plan.num_images, plan.batch_size, plan.precision
+    count, batch_size = plan.num_images, plan.batch_size
+    # How every image is sampled: the step rule, its spacing, eta and precision.
+    how = dict(eta=plan.eta, sampler=plan.sampler, spacing=plan.spacing,
+               precision=plan.precision)
     os.makedirs(os.path.dirname(plan.paths[0]), exist_ok=True)
 
     if mode in ("grid", "images"):
         with make_progress(progress_enabled, count, "sampling", "img") as bar:
-            samples = model.generate(count, steps, eta=eta, seed=seed, batch_size=batch_size,
+            samples = model.generate(count, steps, seed=seed, batch_size=batch_size,
                                      progress=lambda done, total: bar.update(done - bar.n),
-                                     precision=precision)
+                                     **how)
         if mode == "grid":
             grid = image_files.image_grid(samples, plan.rows, plan.cols, scale=scale)
             return [write_atomically(image_files.save_png, grid, plan.paths[0])]
@@ -286,8 +304,8 @@ def generate_files(model, plan, progress_enabled):
     if mode == "process":
         noise = model.initial_noise(count, seed)
         with make_progress(progress_enabled, count, "sampling", "img") as bar:
-            _, noisy, predicted = sample(model, noise, steps, eta, seed, batch_size, record=True,
-                                         precision=precision,
+            _, noisy, predicted = sample(model, noise, steps, seed=seed, batch_size=batch_size,
+                                         record=True, **how,
                                          on_chunk=lambda done: bar.update(done - bar.n))
         frames = [
             np.concatenate([image_files.image_grid(noisy[step], rows, cols, scale=scale),
@@ -306,8 +324,8 @@ def generate_files(model, plan, progress_enabled):
         with make_progress(progress_enabled, steps * (steps + 1) // 2, "sampling",
                            "step") as bar:
             for step_count in range(1, steps + 1):
-                rows_of_images.append(sample(model, noise, step_count, eta, seed, batch_size,
-                                             precision=precision))
+                rows_of_images.append(sample(model, noise, step_count, seed=seed,
+                                             batch_size=batch_size, **how))
                 bar.update(step_count)
         frames = [image_files.image_grid(images, rows, cols, scale=scale)
                   for images in rows_of_images]
@@ -318,7 +336,7 @@ def generate_files(model, plan, progress_enabled):
         fractions = np.linspace(0.0, 1.0, count)
         noise = np.stack([slerp(start, end, f) for f in fractions]).astype(np.float32)
         with make_progress(progress_enabled, count, "sampling", "frame") as bar:
-            decoded = sample(model, noise, steps, eta, seed, batch_size, precision=precision,
+            decoded = sample(model, noise, steps, seed=seed, batch_size=batch_size, **how,
                              on_chunk=lambda done: bar.update(done - bar.n))
         frames = [image_files.image_grid(image[None], 1, 1, scale=scale) for image in decoded]
         strip = image_files.image_grid(decoded, 1, count, scale=scale)

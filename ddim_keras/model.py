@@ -193,24 +193,28 @@ class DiffusionModel(keras.Model):
         )
 
     def compiled_reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0,
-                                   record=False, precision="float32", first_image=0):
-        """The same sampler compiled into one graph; no retrace per step count.
+                                   record=False, precision="float32", first_image=0,
+                                   sampler="ddim", spacing="time"):
+        """Any sampler compiled into one graph; no retrace per step count.
 
-        ``precision`` other than "float32" samples with :meth:`sampling_network`.
+        ``sampler``: "ddim" (the example's, with ``eta``), "dpmpp_2m",
+        "dpmpp_3m" or "heun"; ``spacing``: "time" (the example's), "logsnr" or
+        "karras" (see :mod:`ddim_keras.sampling`). ``precision`` other than
+        "float32" samples with :meth:`sampling_network`.
         ``first_image`` keys the fresh noise (eta > 0) with ``seed``: pass the
         index of the chunk's first image (see :mod:`ddim_keras.sampling_loop`).
         """
         diffusion_steps = checks.check_steps(diffusion_steps)
-        eta = checks.check_eta(eta)
+        sampler, spacing, eta = checks.check_sampler(sampler, spacing, eta)
         network = self.sampling_network(precision)
 
         def denoise(noisy_images, noise_rates, signal_rates):
             return self.denoise(noisy_images, noise_rates, signal_rates, training=False,
                                 network=network)
 
-        sampler = self._samplers.value.compiled(denoise, self.diffusion_schedule, record,
-                                                precision)
-        return sampler(
+        function = self._samplers.value.compiled(denoise, self.diffusion_schedule, record,
+                                                 precision, sampler, spacing)
+        return function(
             tf.convert_to_tensor(initial_noise, tf.float32),
             tf.constant(int(diffusion_steps), tf.int32),
             tf.constant(float(eta), tf.float32),
@@ -229,14 +233,17 @@ class DiffusionModel(keras.Model):
         return rng.standard_normal(shape, dtype=np.float32)
 
     def generate(self, num_images, diffusion_steps, eta=0.0, seed=None, batch_size=None,
-                 progress=None, precision="float32"):
+                 progress=None, precision="float32", sampler="ddim", spacing="time"):
         """Sample ``num_images`` images in [0, 1] as a NumPy array (N, S, S, 3).
 
         Works in chunks of ``batch_size`` (default: the config's batch size) so
         that memory stays bounded; the result does not depend on the chunking
         for ``eta=0``. ``progress`` is an optional callable(done, total).
         ``precision``: "float32" (default), "bfloat16" or "float16", see
-        :meth:`sampling_network`.
+        :meth:`sampling_network`. ``sampler`` and ``spacing``: see
+        :meth:`compiled_reverse_diffusion`; the defaults are the example's. A
+        step is one network call, except with "heun" (see
+        :func:`ddim_keras.sampling.network_calls`).
         """
         checks.check_at_least(num_images, 1, "num_images")
         if seed is None:
@@ -244,7 +251,8 @@ class DiffusionModel(keras.Model):
         on_chunk = None if progress is None else (lambda done: progress(done, num_images))
         return sampling_loop.sample(self, self.initial_noise(num_images, seed), diffusion_steps,
                                     eta=eta, seed=seed, batch_size=batch_size,
-                                    precision=precision, on_chunk=on_chunk)
+                                    precision=precision, on_chunk=on_chunk, sampler=sampler,
+                                    spacing=spacing)
 
     # -- training --------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ class SamplerCache:
     def __init__(self, config):
         self.config = config
         self.copies = {}     # precision -> network computing in that precision
-        self.functions = {}  # (record, precision) -> compiled sampler
+        self.functions = {}  # (record, precision, sampler, spacing) -> compiled sampler
 
     def network(self, ema_network, precision="float32"):
         """The network that samples in ``precision``: "float32", "bfloat16" or "float16".
@@ -42,20 +42,22 @@ class SamplerCache:
             target.assign(source)
         return network
 
-    def compiled(self, denoise_fn, schedule_fn, record, precision):
-        """The compiled sampler for (record, precision), traced once.
+    def compiled(self, denoise_fn, schedule_fn, record, precision, sampler="ddim",
+                 spacing="time"):
+        """The compiled sampler for (record, precision, sampler, spacing), traced once.
 
         ``denoise_fn(noisy_images, noise_rates, signal_rates)`` must use the
         network of ``precision``; it is bound on the first call for that key.
         The function takes (initial_noise, diffusion_steps, eta, seed,
         first_image), all tensors, so new values do not retrace it.
         """
-        key = (record, precision)
+        key = (record, precision, sampler, spacing)
         if key not in self.functions:
             def run(initial_noise, diffusion_steps, eta, seed, first_image):
                 return sampling.reverse_diffusion_graph(
                     denoise_fn, schedule_fn, initial_noise, diffusion_steps, eta=eta,
-                    seed=seed, record=record, first_image=first_image)
+                    seed=seed, record=record, first_image=first_image, sampler=sampler,
+                    spacing=spacing)
 
             size = self.config.image_size
             self.functions[key] = tf.function(

@@ -15,11 +15,11 @@ one place and the same seed gives the same images whatever the caller:
 import numpy as np
 from keras import ops
 
-from ddim_keras import checks
+from ddim_keras import checks, sampling
 
 
 def sample_chunks(model, noise, diffusion_steps, eta=0.0, seed=0, batch_size=None,
-                  record=False, precision="float32"):
+                  record=False, precision="float32", sampler="ddim", spacing="time"):
     """Decode ``noise`` chunk by chunk; yields ``(first_image, images)`` in [0, 1].
 
     ``images`` is a NumPy array (n, S, S, 3). With ``record`` each chunk is
@@ -27,14 +27,15 @@ def sample_chunks(model, noise, diffusion_steps, eta=0.0, seed=0, batch_size=Non
     in [0, 1]: the noisy and predicted images of every step.
     """
     checks.check_steps(diffusion_steps)
-    eta = checks.check_eta(eta)
+    sampler, spacing, eta = checks.check_sampler(sampler, spacing, eta)
     seed = checks.check_seed(seed)
     batch_size = checks.check_at_least(int(batch_size or model.diffusion_config.batch_size), 1,
                                        "batch_size")
     for first_image in range(0, len(noise), batch_size):
         result = model.compiled_reverse_diffusion(
             noise[first_image:first_image + batch_size], diffusion_steps, eta=eta, seed=seed,
-            first_image=first_image, record=record, precision=precision)
+            first_image=first_image, record=record, precision=precision, sampler=sampler,
+            spacing=spacing)
         if record:
             images, noisy, predicted = result
             yield first_image, (_pixels(model, images), _pixels(model, noisy),
@@ -44,7 +45,7 @@ def sample_chunks(model, noise, diffusion_steps, eta=0.0, seed=0, batch_size=Non
 
 
 def sample(model, noise, diffusion_steps, eta=0.0, seed=0, batch_size=None, record=False,
-           precision="float32", on_chunk=None):
+           precision="float32", on_chunk=None, sampler="ddim", spacing="time"):
     """All chunks of :func:`sample_chunks` joined: images (N, S, S, 3) in [0, 1].
 
     With ``record`` returns ``(images, noisy, predicted)``, the last two
@@ -53,7 +54,7 @@ def sample(model, noise, diffusion_steps, eta=0.0, seed=0, batch_size=None, reco
     """
     parts = []
     for first_image, chunk in sample_chunks(model, noise, diffusion_steps, eta, seed,
-                                            batch_size, record, precision):
+                                            batch_size, record, precision, sampler, spacing):
         parts.append(chunk)
         if on_chunk is not None:
             count = len(chunk[0] if record else chunk)
@@ -67,3 +68,32 @@ def sample(model, noise, diffusion_steps, eta=0.0, seed=0, batch_size=None, reco
 
 def _pixels(model, normalized_images):
     return ops.convert_to_numpy(model.denormalize(normalized_images))
+
+
+def solution_errors(model, samplers, calls_list, reference_steps=1000, num_images=64, seed=0,
+                    batch_size=None, on_cell=None):
+    """How far each sampler's images are from the solution the model defines.
+
+    The reference is ``reference_steps`` steps of the example's sampler (DDIM,
+    time spacing) from the same initial noise; each (sampler, spacing) in
+    ``samplers`` samples with at most each budget of ``calls_list`` network
+    calls (Heun's steps take two calls but the last, so it makes the largest
+    odd number within the budget). Returns ``{label: {budget: rmse}}``, the RMSE
+    in [0, 1] pixel units. ``on_cell(label, budget, rmse)`` is called after
+    each cell.
+    """
+    noise = model.initial_noise(num_images, seed)
+    reference = sample(model, noise, reference_steps, seed=seed, batch_size=batch_size)
+    errors = {}
+    for sampler_name, spacing in samplers:
+        label = checks.sampler_label(sampler_name, spacing)
+        errors[label] = {}
+        for budget in calls_list:
+            steps = sampling.steps_for_calls(sampler_name, budget)
+            images = sample(model, noise, steps, seed=seed, batch_size=batch_size,
+                            sampler=sampler_name, spacing=spacing)
+            rmse = float(np.sqrt(np.mean((images - reference) ** 2)))
+            errors[label][budget] = rmse
+            if on_cell is not None:
+                on_cell(label, budget, rmse)
+    return errors

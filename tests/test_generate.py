@@ -142,6 +142,26 @@ def test_mixed_precision_samples_close_to_float32_under_its_own_name(sampling_ru
     assert_one_error(err, ["--mixed-precision"])
 
 
+def test_samplers_and_spacings_from_the_command_line(sampling_run, tmp_path, capsys):
+    """Other samplers write under their own names and land close to the example's
+    sampler at many steps (the same ODE), unlike a sample from other noise."""
+    base = ("--run", sampling_run, "--seed", 4, "--output", tmp_path, "--no-progress",
+            "--rows", 1, "--cols", 3)
+    (reference,), _ = ok(capsys, *base, "--steps", 60)
+    assert_not_saturated(grid_cells(reference, 1, 3))
+    reference_cells = grid_cells(reference, 1, 3).astype(np.int16)
+    (other_seed,), _ = ok(capsys, *base, "--steps", 60, "--seed", 5)
+    far = np.abs(grid_cells(other_seed, 1, 3).astype(np.int16) - reference_cells).mean()
+    for sampler, spacing, steps in (("dpmpp_2m", "logsnr", 10), ("dpmpp_3m", "karras", 10),
+                                    ("heun", "time", 6), ("ddim", "logsnr", 30)):
+        (path,), _ = ok(capsys, *base, "--steps", steps, "--sampler", sampler,
+                        "--spacing", spacing)
+        suffix = "".join(f"_{v}" for v in (sampler, spacing) if v not in ("ddim", "time"))
+        assert os.path.basename(path) == f"grid_seed4_steps{steps}_eta0{suffix}.png"
+        gap = np.abs(grid_cells(path, 1, 3).astype(np.int16) - reference_cells).mean()
+        assert gap < 0.25 * far, (sampler, spacing, gap, far)
+
+
 def test_grid(tiny_run, tmp_path, capsys):
     path = tmp_path / "grid.png"
     printed, err = ok(capsys, "--run", tiny_run, "--steps", 2, "--seed", 1, "--output", path)
@@ -417,6 +437,10 @@ BAD_INPUT = [
      ["already exists", "--overwrite"]),
     ("missing KID weights file", ["--run", "{run}", "--kid-weights", "{missing}",
                                   "--output", "{out}"], 2, ["KID weights"]),
+    ("unknown sampler", ["--run", "{run}", "--sampler", "euler"], 2, ["--sampler", "euler"]),
+    ("unknown spacing", ["--run", "{run}", "--spacing", "cosine"], 2, ["--spacing"]),
+    ("eta with an ODE solver", ["--run", "{run}", "--sampler", "dpmpp_2m", "--eta", "1"], 2,
+     ["--eta", "ddim", "dpmpp_2m"]),
 ]
 
 

@@ -38,5 +38,5 @@ def test_one_compiled_function_per_record_and_precision(model):
         model.compiled_reverse_diffusion(noise, steps)
         model.compiled_reverse_diffusion(noise, steps, record=True)
     functions = model._samplers.value.functions
-    assert set(functions) == {(False, "float32"), (True, "float32")}
+    assert set(functions) == {(False, "float32", "ddim", "time"), (True, "float32", "ddim", "time")}
     assert all(f.experimental_get_tracing_count() == 1 for f in functions.values())

@@ -207,7 +207,7 @@ def test_eta_one_compiled_matches_the_python_loop(random_model):
 def test_step_count_changes_do_not_retrace(random_model):
     noise = random_model.initial_noise(2, seed=1)
     random_model.compiled_reverse_diffusion(noise, 2)
-    sampler = random_model._samplers.value.functions[(False, "float32")]
+    sampler = random_model._samplers.value.functions[(False, "float32", "ddim", "time")]
     traces = sampler.experimental_get_tracing_count()
     for steps, eta, seed in ((3, 0.0, 0), (5, 0.5, 1), (1, 1.0, 2)):
         random_model.compiled_reverse_diffusion(noise, steps, eta=eta, seed=seed)
