@@ -206,3 +206,22 @@ def injected_draws(noises, times):
     finally:
         for name, original in originals.items():
             setattr(keras.random, name, original)
+
+
+def refuse_opening(monkeypatch, path):
+    """Make ``open(path)`` fail with EACCES, as for root on a root-squashed NFS share.
+
+    Root reads any file whatever its mode, so a chmod alone cannot make a file
+    unreadable in CI (which runs as root).
+    """
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) == str(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)

@@ -1,8 +1,6 @@
 """``python -m ddim_keras.generate``: every mode from the tiny trained run, the ways
 of loading a model, repeatability, and bad input."""
 
-import builtins
-import errno
 import os
 import shutil
 import subprocess
@@ -12,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_not_saturated, assert_one_error, run_command, write_config
+from conftest import (assert_not_saturated, assert_one_error, refuse_opening, run_command,
+                      write_config)
 from ddim_keras import generate
 from ddim_keras.errors import run_cli
 
@@ -519,14 +518,7 @@ def test_unreadable_checkpoint(bad_files, tmp_path, capsys, monkeypatch):
     locked.chmod(0o000)  # unreadable for a normal user, who is stopped by os.access ...
     # ... but root (CI) reads any file, so opening it is refused here as it would be
     # for root on a root-squashed NFS share: os.access passes, the read fails.
-    real_open = builtins.open
-
-    def refusing_open(file, *args, **kwargs):
-        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) == str(locked):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", refusing_open)
+    refuse_opening(monkeypatch, locked)
     try:
         code, _, err = run_generate(capsys, "--checkpoint", locked, "--steps", "1",
                                     "--output", tmp_path / "out.png")

@@ -1,7 +1,5 @@
 """ddim_keras.run_dir.load_model and the architecture check it shares with the CLIs."""
 
-import builtins
-import errno
 import json
 import os
 import shutil
@@ -9,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import TINY, assert_not_saturated, write_config
+from conftest import TINY, assert_not_saturated, refuse_opening, write_config
 from ddim_keras import run_dir
 from ddim_keras.config import ARCHITECTURE_FIELDS, DiffusionConfig, architecture_differences
 from ddim_keras.errors import CheckpointError
@@ -122,14 +120,7 @@ def test_a_checkpoint_that_cannot_be_opened(tiny_run, tmp_path, monkeypatch):
     # (root-squashed NFS, ACLs). Then the error says so instead of blaming the file.
     locked = tmp_path / "locked.weights.h5"
     shutil.copy(best_of(tiny_run), locked)
-    real_open = builtins.open
-
-    def refusing_open(file, *args, **kwargs):
-        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) == str(locked):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", refusing_open)
+    refuse_opening(monkeypatch, locked)
     with pytest.raises(CheckpointError, match="not readable") as info:
         run_dir.load_model(checkpoint=str(locked), config=DiffusionConfig(**TINY),
                            kid_weights=None)
