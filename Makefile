@@ -19,13 +19,19 @@ TRAIN_FLAGS := --dataset $(DATASET) \
 	$(if $(CONFIG),--config $(CONFIG))
 
 # `make experiment EXP=flowers`: train experiments/$(EXP).json into runs/$(EXP), sweep its
-# KID over sampling steps (DDIM and DDPM), then update the report in experiments/README.md.
+# KID over network calls per sampler, then update the report in experiments/README.md.
 # The dataset is the name's first word (flowers_mse -> flowers). shapes runs offline: its KID
-# uses random Inception weights (a smoke test, not comparable) over 200 images.
+# uses the shipped shapes classifier's features (--kid-encoder shapes) over the 500 validation
+# images, and compares the few-step samplers with the example's.
 EXP ?= shapes
 EXP_DATASET = $(firstword $(subst _, ,$(EXP)))
-KID_WEIGHTS ?= $(if $(filter shapes,$(EXP_DATASET)),none,imagenet)
-SWEEP_ARGS ?= $(if $(filter shapes,$(EXP_DATASET)),--num-images 200 --batch-size 50,--num-images 1000)
+KID_FLAGS ?= $(if $(filter shapes,$(EXP_DATASET)),--kid-encoder shapes,--kid-weights imagenet)
+SHAPES_SAMPLERS = ddim,ddim/logsnr,dpmpp_2m/logsnr,dpmpp_2m/karras,dpmpp_3m/logsnr,heun/karras
+# (Commas only inside variables: $(if) splits its arguments on literal commas.)
+SHAPES_SWEEP_ARGS = --num-images 500 --batch-size 50 --etas 0 --steps 1,2,3,5,10,20 \
+	--samplers $(SHAPES_SAMPLERS)
+DEFAULT_SWEEP_ARGS = --num-images 1000 --samplers ddim,dpmpp_2m/logsnr
+SWEEP_ARGS ?= $(if $(filter shapes,$(EXP_DATASET)),$(SHAPES_SWEEP_ARGS),$(DEFAULT_SWEEP_ARGS))
 TRAIN_ARGS ?=
 
 .PHONY: install test demo train generate tensorboard clean experiment
@@ -61,7 +67,7 @@ experiment: $(STAMP)
 	@test -f experiments/$(EXP).json || { echo "no experiments/$(EXP).json"; exit 2; }
 	$(PY) -m ddim_keras.train --dataset $(EXP_DATASET) --config experiments/$(EXP).json \
 		--output runs/$(EXP) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(TRAIN_ARGS)
-	$(PY) -m ddim_keras.sweep --run runs/$(EXP) --kid-weights $(KID_WEIGHTS) $(SWEEP_ARGS)
+	$(PY) -m ddim_keras.sweep --run runs/$(EXP) $(KID_FLAGS) $(SWEEP_ARGS)
 	$(PY) -m ddim_keras.report --runs-dir runs --output experiments/README.md
 	@echo "Report: experiments/README.md; results copied to experiments/results/$(EXP)/"
 

@@ -16,6 +16,12 @@ needs no dataset and no download:
   by default generate's ``auto`` choice: bfloat16 on a CPU with native
   bfloat16, float16 on a GPU), its speed against both, and how far its output
   is from the float32 sampler's;
+* data: images/s that the folder pipeline (``--dataset folder``) decodes and
+  preprocesses from ``--data-files`` JPEGs of 256 x 256 pixels written to a
+  temporary folder (after a warm-up pass; median of 3 passes), beside the
+  images/s the train step consumes: below 1x, data loading would starve the
+  accelerator whenever images are decoded (the first epoch with ``--cache
+  memory``, every epoch with ``--cache none``);
 * memory: the process's peak resident set size (``ru_maxrss``);
 * FLOPs: the network's forward FLOPs per image, counted analytically from its
   layers (see :func:`forward_flops`), the training FLOP/s this achieves, and a
@@ -39,6 +45,7 @@ from ddim_keras.config import DiffusionConfig, preset
 from ddim_keras.distribute import (JIT_CHOICES, POLICIES, PRECISIONS, cpu_description,
                                    gpu_names, parse_jit_compile, resolve_precision_name,
                                    xla_rejects_mixed_precision)
+from ddim_keras.cli_args import add_debug_argument
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
 from ddim_keras.run_dir import check_writable_folder, write_json_atomic
 
@@ -48,6 +55,10 @@ DEFAULT_TRAIN_STEPS = 5
 DEFAULT_NUM_IMAGES = 18
 DEFAULT_REPEATS = 3
 DEFAULT_MATMUL_SIZE = 2048
+DEFAULT_DATA_FILES = 200
+#: Width and height of the benchmark's JPEG files.
+DATA_FILE_SIZE = 256
+DATA_REPEATS = 3
 #: The matmul is repeated until it has run this long (and at least 3 times).
 MATMUL_MIN_SECONDS = 1.0
 #: Seeds of the synthetic images, the weights, the noise and the sampler.
@@ -93,8 +104,11 @@ def build_parser():
     parser.add_argument("--matmul-size", type=int, default=DEFAULT_MATMUL_SIZE,
                         help="n of the n x n float32 matmul that measures the machine's "
                              "practical FLOP/s (default: %(default)s)")
+    parser.add_argument("--data-files", type=int, default=DEFAULT_DATA_FILES,
+                        help=f"JPEGs of {DATA_FILE_SIZE} px that time the data pipeline; 0 "
+                             "skips it (default: %(default)s)")
     parser.add_argument("--output", help="also write the results to this JSON file")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_debug_argument(parser)
     return parser
 
 
@@ -108,6 +122,8 @@ def check_args(args):
                         ("--matmul-size", args.matmul_size)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}.")
+    if args.data_files < 0:
+        raise UsageError(f"--data-files must be 0 (skip) or more, got {args.data_files}.")
     if args.output:
         path = os.path.abspath(args.output)
         if os.path.isdir(path):
@@ -337,6 +353,9 @@ def measure_sampling(model, num_images, steps, precision="float32", repeats=DEFA
 
     noise = model.initial_noise(num_images, seed=SEED)
     randomize_output_layer(model.ema_network, noise)
+    # The compiled sampler itself (what sampling_loop.sample runs chunk by chunk), timed
+    # against the example's step-by-step loop on the same noise: one chunk, no
+    # denormalisation, so that the two compute the same thing.
     samplers = {
         "compiled": lambda: model.compiled_reverse_diffusion(noise, steps, seed=SEED),
         "loop": lambda: model.reverse_diffusion(noise, steps, seed=SEED),
@@ -395,6 +414,75 @@ def measure_sampling(model, num_images, steps, precision="float32", repeats=DEFA
     }
 
 
+def write_benchmark_jpegs(folder, count, size=DATA_FILE_SIZE, seed=SEED):
+    """``count`` photo-like JPEGs (smooth colours plus grain, quality 90); their paths."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        blocks = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+        smooth = np.asarray(blocks.resize((size, size), Image.BICUBIC), dtype=np.float32)
+        grain = rng.normal(0.0, 8.0, smooth.shape)
+        pixels = np.clip(smooth + grain, 0, 255).astype(np.uint8)
+        path = os.path.join(folder, f"{index:04d}.jpg")
+        Image.fromarray(pixels).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def measure_data_pipeline(config, num_files, train_images_per_s, repeats=DATA_REPEATS):
+    """Images/s of the folder pipeline: decode, crop, resize to image_size, batch, scale.
+
+    The files are read from a fresh temporary folder (so mostly from the page
+    cache after the warm-up pass, as a folder read every epoch would be).
+    """
+    import tempfile
+
+    import numpy as np
+    import tensorflow as tf
+
+    from ddim_keras import data
+
+    with tempfile.TemporaryDirectory(prefix="ddim-benchmark-") as folder:
+        paths = write_benchmark_jpegs(folder, num_files)
+        started = time.perf_counter()
+        images = data.image_files_dataset(paths, config.image_size)
+        inspect_s = time.perf_counter() - started
+        batches = images.batch(config.batch_size).map(
+            data.to_unit_range, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+        def one_pass():
+            count = 0
+            for batch in batches:
+                count += int(batch.shape[0])
+            return count
+
+        if one_pass() != num_files:  # warm-up: traces the map functions
+            raise DdimError("the benchmark's JPEG files did not all decode.")
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            one_pass()
+            times.append(time.perf_counter() - started)
+    seconds = float(np.median(times))
+    images_per_s = num_files / seconds
+    return {
+        "format": "JPEG",
+        "num_files": num_files,
+        "file_size": DATA_FILE_SIZE,
+        "image_size": config.image_size,
+        "repeats": repeats,
+        "seconds": seconds,
+        "seconds_all": times,
+        "inspect_s": inspect_s,
+        "images_per_s": images_per_s,
+        "train_images_per_s": train_images_per_s,
+        "ratio": images_per_s / train_images_per_s,
+    }
+
+
 def measure_matmul(size, min_seconds=MATMUL_MIN_SECONDS):
     """FLOP/s of a float32 ``size x size`` matmul, repeated after a warm-up."""
     import tensorflow as tf
@@ -434,11 +522,12 @@ def measure_mixed_training(config, train_steps, precision, jit_compile, float32_
 
 def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
                   matmul_size=DEFAULT_MATMUL_SIZE, precision="float32",
-                  repeats=DEFAULT_REPEATS):
+                  repeats=DEFAULT_REPEATS, data_files=DEFAULT_DATA_FILES):
     """Every measurement for one config; returns the result as a dict.
 
     ``precision`` other than float32 also times training and the compiled
     sampler in that precision (``train.mixed``, ``sampling.mixed``).
+    ``data_files`` JPEGs time the data pipeline (``data``; None when 0).
     """
     import keras
     import tensorflow as tf
@@ -466,6 +555,8 @@ def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
     elif precision != "float32":
         train["mixed"] = measure_mixed_training(config, train_steps, precision, jit_compile,
                                                 train)
+    data_pipeline = measure_data_pipeline(config, data_files, train["images_per_s"]) \
+        if data_files else None
     matmul_end = measure_matmul(matmul_size)
     matmul_per_s = max(matmul_start["flops_per_s"], matmul_end["flops_per_s"])
 
@@ -478,6 +569,7 @@ def run_benchmark(config, steps, train_steps, num_images, jit_compile="auto",
         "num_images": num_images,
         "train": train,
         "sampling": sampling,
+        "data": data_pipeline,
         "memory": {
             # The float32 model's training and sampling (the reduced-precision
             # sampler's copy included); the second model of train.mixed adds to
@@ -563,6 +655,15 @@ def format_table(result):
             (f"sampling: {mixed['precision']} vs float32",
              f"max difference {100.0 * mixed['max_rel_diff']:.2g} % of the largest value"),
         ]
+    pipeline = result.get("data")
+    if pipeline:
+        verdict = "keeps up" if pipeline["ratio"] >= 1 else \
+            "TOO SLOW: training would wait whenever images are decoded"
+        rows.append(("data: JPEG decode + preprocess images/s",
+                     f"{pipeline['images_per_s']:.1f} ({pipeline['num_files']} files of "
+                     f"{pipeline['file_size']} px to {pipeline['image_size']} px; "
+                     f"{pipeline['ratio']:.2f}x the train step's "
+                     f"{pipeline['train_images_per_s']:.1f} images/s: {verdict})"))
     rows += [
         ("memory: peak RSS", f"{result['memory']['peak_rss_mb']:.0f} MiB"),
         ("FLOPs: forward per image", _si(flops["per_image"], "FLOP")),
@@ -592,7 +693,7 @@ def main(argv=None):
                            jit_compile=parse_jit_compile(args.jit_compile),
                            matmul_size=args.matmul_size,
                            precision=resolve_precision_name(args.mixed_precision),
-                           repeats=args.repeats)
+                           repeats=args.repeats, data_files=args.data_files)
     print(format_table(result))
     if not result["sampling"]["agree"]:
         print(f"warning: the compiled sampler and the Python loop differ by up to "

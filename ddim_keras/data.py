@@ -1,14 +1,20 @@
 """Image datasets for diffusion training: where images come from and how they are batched.
 
-Four sources, all ending in the same kind of ``tf.data`` pipeline of square
-float32 RGB images in [0, 1]:
+Five kinds of source, all ending in the same kind of ``tf.data`` pipeline of
+square float32 RGB images in [0, 1]:
 
 * ``flowers``: TFDS ``oxford_flowers102``. Its official splits are tiny for
   training, so, like the keras.io DDIM example, the first 80% of every split is
   used for training and the last 20% for validation.
 * ``celeba``: TFDS ``celeb_a`` with its own train and validation splits.
-* ``folder``: any directory tree of JPEG/PNG/BMP/GIF files, split 80/20
-  deterministically so that the same folder always gives the same split.
+* ``folder``: any directory tree of JPEG/PNG/GIF/BMP/WebP/TIFF files, split
+  80/20 deterministically so that the same folder always gives the same split.
+  TensorFlow decodes JPEG, PNG, BMP and GIF; Pillow (through
+  ``tf.numpy_function``, in parallel) what TensorFlow gets wrong or cannot read.
+  Transparent pixels are composited onto a background colour (white by
+  default) and EXIF orientation is applied.
+* ``tfds:NAME[:SPLITS]``: any TFDS dataset with an ``image`` feature, split
+  80/20 unless the splits are given.
 * ``shapes``: procedurally drawn coloured shapes; needs no download, so it is
   the offline demo and the source the tests use.
 
@@ -16,9 +22,16 @@ The TFDS sources never leave a user waiting on TFDS's own download retries
 (minutes) without a network: before downloading, a few-second TCP probe checks
 that the download host answers, and a failure becomes a :class:`DataError`
 that names the offline alternatives.
+
+Images are decoded, cropped and resized once and cached as uint8 (a quarter of
+the memory of float32); they become float32 in [0, 1] after the cache.
 """
 
+import hashlib
+import io
+import json
 import os
+import re
 import socket
 import threading
 import urllib.parse
@@ -28,9 +41,11 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from ddim_keras.config import DATASETS as SOURCES  # the one list of source names
+from ddim_keras.config import (CACHE_MODES, DEFAULT_BACKGROUND, TFDS_PREFIX,
+                               check_dataset_name, parse_background, parse_tfds_dataset)
 from ddim_keras.errors import DataError, UsageError
 
-SOURCES = ("flowers", "celeba", "folder", "shapes")
 SPLITS = ("train", "validation")
 
 #: The shapes demo's default sizes; ``shapes_count`` overrides the train count.
@@ -40,13 +55,25 @@ SHAPES_VALIDATION_COUNT = 500
 #: Share of a folder's images held out for validation.
 FOLDER_VALIDATION_FRACTION = 0.2
 #: File name endings read from a folder (compared case-insensitively).
-FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+#: The formats of a folder's images, as messages name them.
+FOLDER_FORMATS = "JPEG/PNG/GIF/BMP/WebP/TIFF"
 # Fixed, not the run's seed: evaluation must see the same validation images as
 # training did, whatever seed either run was given.
 _FOLDER_SPLIT_SEED = 2022
-# What PIL may report for a file that tf.io.decode_image can also decode
-# (MPO is the multi-picture JPEG some cameras write).
-_TF_DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF")
+
+# How a folder's file is decoded, chosen from its header when the folder is listed.
+# TensorFlow, 3 channels: JPEG (gray and CMYK too; MPO is the multi-picture JPEG some
+# cameras write), GIF without a transparent colour (first frame), 24/32-bit BMP.
+_DECODE_TF_RGB = 0
+# TensorFlow, 4 channels: every PNG (alpha, gray+alpha, palette and colour-key
+# transparency become alpha; 16-bit is scaled to 8).
+_DECODE_TF_RGBA = 1
+# Pillow: WebP, TIFF, GIF with a transparent colour (TensorFlow makes it black), the
+# BMPs TensorFlow cannot read (1-bit, palette, alpha); any other format Pillow reads.
+_DECODE_PILLOW = 2
+# EXIF tag of the orientation (1 = upright; 2..8 mirror and/or rotate).
+_EXIF_ORIENTATION = 0x0112
 
 # How each TFDS source is read: dataset name, split strings, and the host its
 # files download from (probed before a download is attempted).
@@ -74,43 +101,91 @@ class UnreadableImagesWarning(UserWarning):
     """Some files in an image folder could not be decoded and were skipped."""
 
 
+class SmallImagesWarning(UserWarning):
+    """Some images are smaller than image_size and are upscaled."""
+
+
 # -- preprocessing ------------------------------------------------------------
 
 
-def preprocess_image(image, image_size):
+def preprocess_image(image, image_size, background=None):
     """Centre-crop an HxWxC image (values 0..255) to a square and resize it.
 
-    Returns a float32 tensor of shape (image_size, image_size, 3) in [0, 1].
-    Grayscale (1 channel) is repeated to RGB and an alpha channel is dropped.
+    Returns a float32 tensor of shape (image_size, image_size, 3) in [0, 1]: the
+    uint8 image of :func:`preprocess_image_uint8` (what the pipelines cache),
+    scaled by 1/255.
+    """
+    return to_unit_range(preprocess_image_uint8(image, image_size, background))
+
+
+def preprocess_image_uint8(image, image_size, background=None):
+    """Centre-crop, composite onto ``background``, resize; uint8 (image_size, image_size, 3).
+
+    ``image`` is HxWxC with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA),
+    uint8 or uint16 (scaled to 0..255), or float in 0..255. Alpha is composited
+    onto ``background`` (white, black, (R, G, B) or "R,G,B"; default white), so a
+    fully transparent pixel becomes exactly the background whatever colour it holds.
     """
     image = tf.convert_to_tensor(image)
-    channels = image.shape[-1]
-    if channels in (1, 2):  # gray or gray+alpha
-        image = tf.image.grayscale_to_rgb(image[..., :1])
-    elif channels == 4:  # RGBA
-        image = image[..., :3]
-    height = tf.shape(image)[0]
-    width = tf.shape(image)[1]
+    if image.dtype == tf.uint16:
+        pixels = tf.cast(image, tf.float32) * (255.0 / 65535.0)
+    else:
+        pixels = tf.cast(image, tf.float32)
+    height = tf.shape(pixels)[0]
+    width = tf.shape(pixels)[1]
     side = tf.minimum(height, width)
-    image = tf.image.crop_to_bounding_box(
-        image, (height - side) // 2, (width - side) // 2, side, side
+    pixels = tf.image.crop_to_bounding_box(
+        pixels, (height - side) // 2, (width - side) // 2, side, side
     )
+    pixels = composite(pixels, background)
     # Antialiasing matters when downsampling: without it, resized photos alias.
-    image = tf.image.resize(
-        tf.cast(image, tf.float32), (image_size, image_size), antialias=True
-    )
+    pixels = tf.image.resize(pixels, (image_size, image_size), antialias=True)
     # Antialiased (Lanczos-like) kernels overshoot slightly beyond 0..255.
-    image = tf.clip_by_value(image / 255.0, 0.0, 1.0)
-    return tf.ensure_shape(image, (image_size, image_size, 3))
+    pixels = tf.round(tf.clip_by_value(pixels, 0.0, 255.0))
+    return tf.ensure_shape(tf.cast(pixels, tf.uint8), (image_size, image_size, 3))
 
 
-def prepare_dataset(images_ds, config, training=True):
+def composite(pixels, background=None):
+    """RGB float32 (0..255) of HxWxC ``pixels`` (C = 1, 2, 3 or 4), alpha over ``background``.
+
+    Gray becomes RGB; alpha (the last of 2 or 4 channels) blends each pixel with
+    the background: ``colour * a + background * (1 - a)``, exact at a = 0 and 1.
+    """
+    pixels = tf.cast(pixels, tf.float32)
+    channels = pixels.shape[-1]
+    if channels in (2, 4):
+        colour, alpha = pixels[..., :channels - 1], pixels[..., channels - 1:] / 255.0
+    else:
+        colour, alpha = pixels, None
+    if colour.shape[-1] == 1:
+        colour = tf.image.grayscale_to_rgb(colour)
+    if alpha is None:
+        return colour
+    rgb = tf.constant(parse_background(DEFAULT_BACKGROUND if background is None
+                                       else background), tf.float32)
+    return colour * alpha + rgb * (1.0 - alpha)
+
+
+def to_unit_range(images):
+    """float32 in [0, 1] of uint8 images (any shape); float images pass unchanged."""
+    images = tf.convert_to_tensor(images)
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) / 255.0
+    return images
+
+
+def prepare_dataset(images_ds, config, training=True, cache="memory"):
     """Batch a dataset of single preprocessed images the way the keras.io example does.
 
     ``cache -> repeat(dataset_repetitions) -> shuffle(10 * batch_size) ->
     batch(batch_size, drop_remainder=True) -> prefetch``. Validation data goes
     through the same steps (shuffled too: KID is estimated per batch, so batch
     composition matters). ``training`` only names the split in error messages.
+
+    ``cache`` is "memory" (the example's), "none", or a file name prefix for a
+    cache on disk (its folder must exist). Images of dtype uint8 are cached as
+    they are (a quarter of float32's memory) and become float32 in [0, 1] after
+    batching; float images pass unchanged.
 
     Raises DataError when there are fewer images than one batch, because with
     ``drop_remainder`` such a dataset would silently yield nothing.
@@ -124,13 +199,43 @@ def prepare_dataset(images_ds, config, training=True):
             f"batch_size={batch_size} (incomplete batches are dropped). Use a smaller "
             f"batch size or more images."
         )
-    return (
-        images_ds.cache()
-        .repeat(config.dataset_repetitions)
+    if cache == "memory":
+        images_ds = images_ds.cache()
+    elif cache not in (None, "none"):
+        _remove_stale_cache_lock(cache)
+        images_ds = images_ds.cache(cache)
+    batches = (
+        images_ds.repeat(config.dataset_repetitions)
         .shuffle(10 * batch_size)
         .batch(batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
     )
+    if batches.element_spec.dtype == tf.uint8:
+        batches = batches.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def _remove_stale_cache_lock(prefix):
+    """Delete what a killed process left of an unfinished disk cache at ``prefix``.
+
+    TensorFlow writes ``PREFIX_0.lockfile`` and a temporary data file while it
+    fills the cache and removes them when done; a process killed meanwhile leaves
+    them, and the next run would stop with "concurrent caching iterator running".
+    A cache folder belongs to one training process (its run directory), so an
+    unfinished cache found at start-up is stale.
+    """
+    if os.path.exists(prefix + ".index"):
+        return  # complete: read, not written
+    folder, base = os.path.split(prefix)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(base + "_") and (name.endswith(".lockfile") or ".tempstate" in name):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
 
 
 def _count_images(images_ds, enough):
@@ -146,42 +251,98 @@ def _count_images(images_ds, enough):
 # -- public loaders -----------------------------------------------------------
 
 
-def load_datasets(name, config, data_dir=None, seed=0, shapes_count=None):
+def load_datasets(name, config, data_dir=None, seed=0, shapes_count=None, background=None,
+                  cache="memory", cache_dir=None):
     """Batched, shuffled (train_ds, val_ds) pipelines for the source ``name``.
 
     ``data_dir`` is the image folder for ``folder`` and TFDS's data directory for
-    ``flowers``/``celeba``. ``seed`` and ``shapes_count`` (the number of train
-    images) only affect ``shapes``.
+    ``flowers``/``celeba``/``tfds:NAME``. ``seed`` and ``shapes_count`` (the number
+    of train images) only affect ``shapes``; ``background`` (white, black or
+    (R, G, B); default white) is the colour under transparent pixels.
+
+    ``cache`` is "memory" (uint8 images, as the example caches them but a quarter
+    of the size), "disk" (files in ``cache_dir``, named by a fingerprint of the
+    images they hold, so a changed folder or size never reads a stale cache) or
+    "none" (decode every epoch).
     """
-    images = _load_split_images(name, config, SPLITS, data_dir, seed, shapes_count)
-    train_ds = prepare_dataset(images["train"], config, training=True)
-    val_ds = prepare_dataset(images["validation"], config, training=False)
+    if cache not in CACHE_MODES:
+        raise UsageError(f"unknown cache {cache!r}; choose one of {', '.join(CACHE_MODES)}.")
+    if cache == "disk" and not cache_dir:
+        raise UsageError("a disk cache needs a folder (--cache-dir).")
+    images, identities = _load_split_images(name, config, SPLITS, data_dir, seed, shapes_count,
+                                            background)
+    caches = {split: cache for split in SPLITS}
+    if cache == "disk":
+        cache_dir = os.path.abspath(os.path.expanduser(os.fspath(cache_dir)))
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot create the cache folder {cache_dir}: "
+                             f"{error.strerror or error}.") from None
+        caches = {split: os.path.join(cache_dir, f"{split}_{_fingerprint(identities[split])}")
+                  for split in SPLITS}
+    train_ds = prepare_dataset(images["train"], config, training=True, cache=caches["train"])
+    val_ds = prepare_dataset(images["validation"], config, training=False,
+                             cache=caches["validation"])
     return train_ds, val_ds
 
 
-def load_images(name, config, split="train", data_dir=None, seed=0, shapes_count=None):
-    """Unbatched dataset of single preprocessed images of one split ("train" or "validation")."""
+def load_images(name, config, split="train", data_dir=None, seed=0, shapes_count=None,
+                background=None):
+    """Unbatched dataset of single preprocessed images of one split ("train" or "validation").
+
+    float32 in [0, 1], shape (image_size, image_size, 3).
+    """
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
-    return _load_split_images(name, config, (split,), data_dir, seed, shapes_count)[split]
+    images, _ = _load_split_images(name, config, (split,), data_dir, seed, shapes_count,
+                                   background)
+    return images[split].map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _load_split_images(name, config, splits, data_dir, seed, shapes_count):
-    """Map each requested split to its dataset of preprocessed images.
+def _load_split_images(name, config, splits, data_dir, seed, shapes_count, background=None):
+    """Map each requested split to its dataset of preprocessed uint8 images.
 
-    Loading several splits in one call lets a folder be listed (and its bad
-    files reported) once rather than once per split.
+    Returns ``(datasets, identities)``: ``identities[split]`` describes what the
+    split's images are made of (the fingerprint of a disk cache). Loading several
+    splits in one call lets a folder be listed (and its bad files reported) once
+    rather than once per split.
     """
-    if name not in SOURCES:
-        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}.")
+    try:
+        check_dataset_name(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    background = parse_background(DEFAULT_BACKGROUND if background is None else background)
+    common = {"source": name, "image_size": config.image_size, "background": background}
     if name == "shapes":
-        return {split: _shapes_dataset(split, config.image_size, seed, shapes_count)
-                for split in splits}
+        return ({split: _shapes_dataset(split, config.image_size, seed, shapes_count)
+                 for split in splits},
+                {split: dict(common, split=split, seed=seed, count=shapes_count)
+                 for split in splits})
     if name == "folder":
-        split_paths = _split_folder(data_dir)
-        return {split: _files_dataset(split_paths[split], config.image_size)
-                for split in splits}
-    return {split: _tfds_images(name, split, config.image_size, data_dir) for split in splits}
+        split_entries = _split_folder(data_dir, config.image_size)
+        return ({split: _files_dataset(split_entries[split], config.image_size, background)
+                 for split in splits},
+                {split: dict(common, files=_file_identities(split_entries[split]))
+                 for split in splits})
+    return _tfds_split_images(name, splits, config.image_size, data_dir, background, common)
+
+
+def _fingerprint(identity):
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _file_identities(entries):
+    """(path, size, modification time) of each file: a changed file changes the fingerprint."""
+    identities = []
+    for path, _, _ in entries:
+        try:
+            stat = os.stat(path)
+            identities.append((path, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            identities.append((path, None, None))
+    return identities
 
 
 # -- shapes ---------------------------------------------------------------------
@@ -197,6 +358,54 @@ def shapes_images(num_images, image_size, seed=0):
     return _draw_shapes(np.random.default_rng(seed), num_images, image_size)
 
 
+#: The shape kinds the generator draws, in the order of its ``kind`` codes 0/1/2.
+SHAPE_KINDS = ("circle", "square", "triangle")
+#: A drawn shape counts as visible when at least this share of its area is not
+#: painted over by a later shape.
+VISIBLE_FRACTION = 0.5
+
+
+def shapes_images_with_labels(num_images, image_size, seed=0):
+    """:func:`shapes_images` plus what was drawn in each image.
+
+    The images are exactly those of ``shapes_images(num_images, image_size,
+    seed)`` (the labels are recorded without drawing any extra random numbers).
+    Returns ``(images, labels)``; ``labels`` is a dict of arrays over images:
+
+    * ``kinds``: (N, 3) uint8 multi-hot over :data:`SHAPE_KINDS`, the kinds of
+      the *visible* shapes (at least :data:`VISIBLE_FRACTION` of the shape's area
+      is not covered by the shape drawn after it);
+    * ``count``: (N,) number of visible shapes (1 or 2; the first-drawn shape
+      of two can be mostly covered, so at least 1);
+    * ``drawn``: (N,) number of shapes drawn (1 or 2);
+    * ``shape_kind``: (N, 2) kind code of each drawn shape, -1 where none;
+    * ``visible``: (N, 2) visible share of each drawn shape's area, 0 where none;
+    * ``colour``: (N, 2, 3) float32 RGB (0..255) of each drawn shape, 0 where none.
+    """
+    labels = []
+    images = _draw_shapes(np.random.default_rng(seed), num_images, image_size, labels)
+    shape_kind = np.full((num_images, 2), -1, dtype=np.int64)
+    visible = np.zeros((num_images, 2), dtype=np.float32)
+    colour = np.zeros((num_images, 2, 3), dtype=np.float32)
+    for index, shapes in enumerate(labels):
+        for slot, (kind, share, rgb) in enumerate(shapes):
+            shape_kind[index, slot] = kind
+            visible[index, slot] = share
+            colour[index, slot] = rgb
+    is_visible = visible >= VISIBLE_FRACTION
+    kinds = np.zeros((num_images, len(SHAPE_KINDS)), dtype=np.uint8)
+    for code in range(len(SHAPE_KINDS)):
+        kinds[:, code] = np.any(is_visible & (shape_kind == code), axis=1)
+    return images, {
+        "kinds": kinds,
+        "count": is_visible.sum(axis=1).astype(np.int64),
+        "drawn": (shape_kind >= 0).sum(axis=1).astype(np.int64),
+        "shape_kind": shape_kind,
+        "visible": visible,
+        "colour": colour,
+    }
+
+
 def _shapes_dataset(split, image_size, seed, shapes_count):
     if split == "train":
         count = SHAPES_TRAIN_COUNT if shapes_count is None else shapes_count
@@ -209,12 +418,17 @@ def _shapes_dataset(split, image_size, seed, shapes_count):
         rng = np.random.default_rng([seed, 1])
     images = _draw_shapes(rng, count, image_size)
     return tf.data.Dataset.from_tensor_slices(images).map(
-        lambda image: preprocess_image(image, image_size),
+        lambda image: preprocess_image_uint8(image, image_size),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
 
 
-def _draw_shapes(rng, num_images, image_size):
+def _draw_shapes(rng, num_images, image_size, labels=None):
+    """Draw the shapes images; ``labels``, a list, gets one entry per image.
+
+    Each entry lists the drawn shapes as ``(kind, visible share, colour)``.
+    Recording labels draws no random numbers, so the images do not change.
+    """
     # Supersampling factor: enough sub-pixels per pixel for smooth edges while
     # keeping the fine grid around 128-256 pixels wide.
     factor = int(np.clip(256 // image_size, 2, 4))
@@ -228,6 +442,7 @@ def _draw_shapes(rng, num_images, image_size):
     images = np.empty((num_images, image_size, image_size, 3), dtype=np.uint8)
     for index in range(num_images):
         canvas = _background(rng, coarse_x, coarse_y)
+        drawn = []  # (kind, coverage, colour) of each shape, for the labels
         # One or two large shapes: few enough that a small model trained for
         # minutes on a CPU learns to draw them.
         for _ in range(rng.integers(1, 3)):
@@ -241,8 +456,24 @@ def _draw_shapes(rng, num_images, image_size):
             colour = _contrasting_colour(rng, canvas, coarse_x, coarse_y, centre_x, centre_y)
             coverage = coverage[..., None].astype(np.float32)
             canvas = canvas * (1.0 - coverage) + colour * coverage
+            if labels is not None:
+                drawn.append((int(kind), coverage[..., 0], colour))
         images[index] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+        if labels is not None:
+            labels.append(_visible_shares(drawn))
     return images
+
+
+def _visible_shares(drawn):
+    """``(kind, visible share of its area, colour)`` per drawn shape, later shapes on top."""
+    shapes = []
+    for position, (kind, coverage, colour) in enumerate(drawn):
+        shown = coverage.copy()
+        for _, later, _ in drawn[position + 1:]:
+            shown *= 1.0 - later
+        area = float(coverage.sum())
+        shapes.append((kind, float(shown.sum()) / area if area > 0 else 0.0, colour))
+    return shapes
 
 
 def _background(rng, x, y):
@@ -292,33 +523,41 @@ def _contrasting_colour(rng, canvas, x, y, centre_x, centre_y):
 # -- folder ---------------------------------------------------------------------
 
 
-def _split_folder(data_dir):
-    """List a folder's readable images and split them {"train": [...], "validation": [...]}."""
-    paths = _list_folder_images(data_dir)
-    order = np.random.default_rng(_FOLDER_SPLIT_SEED).permutation(len(paths))
-    validation_count = int(round(len(paths) * FOLDER_VALIDATION_FRACTION))
-    if len(paths) >= 2:
+def _split_folder(data_dir, image_size=None):
+    """List a folder's readable images and split them {"train": [...], "validation": [...]}.
+
+    Each entry is ``(path, decoder, orientation)`` (see :func:`_inspect_image`).
+    """
+    entries = _list_folder_images(data_dir, image_size)
+    order = np.random.default_rng(_FOLDER_SPLIT_SEED).permutation(len(entries))
+    validation_count = int(round(len(entries) * FOLDER_VALIDATION_FRACTION))
+    if len(entries) >= 2:
         # A handful of images still gets a (tiny) validation set.
-        validation_count = min(max(validation_count, 1), len(paths) - 1)
+        validation_count = min(max(validation_count, 1), len(entries) - 1)
     # The permuted order is kept (not re-sorted), so each split is already
     # shuffled across subfolders before the pipeline's local shuffle buffer.
     return {
-        "validation": [paths[i] for i in order[:validation_count]],
-        "train": [paths[i] for i in order[validation_count:]],
+        "validation": [entries[i] for i in order[:validation_count]],
+        "train": [entries[i] for i in order[validation_count:]],
     }
 
 
-def _list_folder_images(data_dir):
-    """Sorted paths of decodable images under ``data_dir``; warns once about bad files."""
+def _list_folder_images(data_dir, image_size=None):
+    """Sorted ``(path, decoder, orientation)`` of the decodable images under ``data_dir``.
+
+    Warns once about files that cannot be decoded (they are skipped) and once
+    about images smaller than ``image_size`` (they are upscaled).
+    """
     if data_dir is None:
-        raise UsageError("--dataset folder needs --data-dir DIR, a folder of JPEG/PNG/BMP/GIF images.")
+        raise UsageError(f"--dataset folder needs --data-dir DIR, a folder of {FOLDER_FORMATS} "
+                         f"images.")
     folder = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
     if not os.path.exists(folder):
         raise UsageError(f"image folder {folder} does not exist; pass --data-dir with a folder "
-                        f"of JPEG/PNG/BMP/GIF images.")
+                        f"of {FOLDER_FORMATS} images.")
     if not os.path.isdir(folder):
         raise UsageError(f"{folder} is not a folder; --data-dir must be a folder (searched "
-                        f"recursively) of JPEG/PNG/BMP/GIF images.")
+                        f"recursively) of {FOLDER_FORMATS} images.")
 
     candidates = []
     for root, dirs, files in os.walk(folder):
@@ -334,16 +573,18 @@ def _list_folder_images(data_dir):
                         f"{'/'.join(FOLDER_EXTENSIONS)} files in it and its subfolders); add "
                         f"images or point --data-dir at another folder.")
 
-    good, bad = [], []
+    good, bad, small = [], [], []
     for path in candidates:
-        problem = _unreadable_reason(path)
+        problem, decoder, orientation, size = _inspect_image(path)
         if problem is None:
-            good.append(path)
+            good.append((path, decoder, orientation))
+            if image_size and size and min(size) < image_size:
+                small.append((path, f"{size[0]}x{size[1]}"))
         else:
             bad.append((path, problem))
     if not good:
         raise DataError(f"none of the {len(bad)} image file(s) in {folder} can be decoded "
-                        f"(e.g. {_describe_bad(bad, folder)}); add readable JPEG/PNG/BMP/GIF "
+                        f"(e.g. {_describe_bad(bad, folder)}); add readable {FOLDER_FORMATS} "
                         f"images or point --data-dir at another folder.")
     if bad:
         warnings.warn(
@@ -351,32 +592,71 @@ def _list_folder_images(data_dir):
             f"be decoded: {_describe_bad(bad, folder)}",
             UnreadableImagesWarning, stacklevel=5,
         )
+    if small:
+        warnings.warn(
+            f"{len(small)} of {len(good)} image(s) in {folder} are smaller than image_size "
+            f"{image_size} px on their shorter side and are upscaled (blurry): "
+            f"{_describe_bad(small, folder)}",
+            SmallImagesWarning, stacklevel=5,
+        )
     return good
 
 
-def _unreadable_reason(path):
-    """None if TensorFlow should decode the file, else a short reason.
+def _inspect_image(path):
+    """``(problem, decoder, orientation, (width, height))`` of an image file.
 
-    PIL's ``verify`` parses headers and checksums without decoding pixels, so
-    this stays cheap even for large folders.
+    ``problem`` is None if the file should decode, else a short reason. PIL's
+    ``verify`` parses headers and checksums without decoding pixels, so this
+    stays cheap even for large folders. ``decoder`` is one of the ``_DECODE_*``
+    codes, ``orientation`` the EXIF orientation 1..8 (1 = upright).
     """
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Large images and damaged metadata (e.g. EXIF) are not reasons to skip a file.
+            warnings.simplefilter("ignore")
             with Image.open(path) as image:
-                image_format, mode = image.format, image.mode
+                image_format, mode, size = image.format, image.mode, image.size
+                transparent = "transparency" in image.info
+                orientation = _exif_orientation(image)
                 image.verify()
     except Image.DecompressionBombError:
-        return None  # just very large; TensorFlow decodes it and resize shrinks it
+        # Just very large: TensorFlow decodes the common formats and resize shrinks them.
+        extension = os.path.splitext(path)[1].lower()
+        decoder = {".png": _DECODE_TF_RGBA, ".jpg": _DECODE_TF_RGB, ".jpeg": _DECODE_TF_RGB,
+                   ".bmp": _DECODE_TF_RGB, ".gif": _DECODE_TF_RGB}.get(extension)
+        if decoder is None:
+            return "an image too large for Pillow to decode safely", None, 1, None
+        return None, decoder, 1, None
     except Exception as error:  # PIL raises many types for damaged files
-        return f"{type(error).__name__}: {error}".strip()
-    if image_format not in _TF_DECODABLE_FORMATS:
-        return f"{image_format} data, which TensorFlow cannot decode"
-    if image_format == "BMP" and mode == "1":
-        return "1-bit BMP, which TensorFlow cannot decode"
-    return None
+        return f"{type(error).__name__}: {error}".strip(), None, 1, None
+    return None, _decoder_for(image_format, mode, transparent), orientation, size
+
+
+def _decoder_for(image_format, mode, transparent):
+    """Which of TensorFlow's decoders, or Pillow, decodes a file of this kind correctly."""
+    if image_format in ("JPEG", "MPO"):
+        return _DECODE_TF_RGB
+    if image_format == "PNG":
+        return _DECODE_TF_RGBA
+    if image_format == "GIF" and not transparent:
+        return _DECODE_TF_RGB
+    if image_format == "BMP" and mode == "RGB":
+        return _DECODE_TF_RGB
+    return _DECODE_PILLOW
+
+
+def _exif_orientation(image):
+    """The EXIF orientation (1..8) of an open PIL image; 1 when it has none."""
+    # A PNG's EXIF may follow the pixels, and getexif would decode them to find it.
+    if image.format not in ("JPEG", "MPO", "TIFF", "WEBP") and "exif" not in image.info:
+        return 1
+    try:
+        value = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # malformed EXIF: treat the image as upright
+        return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def _describe_bad(bad, folder, limit=3):
@@ -384,17 +664,100 @@ def _describe_bad(bad, folder, limit=3):
     return shown + (f"; and {len(bad) - limit} more" if len(bad) > limit else "")
 
 
-def _files_dataset(paths, image_size):
-    def read(path):
-        # channels=3 turns gray, palette and RGBA into RGB; GIFs give their first frame.
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return preprocess_image(image, image_size)
+def image_files_dataset(paths, image_size, background=None):
+    """Unbatched uint8 dataset of the image files ``paths``, preprocessed as a folder's are.
 
-    images = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))
+    Each file is decoded the way :func:`load_datasets` decodes a folder's (the
+    benchmark times this); files that cannot be decoded are skipped.
+    """
+    entries = []
+    for path in paths:
+        problem, decoder, orientation, _ = _inspect_image(os.fspath(path))
+        if problem is None:
+            entries.append((os.fspath(path), decoder, orientation))
+    return _files_dataset(entries, image_size,
+                          parse_background(DEFAULT_BACKGROUND if background is None
+                                           else background))
+
+
+def _files_dataset(entries, image_size, background):
+    """uint8 images of ``(path, decoder, orientation)`` entries, decoded in parallel."""
+    paths = tf.constant([path for path, _, _ in entries], dtype=tf.string)
+    decoders = tf.constant([decoder for _, decoder, _ in entries], dtype=tf.int32)
+    orientations = tf.constant([orientation for _, _, orientation in entries], dtype=tf.int32)
+
+    def read(path, decoder, orientation):
+        image = decode_image_file(path, decoder, orientation)
+        return preprocess_image_uint8(image, image_size, background)
+
+    images = tf.data.Dataset.from_tensor_slices((paths, decoders, orientations))
     images = images.map(read, num_parallel_calls=tf.data.AUTOTUNE)
     # Safety net for damage the listing-time check cannot see: skip (with a
     # TensorFlow warning) rather than crash mid-training.
     return images.ignore_errors(log_warning=True)
+
+
+def decode_image_file(path, decoder, orientation):
+    """uint8 HxWx4 (RGBA) of an image file, upright; for use inside ``tf.data``.
+
+    ``decoder`` picks TensorFlow (3 or 4 channels) or Pillow, ``orientation`` is
+    the file's EXIF orientation (1..8), applied here: TensorFlow ignores it.
+    """
+    contents = tf.io.read_file(path)
+
+    def tensorflow_rgb():
+        rgb = tf.io.decode_image(contents, channels=3, expand_animations=False)
+        opaque = tf.fill(tf.concat([tf.shape(rgb)[:2], [1]], 0), tf.constant(255, tf.uint8))
+        return tf.concat([rgb, opaque], axis=-1)
+
+    def tensorflow_rgba():
+        return tf.io.decode_image(contents, channels=4, expand_animations=False)
+
+    def pillow():
+        rgba = tf.numpy_function(_pillow_rgba, [contents], tf.uint8, stateful=False)
+        return tf.ensure_shape(rgba, (None, None, 4))
+
+    image = tf.switch_case(tf.cast(decoder, tf.int32), [tensorflow_rgb, tensorflow_rgba, pillow])
+    return apply_orientation(tf.ensure_shape(image, (None, None, 4)), orientation)
+
+
+def apply_orientation(image, orientation):
+    """Turn an HxWxC image upright by its EXIF orientation (1..8), as Pillow's exif_transpose."""
+    def transposed():
+        return tf.transpose(image, (1, 0, 2))
+
+    branches = [
+        lambda: image,                                 # 1: upright
+        lambda: tf.reverse(image, [1]),                # 2: mirrored left-right
+        lambda: tf.reverse(image, [0, 1]),             # 3: rotated 180
+        lambda: tf.reverse(image, [0]),                # 4: mirrored top-bottom
+        transposed,                                    # 5: transposed
+        lambda: tf.reverse(transposed(), [1]),         # 6: needs 90 degrees clockwise
+        lambda: tf.reverse(transposed(), [0, 1]),      # 7: transversed
+        lambda: tf.reverse(transposed(), [0]),         # 8: needs 90 degrees anticlockwise
+    ]
+    index = tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7)
+    return tf.switch_case(index, branches)
+
+
+def _pillow_rgba(contents):
+    """uint8 HxWx4 of an encoded image, decoded by Pillow (first frame; 16-bit scaled)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(bytes(contents))) as image:
+            if image.mode.startswith("I") or image.mode == "F":
+                # 16/32-bit gray: converting would clip at 255, so scale 0..65535 instead.
+                gray = np.asarray(image, dtype=np.float64)
+                if image.mode != "F":
+                    gray = gray / 257.0
+                elif gray.size and gray.max() <= 1.0:
+                    gray = gray * 255.0  # floating-point images usually hold 0..1
+                gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+                return np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+            # Palette and colour-key transparency become alpha here.
+            return np.asarray(image.convert("RGBA"), dtype=np.uint8)
 
 
 # -- TFDS sources ---------------------------------------------------------------
@@ -433,40 +796,145 @@ def _proxy_for(host):
     return parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
-def _tfds_images(name, split, image_size, data_dir):
+def _tfds_split_images(name, splits, image_size, data_dir, background, common):
+    """``(datasets, identities)`` of a TFDS source: flowers, celeba or ``tfds:NAME``."""
     import tensorflow_datasets as tfds  # slow to import; only these sources need it
 
-    source = _TFDS_SOURCES[name]
     if data_dir is not None:
         data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
-    builder = tfds.builder(source["tfds_name"], data_dir=data_dir)
+    if name.startswith(TFDS_PREFIX):
+        builder, source = _named_tfds_source(tfds, name, data_dir)
+    else:
+        source = _TFDS_SOURCES[name]
+        builder = tfds.builder(source["tfds_name"], data_dir=data_dir)
     _ensure_prepared(builder, name, source)
-    examples = builder.as_dataset(split=source["splits"][split], shuffle_files=True)
-    return examples.map(
-        lambda example: preprocess_image(example["image"], image_size),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    split_strings = source["splits"] or _default_tfds_splits(builder)
+    if name.startswith(TFDS_PREFIX):
+        _check_tfds_splits(builder, name, split_strings)
+        _warn_small_tfds_images(name, source["image_shape"], image_size)
+    datasets, identities = {}, {}
+    for split in splits:
+        try:
+            examples = builder.as_dataset(split=split_strings[split], shuffle_files=True)
+        except Exception as error:  # unknown split names and slicing errors come as several types
+            raise DataError(f"cannot read split {split_strings[split]!r} of the {name} dataset "
+                            f"(TFDS '{builder.name}'): {type(error).__name__}: {error}") from None
+        datasets[split] = examples.map(
+            lambda example: preprocess_image_uint8(example["image"], image_size, background),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        identities[split] = dict(common, tfds=builder.name, version=str(builder.version),
+                                 data_dir=str(builder.data_dir), split=split_strings[split])
+    return datasets, identities
+
+
+def _named_tfds_source(tfds, name, data_dir):
+    """(builder, source) of ``tfds:NAME[:SPLITS]``; fails before any download if unusable."""
+    tfds_name, splits = parse_tfds_dataset(name)
+    try:
+        builder = tfds.builder(tfds_name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise UsageError(f"--dataset {name}: TFDS has no dataset {tfds_name!r} (see "
+                         f"https://www.tensorflow.org/datasets/catalog for the names; a "
+                         f"config or version is written NAME/CONFIG:1.0.0).") from None
+    except Exception as error:  # a builder whose own requirements are missing
+        raise DataError(f"--dataset {name}: TFDS cannot load the builder of {tfds_name!r}: "
+                        f"{type(error).__name__}: {error}") from None
+    features = builder.info.features
+    feature = features["image"] if "image" in features.keys() else None
+    if not isinstance(feature, tfds.features.Image):
+        raise UsageError(f"--dataset {name}: TFDS dataset {builder.name!r} has no 'image' "
+                         f"feature (its features: {', '.join(features.keys()) or 'none'}); "
+                         f"choose an image dataset such as tfds:cifar10 or tfds:mnist.")
+    shape = feature.shape
+    if len(shape) == 3 and shape[-1] not in (None, 1, 2, 3, 4):
+        raise UsageError(f"--dataset {name}: its images have {shape[-1]} channels; only gray, "
+                         f"RGB and their alpha versions (1 to 4 channels) can be used.")
+    source = {"tfds_name": tfds_name, "download_host": _download_host(builder),
+              "image_shape": tuple(shape),
+              "splits": _explicit_tfds_splits(splits)}
+    return builder, source
+
+
+def _explicit_tfds_splits(splits):
+    """{"train": ..., "validation": ...} of the SPLITS of ``tfds:NAME:SPLITS``, or None."""
+    if splits is None:
+        return None
+    if len(splits) == 2:
+        return {"train": splits[0], "validation": splits[1]}
+    return _eighty_twenty(splits[0].split("+"))
+
+
+def _eighty_twenty(split_names):
+    cut = int(round(100 * (1 - FOLDER_VALIDATION_FRACTION)))
+    return {"train": "+".join(f"{split}[:{cut}%]" for split in split_names),
+            "validation": "+".join(f"{split}[{cut}%:]" for split in split_names)}
+
+
+def _default_tfds_splits(builder):
+    """80/20 of the train split (of every split if there is no 'train'), once prepared."""
+    known = list(builder.info.splits.keys())
+    if known and "train" not in known:
+        names = sorted(known)
+    else:
+        names = ["train"]  # also under tfds.testing.mock_data, which records no splits
+    return _eighty_twenty(names)
+
+
+def _check_tfds_splits(builder, name, split_strings):
+    """Refuse split names the prepared dataset does not have, naming those it has."""
+    known = list(builder.info.splits.keys())
+    if not known:
+        return
+    for text in split_strings.values():
+        for part in text.split("+"):
+            split = re.split(r"[\[(]", part.strip(), maxsplit=1)[0]
+            if split not in known:
+                raise UsageError(f"--dataset {name}: TFDS dataset {builder.name!r} has no split "
+                                 f"{split!r}; its splits are {', '.join(sorted(known))}.")
+
+
+def _warn_small_tfds_images(name, shape, image_size):
+    """One warning when a TFDS dataset's images (of a fixed size) are all upscaled."""
+    if len(shape) == 3 and shape[0] and shape[1] and min(shape[0], shape[1]) < image_size:
+        warnings.warn(f"the images of --dataset {name} are {shape[1]}x{shape[0]}, smaller "
+                      f"than image_size {image_size} px: all of them are upscaled (blurry).",
+                      SmallImagesWarning, stacklevel=5)
+
+
+def _download_host(builder):
+    """The host the dataset downloads from (from its checksums), or None if unknown."""
+    try:
+        urls = list(builder.url_infos or ())
+    except Exception:  # no checksums file: the host is not known before downloading
+        return None
+    for url in urls:
+        host = urllib.parse.urlsplit(url).hostname
+        if host:
+            return host
+    return None
 
 
 def _ensure_prepared(builder, name, source):
     """Download and prepare the dataset unless it is already there; fail fast offline."""
     if _is_prepared(builder):
         return
-    host = source["download_host"]
+    host = source.get("download_host")  # None when unknown: the download itself tells
+    tfds_name = source.get("tfds_name", builder.name)
     # Only probe when tfds's real download would run: under
     # tfds.testing.mock_data the download is a no-op and needs no network.
-    if not _download_is_replaced(builder) and not network_reachable(host):
+    if host and not _download_is_replaced(builder) and not network_reachable(host):
         raise DataError(
             f"the {name} dataset (TFDS '{builder.name}') is not prepared in "
             f"{builder.data_path} and {host}, which it downloads from, cannot be "
-            f"reached (no internet access?). {_offline_alternatives(builder.name)}"
+            f"reached (no internet access?). {_offline_alternatives(tfds_name)}"
         )
     try:
         builder.download_and_prepare()
     except Exception as error:  # network and checksum errors come in many types
         raise DataError(
             f"downloading the {name} dataset (TFDS '{builder.name}') failed: "
-            f"{type(error).__name__}: {error}. {_offline_alternatives(builder.name)}"
+            f"{type(error).__name__}: {error}. {_offline_alternatives(tfds_name)}"
         ) from error
 
 

@@ -15,8 +15,11 @@ import os
 import sys
 
 from ddim_keras import checks, kid_eval
-from ddim_keras.cli_args import add_model_arguments
-from ddim_keras.config import DATASETS
+from ddim_keras.cli_args import (SAMPLER_FLAGS, add_background_argument,
+                                 add_dataset_argument, add_kid_encoder_argument,
+                                 add_model_arguments, add_result_file_arguments,
+                                 add_sampler_arguments)
+from ddim_keras.config import dataset_slug, format_background
 from ddim_keras.errors import ArgumentParser, DataError, run_cli
 from ddim_keras.kid_eval import training_data, weights_label
 from ddim_keras.loading import load_checked_model, resolve_source
@@ -33,20 +36,19 @@ def build_parser():
                     "model and validation images; printed and written as JSON.",
     )
     add_model_arguments(parser)
-    parser.add_argument("--dataset", choices=DATASETS,
-                        help="validation images to compare with (default: the run's dataset "
-                             "from run.json)")
+    add_kid_encoder_argument(parser)
+    add_dataset_argument(parser, "validation images to compare with (default: the run's "
+                                 "dataset from run.json)")
     parser.add_argument("--data-dir", help="image folder for 'folder'; tfds data_dir for "
-                                           "flowers/celeba (default: the run's)")
+                                           "flowers/celeba/tfds:NAME (default: the run's)")
+    add_background_argument(parser, "the run's, from run.json, else white")
     parser.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES,
                         help="generated and validation images compared (default: %(default)s; "
                              "rounded down to whole batches)")
     parser.add_argument("--steps", type=int,
                         help="diffusion steps (default: the config's kid_diffusion_steps, as "
                              "the val_kid logged in training)")
-    parser.add_argument("--eta", type=float, default=0.0,
-                        help="0 = deterministic DDIM (default), 1 = DDPM-like sampling; at "
-                             "most 1")
+    add_sampler_arguments(parser)
     parser.add_argument("--batch-size", type=int,
                         help="images per KID estimate, at least 2 (default: the config's "
                              "batch_size)")
@@ -54,23 +56,27 @@ def build_parser():
                         help="seed of the generated images (default: %(default)s)")
     parser.add_argument("--output", help="JSON file for the result (default: beside the run, "
                                          "kid_<dataset>_<steps>steps_eta<eta>.json)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing result file (refused otherwise)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_result_file_arguments(parser)
     return parser
 
 
 def check_numbers(args):
     if args.steps is not None:
         checks.check_steps(args.steps, "--steps")
-    checks.check_eta(args.eta, "--eta")
+    checks.check_sampler(args.sampler, args.spacing, args.eta, names=SAMPLER_FLAGS)
     kid_eval.check_kid_settings(args.num_images, args.batch_size, args.seed)
 
 
-def default_output(run_path, checkpoint, dataset, steps, eta):
+def default_output(run_path, checkpoint, dataset, steps, eta, encoder_name="inception",
+                   sampler="ddim", spacing="time"):
     folder = run_path or os.path.dirname(checkpoint)
-    return os.path.join(folder, f"kid_{dataset}_{steps}steps_eta{eta:g}.json")
+    # Another sampler's KID is another cell: only what differs from the example's shows.
+    suffix = "".join(f"_{value}" for value, default in ((sampler, "ddim"), (spacing, "time"))
+                     if value != default)
+    # Another encoder's KID is another measure: its own file, never mixed up with Inception's.
+    suffix += "" if encoder_name == "inception" else f"_{encoder_name}-encoder"
+    name = f"kid_{dataset_slug(dataset)}_{steps}steps_eta{eta:g}{suffix}.json"
+    return os.path.join(folder, name)
 
 
 def evaluate(args):
@@ -81,6 +87,7 @@ def evaluate(args):
     from ddim_keras.run_dir import write_json_atomic
 
     dataset, data_dir, data_seed = training_data(args.dataset, args.data_dir, run_path)
+    background = kid_eval.training_background(args.background, run_path)
 
     output = None
     if config is not None:
@@ -92,6 +99,9 @@ def evaluate(args):
 
     import numpy as np
 
+    from ddim_keras.checks import sampler_label
+    from ddim_keras.sampling import network_calls
+
     model = load_checked_model(checkpoint, config, args.kid_weights, args.debug)
     config = model.diffusion_config
     if output is None:  # a .keras file: settled now that its config is known
@@ -99,15 +109,18 @@ def evaluate(args):
     steps = args.steps or config.kid_diffusion_steps
 
     real_batches, num_images, batch_size = kid_eval.validation_batches(
-        dataset, config, data_dir, data_seed, args.num_images, args.batch_size, say)
+        dataset, config, data_dir, data_seed, args.num_images, args.batch_size, say,
+        background=background)
     num_batches = num_images // batch_size
-    encoder = kid_eval.make_encoder(config, kid_weights, say, args.debug)
+    encoder = kid_eval.make_encoder(config, kid_weights, say, args.debug,
+                                    encoder_name=args.kid_encoder, dataset=dataset)
 
     with make_progress(not args.no_progress, num_batches, "KID", "batch") as bar:
         real_features = kid_eval.encode_batches(encoder, real_batches)
         values = kid_eval.compute_kid(model, encoder, real_features, batch_size, steps,
                                       args.eta, args.seed, num_images,
-                                      on_batch=lambda: bar.update(1))
+                                      on_batch=lambda: bar.update(1), sampler=args.sampler,
+                                      spacing=args.spacing)
     if not values:
         raise DataError(f"the {dataset} validation set gave no whole batch of {batch_size} "
                         "images; lower --batch-size.")
@@ -126,11 +139,16 @@ def evaluate(args):
         "num_batches": len(values),
         "steps": steps,
         "eta": args.eta,
+        "sampler": args.sampler,
+        "spacing": args.spacing,
+        "network_calls": network_calls(args.sampler, steps),
         "seed": args.seed,
-        "kid_weights": weights_label(kid_weights),
+        "kid_weights": weights_label(kid_weights, args.kid_encoder),
+        "kid_encoder": args.kid_encoder,
         "kid_image_size": config.kid_image_size,
         "image_size": config.image_size,
         "dataset": dataset,
+        "background": format_background(background),
         "split": "validation",
         "data_dir": os.path.abspath(data_dir) if data_dir else None,
         "run": run_path,
@@ -139,7 +157,9 @@ def evaluate(args):
     write_json_atomic(output, result)
     print(f"KID {result['kid']:.6g} (std {result['kid_std']:.2g} over {len(values)} batches of "
           f"{batch_size}; {num_images} generated vs {num_images} {dataset} validation images, "
-          f"{steps} steps, eta {args.eta:g}, KID weights {result['kid_weights']})")
+          f"{steps} steps of {sampler_label(args.sampler, args.spacing)}, eta {args.eta:g}, "
+          + ("shapes classifier features)" if args.kid_encoder == "shapes"
+             else f"KID weights {result['kid_weights']})"))
     print(output)
     return 0
 
@@ -147,7 +167,8 @@ def evaluate(args):
 def resolve_output(args, run_path, checkpoint, dataset, config):
     steps = args.steps or config.kid_diffusion_steps
     output = os.path.abspath(args.output) if args.output else \
-        default_output(run_path, checkpoint, dataset, steps, args.eta)
+        default_output(run_path, checkpoint, dataset, steps, args.eta, args.kid_encoder,
+                       args.sampler, args.spacing)
     check_writable_folder(os.path.dirname(output))
     check_output_files([output], args.overwrite)
     return output

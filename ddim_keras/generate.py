@@ -31,7 +31,8 @@ import sys
 import numpy as np
 
 from ddim_keras import checks
-from ddim_keras.cli_args import add_model_arguments
+from ddim_keras.cli_args import (SAMPLER_FLAGS, add_model_arguments, add_result_file_arguments,
+                                 add_sampler_arguments)
 from ddim_keras.distribute import PRECISIONS, resolve_precision_name
 from ddim_keras.loading import load_checked_model, resolve_source
 from ddim_keras.progress import make_progress
@@ -57,6 +58,9 @@ def build_parser():
                     "interpolation between noises. Prints the paths it writes.",
     )
     add_model_arguments(parser)
+    add_sampler_arguments(parser, eta_help="0 = deterministic DDIM (default), 1 = DDPM-like "
+                          "stochastic sampling; values between mix the two (at most 1). Use 0 "
+                          "for smooth interpolations")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--mode", choices=MODES, default="grid",
                           help="what to write (default: %(default)s)")
@@ -67,19 +71,6 @@ def build_parser():
     sampling.add_argument("--steps", type=int,
                           help="diffusion steps (default: the config's plot_diffusion_steps, "
                                "20 in the example); the largest step count in --mode steps")
-    sampling.add_argument("--eta", type=float, default=0.0,
-                          help="0 = deterministic DDIM (default), 1 = DDPM-like stochastic "
-                               "sampling; values between mix the two (at most 1). Use 0 for "
-                               "smooth interpolations")
-    sampling.add_argument("--sampler", choices=checks.SAMPLERS, default="ddim",
-                          help="step rule: ddim (the example's, default; with --eta), "
-                               "dpmpp_2m / dpmpp_3m (multistep DPM-Solver++, 2nd / 3rd order), "
-                               "heun (EDM's 2nd order, two network calls per step but the "
-                               "last). See the README's table for which to use")
-    sampling.add_argument("--spacing", choices=checks.SPACINGS, default="time",
-                          help="where the steps' network calls fall: time (the example's, "
-                               "default), logsnr (uniform in log signal-to-noise ratio) or "
-                               "karras (EDM's, rho 7)")
     sampling.add_argument("--seed", type=int,
                           help="seed of the initial noise (default: random, and printed); the "
                                "same seed gives the same files")
@@ -110,10 +101,7 @@ def build_parser():
                              "(each pixel an N x N block). Default: tiles of at least "
                              "128 px, ceil(128 / image size): 4 for 32 px images, 1 from 128 px; "
                              "1 = the model's resolution. --mode images: 1 unless given")
-    layout.add_argument("--overwrite", action="store_true",
-                        help="replace existing output files (refused otherwise)")
-    layout.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_result_file_arguments(layout, "existing output files")
     return parser
 
 
@@ -170,8 +158,7 @@ def grid_shape(count, cols):
 
 
 def check_numbers(args):
-    checks.check_sampler(args.sampler, args.spacing, args.eta,
-                         names=("--sampler", "--spacing", "--eta"))
+    checks.check_sampler(args.sampler, args.spacing, args.eta, names=SAMPLER_FLAGS)
     if args.seed is not None:
         checks.check_seed(args.seed, "--seed")
     for flag in ("steps", "num_images", "batch_size", "rows", "cols", "scale"):

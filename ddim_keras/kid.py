@@ -14,6 +14,7 @@ import keras
 from keras import layers, ops
 
 from ddim_keras.errors import DdimError, UsageError
+from ddim_keras.kid_eval import KID_ENCODERS
 from ddim_keras.untracked import Untracked
 
 PACKAGE = "ddim_keras"
@@ -76,8 +77,32 @@ def resolve_weights(weights):
     return weights
 
 
-def build_encoder(image_size, kid_image_size=75, weights="imagenet"):
-    """InceptionV3 feature extractor for images in [0, 1] of ``image_size``."""
+#: KID feature extractors: InceptionV3 (the standard; ``weights`` apply to it) and
+#: the classifier trained on the shapes generator's labels
+#: (:mod:`ddim_keras.shapes_classifier`), the offline measure for ``shapes`` runs.
+ENCODERS = KID_ENCODERS
+
+
+def resolve_encoder_name(name):
+    """Check a KID encoder choice early: one of :data:`ENCODERS` (None = "inception")."""
+    if name is None:
+        return "inception"
+    if name not in ENCODERS:
+        raise UsageError(f"unknown KID encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
+    return name
+
+
+def build_encoder(image_size, kid_image_size=75, weights="imagenet", encoder_name="inception"):
+    """KID feature extractor for images in [0, 1] of ``image_size``.
+
+    ``encoder_name`` "inception" (default): InceptionV3 with ``weights`` at
+    ``kid_image_size`` pixels; "shapes": the shipped shapes classifier's
+    features (``weights`` and ``kid_image_size`` do not apply).
+    """
+    if resolve_encoder_name(encoder_name) == "shapes":
+        from ddim_keras.shapes_classifier import build_feature_encoder
+
+        return build_feature_encoder(image_size)
     weights = resolve_weights(weights)
     if weights is None:
         warnings.warn(

@@ -11,7 +11,7 @@ import os
 import warnings
 
 from ddim_keras import checks
-from ddim_keras.config import DATASETS
+from ddim_keras.config import DEFAULT_BACKGROUND, check_dataset_name, parse_background
 from ddim_keras.errors import DataError, UsageError
 
 
@@ -41,9 +41,11 @@ def training_data(dataset, data_dir, run_path):
     if dataset is None:
         where = f"run {run_path} has" if run_path else "there is"
         raise UsageError(f"pass --dataset: {where} no run.json that names the training data.")
-    if dataset not in DATASETS:
+    try:
+        check_dataset_name(dataset)
+    except ValueError:
         where = os.path.join(run_path, "run.json") if run_path else "run.json"
-        raise UsageError(f"unknown dataset {dataset!r} in {where}; pass --dataset.")
+        raise UsageError(f"unknown dataset {dataset!r} in {where}; pass --dataset.") from None
     data_dir = data_dir or (run_info.get("data_dir") if dataset == run_info.get("dataset")
                             else None)
     if dataset == "folder" and not data_dir:
@@ -52,8 +54,32 @@ def training_data(dataset, data_dir, run_path):
     return dataset, data_dir, int(run_info.get("seed", 0) or 0)
 
 
-def weights_label(kid_weights):
+#: KID feature extractors (``--kid-encoder``; ``kid.build_encoder``): InceptionV3, and the
+#: classifier trained on the shapes dataset's labels (``ddim_keras.shapes_classifier``).
+KID_ENCODERS = ("inception", "shapes")
+#: The ``kid_weights`` recorded for ``--kid-encoder shapes`` (its weights ship with the package).
+SHAPES_WEIGHTS_LABEL = "shapes_classifier"
+
+
+def training_background(background, run_path):
+    """(R, G, B) under transparent pixels: ``background`` when given, else the run's
+    (run.json), else white: the validation images look as they did in training."""
+    if background is not None:
+        return parse_background(background)
+    from ddim_keras.run_dir import RunDir
+
+    recorded = RunDir(run_path).read_run_info().get("background") if run_path else None
+    try:
+        return parse_background(recorded or DEFAULT_BACKGROUND)
+    except ValueError as error:
+        raise UsageError(f"{os.path.join(run_path, 'run.json')}: {error} Pass --background.") \
+            from None
+
+
+def weights_label(kid_weights, encoder_name="inception"):
     """How the KID weights are recorded in a result."""
+    if encoder_name == "shapes":
+        return SHAPES_WEIGHTS_LABEL
     if kid_weights is None:
         return "none"
     if kid_weights == "imagenet":
@@ -61,18 +87,20 @@ def weights_label(kid_weights):
     return os.path.abspath(kid_weights)
 
 
-def validation_batches(dataset, config, data_dir, data_seed, requested, batch_size, say):
+def validation_batches(dataset, config, data_dir, data_seed, requested, batch_size, say,
+                       background=None):
     """The validation images as whole batches: (batched dataset, images used, batch size).
 
     N is lowered to the validation set's size (with a notice) and rounded down to
-    whole batches of ``batch_size`` (default: the config's).
+    whole batches of ``batch_size`` (default: the config's). ``background`` is the
+    colour under transparent pixels (default white; see :func:`training_background`).
     """
     import numpy as np
 
     from ddim_keras import data
 
     real_images = data.load_images(dataset, config, split="validation", data_dir=data_dir,
-                                   seed=data_seed)
+                                   seed=data_seed, background=background)
     available = int(real_images.cardinality())
     if available < 0:
         # Unknown (a folder whose unreadable files are skipped): count while
@@ -99,14 +127,21 @@ def validation_batches(dataset, config, data_dir, data_seed, requested, batch_si
         batch_size
 
 
-def make_encoder(config, kid_weights, say, debug=False):
-    """The InceptionV3 feature extractor of KID (``kid_weights`` from kid.resolve_weights)."""
+def make_encoder(config, kid_weights, say, debug=False, encoder_name="inception",
+                 dataset=None):
+    """The feature extractor of KID: InceptionV3 (``kid_weights`` from kid.resolve_weights)
+    or, with ``encoder_name`` "shapes", the shapes classifier's features."""
     from ddim_keras.kid import build_encoder
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        encoder = build_encoder(config.image_size, config.kid_image_size, kid_weights)
-    if kid_weights is None:
+        encoder = build_encoder(config.image_size, config.kid_image_size, kid_weights,
+                                encoder_name=encoder_name)
+    if encoder_name == "shapes":
+        if dataset not in (None, "shapes"):
+            say(f"--kid-encoder shapes was trained on the shapes dataset only: on {dataset} "
+                "images its KID says little.")
+    elif kid_weights is None:
         say("KID encoder has random weights (--kid-weights none): the value is only a smoke "
             "test, not comparable with published KIDs.")
     elif debug:
@@ -120,15 +155,45 @@ def encode_batches(encoder, batches):
     return [encoder(real, training=False) for real in batches]
 
 
+#: How the floor (training images against the validation images, no sampler) is labelled
+#: in sweeps and reports.
+FLOOR_LABEL = "real images (training vs validation)"
+
+
+def real_floor(encoder, real_features, dataset, config, data_dir, data_seed, batch_size,
+               background=None, on_images=None):
+    """KID of training images against the validation features, batch by batch: what a
+    perfect generator would score (the floor a sampler's KID is read against).
+    ``on_images(images)`` sees every batch of training images."""
+    from keras import ops
+
+    from ddim_keras import data
+    from ddim_keras.kid import kernel_inception_distance
+
+    training = data.load_images(dataset, config, split="train", data_dir=data_dir,
+                                seed=data_seed, background=background)
+    batches = training.batch(batch_size, drop_remainder=True).take(len(real_features))
+    values = []
+    for real, images in zip(real_features, batches):
+        if on_images is not None:
+            on_images(ops.convert_to_numpy(images))
+        values.append(float(ops.convert_to_numpy(kernel_inception_distance(
+            real, encoder(images, training=False)))))
+    return values
+
+
 def compute_kid(model, encoder, real_features, batch_size, steps, eta, seed, num_noise=None,
-                on_batch=None):
-    """KID of each batch: ``batch_size`` images generated with ``steps`` and ``eta`` against
-    one batch of ``real_features``; returns the list of per-batch values.
+                on_batch=None, sampler="ddim", spacing="time", on_generated=None):
+    """KID of each batch: ``batch_size`` images generated with ``steps`` of ``sampler``
+    (``spacing``, ``eta``) against one batch of ``real_features``; returns the list of
+    per-batch values.
 
     The generated images are those of ``model.generate(num_noise, steps, eta=eta,
-    seed=seed, batch_size=batch_size)`` (the one sampling path), batch i being
+    seed=seed, batch_size=batch_size, sampler=sampler, spacing=spacing)`` (the one
+    sampling path), batch i being
     images [i * batch_size, (i + 1) * batch_size), so a result does not depend on
-    how many batches are evaluated.
+    how many batches are evaluated. ``on_generated(images)`` sees every generated batch
+    (in [0, 1]), e.g. to classify it.
     """
     from keras import ops
 
@@ -138,8 +203,11 @@ def compute_kid(model, encoder, real_features, batch_size, steps, eta, seed, num
     num_noise = num_noise or len(real_features) * batch_size
     noise = model.initial_noise(num_noise, seed)[:len(real_features) * batch_size]
     values = []
-    chunks = sample_chunks(model, noise, steps, eta=eta, seed=seed, batch_size=batch_size)
+    chunks = sample_chunks(model, noise, steps, eta=eta, seed=seed, batch_size=batch_size,
+                           sampler=sampler, spacing=spacing)
     for real, (_, generated) in zip(real_features, chunks):
+        if on_generated is not None:
+            on_generated(generated)
         value = kernel_inception_distance(real, encoder(generated, training=False))
         values.append(float(ops.convert_to_numpy(value)))
         if on_batch is not None:

@@ -25,6 +25,7 @@ import sys
 
 from ddim_keras.config import DATASETS
 from ddim_keras.durable import write_text
+from ddim_keras.cli_args import add_debug_argument
 from ddim_keras.errors import ArgumentParser, UsageError, run_cli
 
 START = "<!-- report:start -->"
@@ -58,7 +59,7 @@ def build_parser():
     parser.add_argument("--results-dir",
                         help="where sample grids and sweep results are copied (default: "
                              "results/ beside --output)")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_debug_argument(parser)
     return parser
 
 
@@ -157,6 +158,13 @@ def load_runs(folder):
 
 # ----------------------------------------------------------------------------- choosing
 
+def examples_sampler(record, sampler_field):
+    """Whether a sweep row or KID result was sampled like the example (DDIM, time spacing);
+    records written before samplers were recorded all were."""
+    return ((record.get(sampler_field) or "ddim") == "ddim"
+            and (record.get("spacing") or "time") == "time")
+
+
 def headline_kid(run):
     """The run's KID at its config's kid_diffusion_steps with DDIM (eta 0), from the
     sweep or a kid_*.json; prefers ImageNet weights, then more images. None if none."""
@@ -164,7 +172,8 @@ def headline_kid(run):
     candidates = []
     for row in run["sweep"]:
         try:
-            if int(row["steps"]) == steps and float(row["eta"]) == 0 and row["kid"] != "":
+            if (int(row["steps"]) == steps and float(row["eta"]) == 0 and row["kid"] != ""
+                    and examples_sampler(row, "solver")):
                 candidates.append({"kid": float(row["kid"]), "num_images": int(row["num_images"]),
                                    "kid_weights": row["kid_weights"], "steps": steps,
                                    "machine": row.get("machine") or None, "source": "sweep"})
@@ -172,7 +181,8 @@ def headline_kid(run):
             continue
     for result in run["kid_results"]:
         try:
-            if int(result["steps"]) == steps and float(result["eta"]) == 0:
+            if (int(result["steps"]) == steps and float(result["eta"]) == 0
+                    and examples_sampler(result, "sampler")):
                 candidates.append({"kid": float(result["kid"]),
                                    "num_images": int(result["num_images"]),
                                    "kid_weights": result.get("kid_weights", "?"), "steps": steps,
@@ -189,6 +199,8 @@ def describe_weights(label):
         return "ImageNet weights"
     if label == "none":
         return "random weights, not comparable"
+    if label == "shapes_classifier":
+        return "shapes classifier features (--kid-encoder shapes, offline)"
     return f"weights {os.path.basename(label)}"
 
 
@@ -275,19 +287,36 @@ HEADER = ["experiment", "config (loss, schedule)", "KID, 5 DDIM steps (lower is 
           "KID vs steps", "samples"]
 
 
+def _cell(row):
+    """A sweep cell: KID, the share the shapes classifier recognised (if measured), seconds."""
+    recognised = row.get("recognised") or ""
+    share = f", {float(recognised):.0%} recognised" if recognised else ""
+    return f"{format_kid(float(row['kid']))} ({float(row['seconds']):.1f} s{share})"
+
+
 def sweep_table(run):
-    """Steps x sampler KIDs of a run's sweep, one table per (N, weights, seed)."""
+    """Steps x sampler KIDs of a run's sweep, one table per (N, weights, seed); the floor
+    (real training images in place of generated ones) in the line above the table."""
+    from ddim_keras.kid_eval import FLOOR_LABEL
+
     groups = {}
     for row in run["sweep"]:
         key = (row.get("num_images"), row.get("kid_weights"), row.get("seed"))
         groups.setdefault(key, []).append(row)
     lines = []
     for (num_images, weights, seed), rows in groups.items():
+        floors = [row for row in rows if row["sampler"] == FLOOR_LABEL]
+        rows = [row for row in rows if row["sampler"] != FLOOR_LABEL]
+        if not rows:
+            continue
         samplers = list(dict.fromkeys(row["sampler"] for row in rows))
         steps = sorted({int(row["steps"]) for row in rows})
         values = {(int(r["steps"]), r["sampler"]): r for r in rows}
         lines.append(f"`{run['name']}` sweep: {num_images} images, {describe_weights(weights)}, "
                      f"seed {seed}; seconds per cell in brackets.")
+        if floors:
+            lines.append(f"The floor, real training images against the validation images: "
+                         f"{_cell(floors[0])}.")
         lines.append("")
         lines.append("| steps | " + " | ".join(samplers) + " |")
         lines.append("| --- |" + " --- |" * len(samplers))
@@ -295,8 +324,7 @@ def sweep_table(run):
             cells = []
             for sampler in samplers:
                 row = values.get((step, sampler))
-                cells.append(NOT_RUN if row is None else
-                             f"{format_kid(float(row['kid']))} ({float(row['seconds']):.1f} s)")
+                cells.append(NOT_RUN if row is None else _cell(row))
             lines.append(f"| {step} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines

@@ -14,7 +14,7 @@ import os
 import sys
 
 from ddim_keras import checks
-from ddim_keras.cli_args import add_model_arguments
+from ddim_keras.cli_args import add_model_arguments, add_result_file_arguments
 from ddim_keras.durable import write_text
 from ddim_keras.errors import ArgumentParser, UsageError, run_cli
 from ddim_keras.loading import load_checked_model, resolve_source
@@ -50,11 +50,7 @@ def build_parser():
                         help="seed of the initial noise (default: %(default)s)")
     parser.add_argument("--output", help="JSON file (default: RUN_DIR/sampler_error.json, or "
                                          "beside the checkpoint)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing result file (refused otherwise)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--debug", action="store_true",
-                        help="show Python tracebacks and TensorFlow's logs")
+    add_result_file_arguments(parser)
     return parser
 
 

@@ -1,17 +1,20 @@
-"""``python -m ddim_keras.sweep``: KID against the number of sampling steps, DDIM and DDPM.
+"""``python -m ddim_keras.sweep``: KID against the number of network calls, per sampler.
 
-For each run (``--run``, repeatable) and each cell (steps, eta) of the grid,
+For each run (``--run``, repeatable) and each cell (steps, sampler, eta) of the
+grid (``--samplers``: the example's ``ddim`` by default, with every ``--etas``
+value; the other samplers are deterministic and run with eta 0),
 generates N images and measures their KID against N validation images as
 ``ddim_keras.evaluate`` does (``ddim_keras.kid_eval``: per-batch KID, averaged). The
 validation images are encoded once per run and their features reused for
 every cell. Writes, per run::
 
     RUN_DIR/sweep/sweep.csv          one row per cell (see COLUMNS)
-    RUN_DIR/sweep/kid_vs_steps.png   KID against steps (log x), one line per sampler
+    RUN_DIR/sweep/kid_vs_steps.png   KID against network calls (log x), one line per sampler
 
 Re-running reuses the cells already in the CSV whose cache key matches (the
-checkpoint's path, size and mtime, steps, eta, N, batch size, seed, dataset
-and KID weights); only missing cells are computed. ``--force`` recomputes.
+checkpoint's path, size and mtime, steps, sampler, spacing, eta, N, batch size,
+seed, dataset, KID weights and encoder); only missing cells are computed.
+``--force`` recomputes.
 """
 
 import csv
@@ -20,7 +23,9 @@ import sys
 import time
 
 from ddim_keras import checks, kid_eval
-from ddim_keras.config import DATASETS
+from ddim_keras.cli_args import (add_background_argument, add_dataset_argument,
+                                add_debug_argument, add_kid_encoder_argument)
+from ddim_keras.config import format_background
 from ddim_keras.distribute import machine_description
 from ddim_keras.durable import write_durably
 from ddim_keras.errors import ArgumentParser, DdimError, UsageError, run_cli
@@ -37,9 +42,14 @@ PLOT_NAME = "kid_vs_steps.png"
 #: Columns of sweep.csv; the last ones form the cache key with steps and eta.
 COLUMNS = ("run", "dataset", "config", "loss", "schedule", "steps", "eta", "sampler", "kid",
            "kid_std", "num_images", "kid_weights", "seconds", "machine", "batch_size", "seed",
-           "num_images_requested", "checkpoint", "checkpoint_size", "checkpoint_mtime")
+           "num_images_requested", "checkpoint", "checkpoint_size", "checkpoint_mtime",
+           "kid_encoder", "background", "solver", "spacing", "network_calls", "recognised")
 KEY_COLUMNS = ("dataset", "steps", "eta", "num_images_requested", "batch_size", "seed",
-               "kid_weights", "checkpoint", "checkpoint_size", "checkpoint_mtime")
+               "kid_weights", "checkpoint", "checkpoint_size", "checkpoint_mtime",
+               "kid_encoder", "background", "solver", "spacing")
+#: What rows written before a column existed were measured with.
+OLDER_ROWS = {"kid_encoder": "inception", "background": "white", "solver": "ddim",
+              "spacing": "time"}
 
 
 def build_parser():
@@ -53,6 +63,12 @@ def build_parser():
                         help="run directory written by ddim_keras.train (repeatable)")
     parser.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)),
                         help="comma-separated diffusion step counts (default: %(default)s)")
+    parser.add_argument("--samplers", default="ddim",
+                        help="comma-separated SAMPLER or SAMPLER/SPACING, e.g. "
+                             "ddim,dpmpp_2m/logsnr,heun/karras (samplers: "
+                             f"{', '.join(checks.SAMPLERS)}; spacings: "
+                             f"{', '.join(checks.SPACINGS)}; default: %(default)s, the "
+                             "example's)")
     parser.add_argument("--etas", default="0,1",
                         help="comma-separated eta values, 0 = DDIM, 1 = DDPM (default: "
                              "%(default)s)")
@@ -66,15 +82,17 @@ def build_parser():
                         help="InceptionV3 weights for KID: 'imagenet', a local no-top .h5 file, "
                              "or 'none' (random: not comparable with published KIDs). "
                              "(default: %(default)s)")
-    parser.add_argument("--dataset", choices=DATASETS,
-                        help="validation images to compare with (default: each run's dataset)")
+    add_kid_encoder_argument(parser)
+    add_dataset_argument(parser, "validation images to compare with (default: each run's "
+                                 "dataset)")
     parser.add_argument("--data-dir", help="image folder for 'folder'; tfds data_dir for "
-                                           "flowers/celeba (default: the run's)")
+                                           "flowers/celeba/tfds:NAME (default: the run's)")
+    add_background_argument(parser, "each run's, from run.json, else white")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the generated images (default: %(default)s)")
     parser.add_argument("--force", action="store_true",
                         help="recompute every cell instead of reusing the CSV's")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_debug_argument(parser)
     return parser
 
 
@@ -97,15 +115,22 @@ def check_args(args):
     for eta in etas:
         checks.check_eta(eta, "every --etas value")
     kid_eval.check_kid_settings(args.num_images, args.batch_size, args.seed)
-    return steps, etas
+    return steps, etas, checks.parse_samplers(args.samplers)
 
 
-def sampler_name(eta):
-    if eta == 0:
-        return "DDIM"
-    if eta == 1:
-        return "DDPM"
-    return f"eta={eta:g}"
+def sampler_name(eta, solver="ddim", spacing="time"):
+    """A cell's label in the CSV and the plot: DDIM / DDPM / eta=E for the example's
+    sampler (with /SPACING when not time), else SAMPLER/SPACING."""
+    if solver != "ddim":
+        return checks.sampler_label(solver, spacing)
+    name = "DDIM" if eta == 0 else "DDPM" if eta == 1 else f"eta={eta:g}"
+    return name if spacing == "time" else f"{name}/{spacing}"
+
+
+def cells_of(steps_list, etas, samplers):
+    """(steps, eta, solver, spacing) of every cell: ddim with each eta, the others with 0."""
+    return [(steps, eta, solver, spacing) for solver, spacing in samplers
+            for eta in (etas if solver == "ddim" else [0.0]) for steps in steps_list]
 
 
 def read_rows(path):
@@ -133,7 +158,10 @@ def cache_key(row):
     """The identity of a cell as strings (values read back from the CSV compare equal)."""
     key = []
     for column in KEY_COLUMNS:
-        value = row[column]
+        # Rows written before a column was recorded were measured with its OLDER_ROWS
+        # value (the background changes nothing for images without transparency).
+        value = (row.get(column) or OLDER_ROWS[column]) if column in OLDER_ROWS \
+            else row[column]
         if column == "eta":
             value = f"{float(value):g}"
         elif column in ("steps", "num_images_requested", "batch_size", "seed",
@@ -152,16 +180,28 @@ def plot(rows, path, title):
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    for row in rows:
+        if row["sampler"] == FLOOR_LABEL:
+            axis.axhline(float(row["kid"]), color="grey", linestyle="--", label=FLOOR_LABEL)
+    rows = [row for row in rows if row["sampler"] != FLOOR_LABEL]
     for sampler in dict.fromkeys(row["sampler"] for row in rows):
-        points = sorted((int(row["steps"]), float(row["kid"])) for row in rows
+        points = sorted((calls_of(row), float(row["kid"])) for row in rows
                         if row["sampler"] == sampler)
         axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=sampler)
     axis.set_xscale("log")
-    steps = sorted({int(row["steps"]) for row in rows})
-    axis.set_xticks(steps)
-    axis.set_xticklabels([str(s) for s in steps])
+    calls = sorted({calls_of(row) for row in rows})
+    # Round ticks within the range: Heun's odd call counts would crowd the axis.
+    ticks = [t for t in (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
+             if calls[0] <= t <= calls[-1]] or calls
+    if calls[-1] > 1.5 * ticks[-1]:
+        ticks.append(calls[-1])  # the largest count measured, when no round tick is near
+    axis.set_xticks(ticks)
+    axis.set_xticklabels([str(t) for t in ticks])
     axis.minorticks_off()
-    axis.set_xlabel("diffusion steps")
+    kids = [float(row["kid"]) for row in rows]
+    if kids and min(kids) > 0 and max(kids) > 100 * min(kids):
+        axis.set_yscale("log")  # a diverging sampler would flatten every other line
+    axis.set_xlabel("network calls (steps; Heun: 2 per step but the last)")
     axis.set_ylabel("KID (lower is better)")
     axis.set_title(title, fontsize=9)
     axis.grid(True, alpha=0.3)
@@ -173,10 +213,19 @@ def plot(rows, path, title):
         plt.close(figure)
 
 
-def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
+FLOOR_LABEL = kid_eval.FLOOR_LABEL
+
+
+def calls_of(row):
+    """A row's network calls (rows written before they were recorded: its steps)."""
+    return int(row.get("network_calls") or row["steps"])
+
+
+def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
     """Measure (or reuse) every cell of one run; returns the path of its CSV."""
     checkpoint, config, run_path = resolve_source(run=run, say=say)
     dataset, data_dir, data_seed = training_data(args.dataset, args.data_dir, run_path)
+    background = kid_eval.training_background(args.background, run_path)
 
     folder = os.path.join(run_path, SWEEP_FOLDER)
     os.makedirs(folder, exist_ok=True)
@@ -186,14 +235,24 @@ def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
     common = {
         "run": os.path.basename(run_path), "dataset": dataset,
         "config": os.path.basename(run_path), "loss": config.loss,
-        "schedule": config.schedule, "kid_weights": weights_label(kid_weights),
+        "schedule": config.schedule,
+        "kid_weights": weights_label(kid_weights, args.kid_encoder),
+        "kid_encoder": args.kid_encoder,
+        "background": format_background(background),
         "seed": args.seed, "num_images_requested": args.num_images,
         "batch_size": batch_size,
         "checkpoint": os.path.relpath(checkpoint, run_path),
         "checkpoint_size": stat.st_size, "checkpoint_mtime": f"{stat.st_mtime:.6f}",
     }
-    wanted = [dict(common, steps=steps, eta=f"{eta:g}", sampler=sampler_name(eta))
-              for steps in steps_list for eta in etas]
+    from ddim_keras.sampling import network_calls
+
+    wanted = [dict(common, steps=steps, eta=f"{eta:g}", solver=solver, spacing=spacing,
+                   sampler=sampler_name(eta, solver, spacing),
+                   network_calls=network_calls(solver, steps))
+              for steps, eta, solver, spacing in cells_of(steps_list, etas, samplers)]
+    # The floor: real training images in place of generated ones (steps 0, no sampler).
+    wanted.append(dict(common, steps=0, eta="0", solver="real", spacing="-",
+                       sampler=FLOOR_LABEL, network_calls=0))
 
     existing = read_rows(csv_path)
     cached = {}
@@ -216,8 +275,10 @@ def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
 
         model = load_model(checkpoint=checkpoint, config=config, kid_weights=kid_weights)
         real_batches, num_images, batch_size = kid_eval.validation_batches(
-            dataset, config, data_dir, data_seed, args.num_images, args.batch_size, say)
-        encoder = kid_eval.make_encoder(config, kid_weights, say)
+            dataset, config, data_dir, data_seed, args.num_images, args.batch_size, say,
+            background=background)
+        encoder = kid_eval.make_encoder(config, kid_weights, say,
+                                        encoder_name=args.kid_encoder, dataset=dataset)
         started = time.perf_counter()
         real_features = kid_eval.encode_batches(encoder, real_batches)
         say(f"Encoded {len(real_features) * batch_size} {dataset} validation images once "
@@ -225,15 +286,30 @@ def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
         if not real_features:
             raise DdimError(f"the {dataset} validation set gave no whole batch of {batch_size} "
                             "images; lower --batch-size.")
+        recognise = None
+        if args.kid_encoder == "shapes":
+            # The share of generated images the shapes classifier recognises confidently.
+            from ddim_keras.shapes_classifier import recognised_fraction
+
+            recognise = recognised_fraction
         for cell in missing:
             started = time.perf_counter()
-            values = kid_eval.compute_kid(model, encoder, real_features, batch_size,
-                                          cell["steps"], float(cell["eta"]), args.seed,
-                                          num_images)
+            fractions = []
+            classify = None if recognise is None else (
+                lambda images: fractions.append(recognise(images)))  # noqa: E731
+            if cell["solver"] == "real":
+                values = kid_eval.real_floor(encoder, real_features, dataset, config, data_dir,
+                                             data_seed, batch_size, background, classify)
+            else:
+                values = kid_eval.compute_kid(
+                    model, encoder, real_features, batch_size, cell["steps"],
+                    float(cell["eta"]), args.seed, num_images, sampler=cell["solver"],
+                    spacing=cell["spacing"], on_generated=classify)
             seconds = time.perf_counter() - started
             cell.update(kid=f"{float(np.mean(values)):.6g}", kid_std=f"{float(np.std(values)):.3g}",
                         num_images=len(values) * batch_size, seconds=f"{seconds:.2f}",
-                        machine=machine)
+                        machine=machine,
+                        recognised=f"{float(np.mean(fractions)):.3f}" if fractions else "")
             cached[cache_key(cell)] = cell
             say(f"  {cell['sampler']:>4} {cell['steps']:>3} steps: KID {cell['kid']} "
                 f"({seconds:.1f} s)")
@@ -251,6 +327,8 @@ def sweep_run(run, args, steps_list, etas, kid_weights, say, machine):
 
 
 def weights_title(label):
+    if label == kid_eval.SHAPES_WEIGHTS_LABEL:
+        return "shapes classifier features"
     if label == "none":
         return "random Inception weights (not comparable)"
     return f"Inception weights {os.path.basename(label)}"
@@ -264,7 +342,7 @@ def cache_key_or_none(row):
 
 
 def sweep(args):
-    steps_list, etas = check_args(args)
+    steps_list, etas, samplers = check_args(args)
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     from ddim_keras.run_dir import RunDir
 
@@ -278,7 +356,7 @@ def sweep(args):
     kid_weights = resolve_weights(args.kid_weights)
     machine = machine_description()
     for run in args.run:
-        print(sweep_run(run, args, steps_list, etas, kid_weights, say, machine))
+        print(sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine))
     return 0
 
 

@@ -11,7 +11,11 @@ import os
 import sys
 import time
 
-from ddim_keras.config import DATASETS, RESUME_MAY_CHANGE, DiffusionConfig, PRESETS, preset
+from ddim_keras.cli_args import (add_background_argument, add_dataset_argument,
+                                add_debug_argument, add_kid_encoder_argument)
+from ddim_keras.config import (CACHE_MODES, DEFAULT_BACKGROUND, RESUME_MAY_CHANGE,
+                               DiffusionConfig, PRESETS, dataset_slug, format_background,
+                               parse_background, preset)
 from ddim_keras.distribute import (JIT_CHOICES, PRECISIONS, STRATEGIES, check_strategy_args,
                                    resolve_precision_name, xla_rejects_mixed_precision,
                                    is_chief, machine_description, parse_jit_compile)
@@ -28,11 +32,21 @@ def build_parser():
         prog="python -m ddim_keras.train",
         description="Train a denoising diffusion model (keras.io DDIM example) into a run directory.",
     )
-    parser.add_argument("--dataset", required=True, choices=DATASETS,
-                        help="flowers (tfds oxford_flowers102), celeba (tfds celeb_a), folder "
-                             "(your images, with --data-dir) or shapes (offline procedural demo)")
+    add_dataset_argument(parser, "flowers (tfds oxford_flowers102), celeba (tfds celeb_a), "
+                                 "folder (your images, with --data-dir), shapes (offline "
+                                 "procedural demo) or tfds:NAME[:SPLITS] (any TFDS image "
+                                 "dataset, e.g. tfds:cifar10 or tfds:mnist:train,test)",
+                         required=True)
     parser.add_argument("--data-dir", help="image folder for 'folder'; tfds data_dir for "
-                                           "flowers/celeba (manual downloads, prepared data)")
+                                           "flowers/celeba/tfds:NAME (manual downloads, "
+                                           "prepared data)")
+    add_background_argument(parser, "the resumed run's, else white")
+    parser.add_argument("--cache", choices=CACHE_MODES,
+                        help="where decoded images are kept between epochs: memory (uint8, "
+                             "117 MiB per 10k images at 64 px), disk (for collections "
+                             "larger than memory; RUN_DIR/cache unless --cache-dir) or none "
+                             "(decode every epoch) (default: memory, disk with --cache-dir)")
+    parser.add_argument("--cache-dir", help="folder of the disk cache (implies --cache disk)")
     parser.add_argument("--output", help="run directory (default: runs/DATASET)")
     parser.add_argument("--config", help="JSON config file; keys it omits come from the preset")
     parser.add_argument("--preset", choices=sorted(PRESETS),
@@ -42,6 +56,7 @@ def build_parser():
     parser.add_argument("--kid-weights", default="imagenet",
                         help="InceptionV3 weights for KID: 'imagenet' (download), a local "
                              "no-top .h5 file, or 'none' (random; smoke tests only)")
+    add_kid_encoder_argument(parser)
     parser.add_argument("--no-kid", action="store_true",
                         help="skip KID; the best checkpoint is then chosen by val_n_loss")
     parser.add_argument("--seed", type=int, default=0, help="seed for data order and weights")
@@ -78,7 +93,7 @@ def build_parser():
                        help="multi-worker: where a worker other than the chief writes its "
                             "checkpoints and logs (default: a temporary folder, deleted at the "
                             "end); only the chief writes --output")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_debug_argument(parser)
     return parser
 
 
@@ -102,6 +117,12 @@ def check_args(args):
         raise UsageError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}.")
     if args.dataset == "folder" and not args.data_dir:
         raise UsageError("--dataset folder needs --data-dir DIR, the folder of your images.")
+    if args.cache_dir and args.cache not in (None, "disk"):
+        raise UsageError(f"--cache-dir is the folder of a disk cache and contradicts --cache "
+                         f"{args.cache}; leave out one of them.")
+    if args.cache_dir:
+        check_writable_folder(os.path.abspath(os.path.expanduser(args.cache_dir)),
+                              create_levels=None)
     if args.steps_per_execution < 1:
         raise UsageError(f"--steps-per-execution must be at least 1, got "
                          f"{args.steps_per_execution}.")
@@ -130,7 +151,9 @@ def prepare_run_dir(run_dir, config, args):
             )
         if os.path.exists(run_dir.path) and not os.path.isdir(run_dir.path):
             raise UsageError(f"--output {run_dir.path} exists and is not a directory.")
-        if os.path.isdir(run_dir.path) and os.listdir(run_dir.path) and not args.overwrite:
+        # A cache/ folder alone is what a --cache disk start that failed later left.
+        if os.path.isdir(run_dir.path) and set(os.listdir(run_dir.path)) - {"cache"} \
+                and not args.overwrite:
             raise UsageError(
                 f"--output {run_dir.path} is a non-empty folder that is not a run directory; "
                 "choose another --output, or pass --overwrite to write into it."
@@ -158,6 +181,16 @@ def prepare_run_dir(run_dir, config, args):
             f"run directory {run_dir.path} trains on --dataset {trained_on}, not "
             f"{args.dataset}. Nothing was changed. Resume it with --dataset {trained_on}, "
             "choose another --output, or pass --overwrite to replace it."
+        )
+    recorded = run_dir.read_run_info().get("background")
+    if recorded and args.background is not None and \
+            parse_background(args.background) != parse_background(recorded):
+        raise UsageError(
+            f"run directory {run_dir.path} trains on images composited onto --background "
+            f"{format_background(recorded)}, not {format_background(args.background)}. "
+            f"Nothing was changed. Resume it with --background {format_background(recorded)} "
+            "(or without --background), choose another --output, or pass --overwrite to "
+            "replace it."
         )
     state = run_dir.read_state()
     if state.get("epoch"):
@@ -205,10 +238,25 @@ def completed_history_rows(path, epochs):
     write_text(path, text.getvalue(), newline="")
 
 
+def resolve_background(args, run_dir):
+    """(R, G, B) under transparent pixels: --background, else the resumed run's, else white."""
+    if args.background is not None:
+        return parse_background(args.background)
+    if not args.overwrite and run_dir.exists():
+        recorded = run_dir.read_run_info().get("background")
+        if recorded:
+            try:
+                return parse_background(recorded)
+            except ValueError as error:
+                raise UsageError(f"{run_dir.run_info_path}: {error} Pass --background.") \
+                    from None
+    return parse_background(DEFAULT_BACKGROUND)
+
+
 def train(args):
     check_args(args)
     config = resolve_config(args)
-    run_dir = RunDir(args.output or os.path.join("runs", args.dataset))
+    run_dir = RunDir(args.output or os.path.join("runs", dataset_slug(args.dataset)))
     # Multi-worker: only the chief decides about (and writes) the run directory.
     chief = args.strategy != "multi-worker" or is_chief()
     state = prepare_run_dir(run_dir, config, args) if chief else worker_state(run_dir, args)
@@ -290,12 +338,15 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
 
     kid_weights = resolve_weights(args.kid_weights)
     keras.utils.set_random_seed(args.seed)
-    train_ds, val_ds = data.load_datasets(args.dataset, config, data_dir=args.data_dir,
-                                          seed=args.seed)
+    background = resolve_background(args, source_dir)
+    cache = args.cache or ("disk" if args.cache_dir else "memory")
+    train_ds, val_ds = data.load_datasets(
+        args.dataset, config, data_dir=args.data_dir, seed=args.seed, background=background,
+        cache=cache, cache_dir=args.cache_dir or os.path.join(run_dir.path, "cache"))
     # Build the KID encoder now: a failed weights download should stop the run
     # before an hour of training, not after the first epoch.
-    encoder = build_encoder(config.image_size, config.kid_image_size, kid_weights) \
-        if config.kid else None
+    encoder = build_encoder(config.image_size, config.kid_image_size, kid_weights,
+                            encoder_name=args.kid_encoder) if config.kid else None
 
     model = DiffusionModel(config, kid_weights=kid_weights, kid_encoder=encoder)
     model.compile(steps_per_execution=args.steps_per_execution,
@@ -326,6 +377,8 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
             "dataset": args.dataset,
             "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None,
             "kid_weights": kid_weights if isinstance(kid_weights, str) else None,
+            "kid_encoder": args.kid_encoder,
+            "background": format_background(background),
             "seed": args.seed,
             "machine": machine_description(),
         })

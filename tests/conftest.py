@@ -225,3 +225,18 @@ def refuse_opening(monkeypatch, path):
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", refusing_open)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """``data.network_reachable`` always answers 'unreachable'; yields the hosts probed."""
+    from ddim_keras import data
+
+    probed = []
+
+    def unreachable(host, port=443, timeout=None):
+        probed.append(host)
+        return False
+
+    monkeypatch.setattr(data, "network_reachable", unreachable)
+    return probed

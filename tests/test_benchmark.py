@@ -19,11 +19,12 @@ from ddim_keras.config import PRESETS
 from ddim_keras.errors import UsageError, run_cli
 
 TINY_ARGS = ["--steps", "2", "--train-steps", "2", "--num-images", "4", "--matmul-size", "256",
-             "--repeats", "2", "--mixed-precision", "bfloat16"]
+             "--repeats", "2", "--mixed-precision", "bfloat16", "--data-files", "8"]
 
 REQUIRED = {
     "train": ("images_per_s", "first_step_s", "step_s"),
     "sampling": ("compiled_images_per_s", "loop_images_per_s", "ratio"),
+    "data": ("images_per_s", "train_images_per_s", "ratio", "seconds"),
     "memory": ("peak_rss_mb",),
     "flops": ("per_image", "achieved_per_s", "matmul_per_s", "utilization"),
 }
@@ -113,6 +114,29 @@ def test_derived_numbers_follow_from_the_measured_ones(tiny_result):
     assert flops["utilization"] == pytest.approx(flops["achieved_per_s"] / flops["matmul_per_s"])
 
 
+def test_data_pipeline_is_measured_beside_the_train_step(tiny_result):
+    pipeline, train = tiny_result["data"], tiny_result["train"]
+    assert pipeline["format"] == "JPEG" and pipeline["num_files"] == 8
+    assert pipeline["file_size"] == 256 and pipeline["image_size"] == 16
+    assert len(pipeline["seconds_all"]) == pipeline["repeats"]
+    assert pipeline["images_per_s"] == pytest.approx(8 / pipeline["seconds"])
+    assert pipeline["train_images_per_s"] == train["images_per_s"]
+    assert pipeline["ratio"] == pytest.approx(pipeline["images_per_s"] / train["images_per_s"])
+    assert "data: JPEG decode + preprocess images/s" in tiny_result["printed"]
+
+
+def test_benchmark_jpegs_go_through_the_folder_pipeline(tmp_path):
+    import numpy as np
+
+    from ddim_keras import data
+
+    paths = benchmark.write_benchmark_jpegs(str(tmp_path), 3, size=32)
+    images = list(data.image_files_dataset(paths, 16).as_numpy_iterator())
+    assert len(images) == 3
+    assert all(image.shape == (16, 16, 3) and image.dtype == np.uint8 for image in images)
+    assert len({image.tobytes() for image in images}) == 3
+
+
 def test_reduced_precision_sampler_is_measured(tiny_result):
     sampling, mixed = tiny_result["sampling"], tiny_result["sampling"]["mixed"]
     assert mixed["precision"] == "bfloat16"
@@ -194,6 +218,7 @@ def test_table_is_printed(tiny_result):
     (["--config", "{bad_value}"], ["image_size", "divisible"]),
     (["--jit-compile", "maybe"], ["--jit-compile"]),
     (["--repeats", "0"], ["--repeats", "at least 1"]),
+    (["--data-files", "-1"], ["--data-files"]),
     (["--mixed-precision", "float64"], ["--mixed-precision"]),
     (["--output", "{no_folder}/bench.json"], ["does not exist"]),
 ])

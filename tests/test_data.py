@@ -29,17 +29,8 @@ def config():
     return DiffusionConfig(image_size=IMAGE_SIZE, batch_size=BATCH_SIZE, dataset_repetitions=1)
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Tests must never touch the network: the probe always reports 'unreachable'."""
-    probed = []
-
-    def unreachable(host, port=443, timeout=None):
-        probed.append(host)
-        return False
-
-    monkeypatch.setattr(data, "network_reachable", unreachable)
-    return probed
+# Tests must never touch the network (conftest.no_network: the probe says "unreachable").
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def first_batch(dataset):

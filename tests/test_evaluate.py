@@ -99,6 +99,8 @@ BAD_INPUT = [
     ("steps 0", ["--run", "{run}", "--steps", "0"], 2, ["--steps"]),
     ("negative eta", ["--run", "{run}", "--eta", "-1"], 2, ["--eta"]),
     ("eta above 1", ["--run", "{run}", "--eta", "2"], 2, ["--eta", "between 0", "and 1"]),
+    ("eta with an ODE solver", ["--run", "{run}", "--sampler", "dpmpp_3m", "--eta", "0.5"], 2,
+     ["--eta", "ddim"]),
     ("one image", ["--run", "{run}", "--num-images", "1"], 2, ["--num-images", "at least 2"]),
     ("batch of one", ["--run", "{run}", "--batch-size", "1"], 2, ["--batch-size", "at least 2"]),
     ("unknown dataset", ["--run", "{run}", "--dataset", "mnist"], 2, ["--dataset"]),
@@ -127,3 +129,27 @@ def test_bad_input(paths, tiny_run, capsys, name, argv, code, words):
     assert_one_error(err, words)
     assert not os.path.exists(paths["out"])
     assert open(paths["existing"]).read() == "{}"
+
+
+def test_another_sampler_is_recorded_under_its_own_name(run_copy, capsys, monkeypatch):
+    from ddim_keras import kid_eval
+
+    seen = []
+    real_compute_kid = kid_eval.compute_kid
+
+    def recording_compute_kid(*args, **kwargs):
+        seen.append((kwargs["sampler"], kwargs["spacing"]))
+        return real_compute_kid(*args, **kwargs)
+
+    monkeypatch.setattr(kid_eval, "compute_kid", recording_compute_kid)
+    code, out, err = run_evaluate(capsys, "--run", run_copy, "--num-images", 8,
+                                  "--batch-size", 4, "--kid-weights", "none", "--steps", 3,
+                                  "--sampler", "heun", "--spacing", "karras", "--no-progress")
+    assert code == 0, err
+    assert seen == [("heun", "karras")]
+    path = run_copy / "kid_shapes_3steps_eta0_heun_karras.json"
+    assert out.strip().splitlines()[-1] == str(path)
+    assert "3 steps of heun/karras" in out
+    result = json.loads(path.read_text())
+    assert result["sampler"] == "heun" and result["spacing"] == "karras"
+    assert result["network_calls"] == 5 and math.isfinite(result["kid"])

@@ -2,7 +2,8 @@
 
 * No package module imports a command module: shared code lives in the library
   (loading, kid_eval, progress, cli_args, run_dir, ...), not in a command.
-* One list per fact: the dataset names are ``data.SOURCES`` (``config.DATASETS``),
+* One list per fact: the dataset names are ``data.SOURCES`` (``config.DATASETS``) and
+  ``tfds:NAME``, checked by ``config.check_dataset_name`` alone,
   the fields a resume may change are ``config.RESUME_MAY_CHANGE``.
 """
 
@@ -72,18 +73,32 @@ def test_the_rule_sees_every_form_of_import():
         ["evaluate", "generate", "sweep", "train"]
 
 
-def _dataset_choices(parser):
+def _dataset_action(parser):
     (action,) = [a for a in parser._actions if "--dataset" in a.option_strings]
-    return tuple(action.choices)
+    return action
 
 
-def test_dataset_choices_are_data_sources():
+def test_dataset_names_are_data_sources_or_tfds_names():
+    """--dataset has no list of its own: every command checks it by config.check_dataset_name,
+    which accepts exactly data.SOURCES and tfds:NAME[:SPLITS] (issue #14)."""
+    import argparse
+
+    import pytest
+
     from ddim_keras import data
+    from ddim_keras.cli_args import dataset_type
 
     assert config.DATASETS is data.SOURCES
-    assert _dataset_choices(evaluate.build_parser()) == data.SOURCES
-    assert _dataset_choices(sweep.build_parser()) == data.SOURCES
-    assert _dataset_choices(train.build_parser()) == data.SOURCES
+    for command in (evaluate, sweep, train):
+        action = _dataset_action(command.build_parser())
+        assert action.choices is None and action.type is dataset_type, command.__name__
+        for name in data.SOURCES + ("tfds:cifar10", "tfds:mnist:train,test",
+                                    "tfds:imagenet2012/subset:1.0.0:train"):
+            assert action.type(name) == name
+        for name in ("mnist", "Flowers", "tfds:", "tfds:CIFAR10", "tfds:mnist:a,b,c",
+                     "tfds:mnist:train[:50%]"):
+            with pytest.raises(argparse.ArgumentTypeError):
+                action.type(name)
 
 
 def test_one_home_for_config_field_lists():
