@@ -47,7 +47,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 $(ARGS)
 
-# Offline end-to-end demo on the procedural `shapes` dataset (~6 min on 2 CPU cores).
+# Offline end-to-end demo on the procedural `shapes` dataset (3-5 min on 2 CPU cores).
 demo: $(STAMP)
 	$(PY) -m ddim_keras.train --dataset shapes --output runs/demo $(ARGS)
 	$(PY) -m ddim_keras.generate --run runs/demo --mode grid --seed 0 --overwrite --no-progress
