@@ -93,3 +93,15 @@ def parse_samplers(text, flag="--samplers"):
 def sampler_label(sampler, spacing="time"):
     """How a (sampler, spacing) pair is written in files, tables and plots."""
     return sampler if spacing == "time" else f"{sampler}/{spacing}"
+
+
+def parse_number_list(text, kind, flag):
+    """``"1,2,5"`` -> [1, 2, 5] with ``kind`` (int or float): unique, in the given order."""
+    try:
+        values = [kind(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} must be a comma-separated list of numbers, got {text!r}.") \
+            from None
+    if not values:
+        raise UsageError(f"{flag} is empty.")
+    return list(dict.fromkeys(values))

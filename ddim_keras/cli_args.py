@@ -1,5 +1,9 @@
 """Command-line flags shared by several commands."""
 
+import argparse
+
+from ddim_keras.config import check_dataset_name, parse_background
+
 
 def add_model_arguments(parser):
     """The flags that choose a model (``ddim_keras.generate`` and ``ddim_keras.evaluate``);
@@ -17,28 +21,22 @@ def add_model_arguments(parser):
                              "or 'none' (random). (default: %(default)s)")
 
 
-def dataset_type(text):
-    """argparse ``type`` of ``--dataset``: the rule is ``config.check_dataset_name``."""
-    import argparse
+def _argparse_type(parse):
+    """An argparse ``type`` from a parser that raises ValueError: its message for argparse."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-    from ddim_keras.config import check_dataset_name
-
-    try:
-        return check_dataset_name(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def background_type(text):
-    """argparse ``type`` of ``--background``: (R, G, B) from white, black or R,G,B."""
-    import argparse
-
-    from ddim_keras.config import parse_background
-
-    try:
-        return parse_background(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+#: argparse ``type`` of ``--dataset``: the rule is ``config.check_dataset_name``.
+dataset_type = _argparse_type(check_dataset_name)
+#: argparse ``type`` of ``--background``: (R, G, B) from white, black or R,G,B.
+background_type = _argparse_type(parse_background)
 
 
 def add_dataset_argument(parser, help_text, **kwargs):
@@ -85,6 +83,18 @@ def add_sampler_arguments(parser, eta_help="0 = deterministic DDIM (default), 1 
                             "(EDM's, rho 7)")
     group.add_argument("--eta", type=float, default=0.0, help=eta_help)
     return group
+
+
+def add_samplers_list_argument(parser, default, default_text):
+    """--samplers: a list of SAMPLER[/SPACING] (sweep, sampler_error); parsed by
+    ``checks.parse_samplers``."""
+    from ddim_keras import checks
+
+    parser.add_argument("--samplers", default=default,
+                        help="comma-separated SAMPLER or SAMPLER/SPACING, e.g. "
+                             "ddim,dpmpp_2m/logsnr,heun/karras (samplers: "
+                             f"{', '.join(checks.SAMPLERS)}; spacings: "
+                             f"{', '.join(checks.SPACINGS)}; default: {default_text})")
 
 
 #: How add_sampler_arguments' flags are named in error messages.

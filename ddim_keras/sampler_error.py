@@ -14,9 +14,10 @@ import os
 import sys
 
 from ddim_keras import checks
-from ddim_keras.cli_args import add_model_arguments, add_result_file_arguments
+from ddim_keras.cli_args import (add_model_arguments, add_result_file_arguments,
+                                 add_samplers_list_argument)
 from ddim_keras.durable import write_text
-from ddim_keras.errors import ArgumentParser, UsageError, run_cli
+from ddim_keras.errors import ArgumentParser, run_cli
 from ddim_keras.loading import load_checked_model, resolve_source
 from ddim_keras.progress import make_progress
 from ddim_keras.run_dir import check_output_files, check_writable_folder
@@ -33,10 +34,7 @@ def build_parser():
                     "noise, per number of network calls; printed and written as JSON.",
     )
     add_model_arguments(parser)
-    parser.add_argument("--samplers", default=DEFAULT_SAMPLERS,
-                        help="comma-separated SAMPLER or SAMPLER/SPACING (samplers: "
-                             f"{', '.join(checks.SAMPLERS)}; spacings: "
-                             f"{', '.join(checks.SPACINGS)}; default: all of them)")
+    add_samplers_list_argument(parser, DEFAULT_SAMPLERS, "all of them")
     parser.add_argument("--calls", default=DEFAULT_CALLS,
                         help="comma-separated network-call budgets (default: %(default)s); "
                              "heun uses the largest odd number within each")
@@ -55,13 +53,8 @@ def build_parser():
 
 
 def parse_calls(text):
-    try:
-        calls = [int(part) for part in str(text).split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--calls must be comma-separated whole numbers, got {text!r}.") from None
-    if not calls:
-        raise UsageError("--calls is empty; give e.g. 2,5,10.")
-    return sorted({checks.check_at_least(value, 1, "every --calls value") for value in calls})
+    calls = checks.parse_number_list(text, int, "--calls")
+    return sorted(checks.check_at_least(value, 1, "every --calls value") for value in calls)
 
 
 def sampler_error(args):

@@ -24,7 +24,8 @@ import time
 
 from ddim_keras import checks, kid_eval
 from ddim_keras.cli_args import (add_background_argument, add_dataset_argument,
-                                add_debug_argument, add_kid_encoder_argument)
+                                 add_debug_argument, add_kid_encoder_argument,
+                                 add_samplers_list_argument)
 from ddim_keras.config import format_background
 from ddim_keras.distribute import machine_description
 from ddim_keras.durable import write_durably
@@ -63,12 +64,7 @@ def build_parser():
                         help="run directory written by ddim_keras.train (repeatable)")
     parser.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)),
                         help="comma-separated diffusion step counts (default: %(default)s)")
-    parser.add_argument("--samplers", default="ddim",
-                        help="comma-separated SAMPLER or SAMPLER/SPACING, e.g. "
-                             "ddim,dpmpp_2m/logsnr,heun/karras (samplers: "
-                             f"{', '.join(checks.SAMPLERS)}; spacings: "
-                             f"{', '.join(checks.SPACINGS)}; default: %(default)s, the "
-                             "example's)")
+    add_samplers_list_argument(parser, "ddim", "ddim, the example's")
     parser.add_argument("--etas", default="0,1",
                         help="comma-separated eta values, 0 = DDIM, 1 = DDPM (default: "
                              "%(default)s)")
@@ -96,22 +92,11 @@ def build_parser():
     return parser
 
 
-def parse_list(text, kind, flag):
-    try:
-        values = [kind(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"{flag} must be a comma-separated list of numbers, got {text!r}.") \
-            from None
-    if not values:
-        raise UsageError(f"{flag} is empty.")
-    return list(dict.fromkeys(values))  # unique, in the given order
-
-
 def check_args(args):
-    steps = parse_list(args.steps, int, "--steps")
+    steps = checks.parse_number_list(args.steps, int, "--steps")
     if min(steps) < 1:
         raise UsageError(f"--steps must all be at least 1, got {args.steps}.")
-    etas = parse_list(args.etas, float, "--etas")
+    etas = checks.parse_number_list(args.etas, float, "--etas")
     for eta in etas:
         checks.check_eta(eta, "every --etas value")
     kid_eval.check_kid_settings(args.num_images, args.batch_size, args.seed)

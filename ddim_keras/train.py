@@ -12,7 +12,7 @@ import sys
 import time
 
 from ddim_keras.cli_args import (add_background_argument, add_dataset_argument,
-                                add_debug_argument, add_kid_encoder_argument)
+                                 add_debug_argument, add_kid_encoder_argument)
 from ddim_keras.config import (CACHE_MODES, DEFAULT_BACKGROUND, RESUME_MAY_CHANGE,
                                DiffusionConfig, PRESETS, dataset_slug, format_background,
                                parse_background, preset)
