@@ -268,11 +268,10 @@ def _reverse_step_at(denoise_fn, schedule_fn, noisy_images, step, diffusion_step
     noise_rates, signal_rates = schedule_fn(diffusion_times)
     pred_noises, pred_images = denoise_fn(noisy_images, noise_rates, signal_rates)
     next_noise_rates, next_signal_rates = schedule_fn(diffusion_times - step_size)
-    sigmas = step_sigmas(signal_rates, next_signal_rates, eta)
     fresh_noises = _fresh_noise(tf.shape(noisy_images), seed, first_image, step)
-    next_noisy_images = reverse_step(
-        pred_noises, pred_images, next_noise_rates, next_signal_rates, sigmas, fresh_noises
-    )
+    next_noisy_images = ddim_step(noisy_images, pred_noises, pred_images, noise_rates,
+                                  signal_rates, next_noise_rates, next_signal_rates, eta,
+                                  fresh_noises)
     return next_noisy_images, pred_images
 
 
@@ -336,10 +335,10 @@ def reverse_diffusion_graph(denoise_fn, schedule_fn, initial_noise, diffusion_st
         next_noise_rates, next_signal_rates = rates(step + 1)
         pred_noises, pred_images = denoise_fn(noisy_images, noise_rates, signal_rates)
         if sampler == "ddim":
-            sigmas = step_sigmas(signal_rates, next_signal_rates, eta)
             fresh_noises = _fresh_noise(tf.shape(noisy_images), seed, first_image, step)
-            return reverse_step(pred_noises, pred_images, next_noise_rates, next_signal_rates,
-                                sigmas, fresh_noises), pred_images, history
+            return ddim_step(noisy_images, pred_noises, pred_images, noise_rates, signal_rates,
+                             next_noise_rates, next_signal_rates, eta,
+                             fresh_noises), pred_images, history
         if sampler == "heun":
             def corrected():
                 euler = euler_step(noisy_images, pred_noises, noise_rates, signal_rates,
