@@ -3,6 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# All three Keras backends are installed, so that `make test` runs the core suite on each.
+# PyTorch is pinned to a CPU build first: an unpinned `torch` on Linux pulls several GB of CUDA.
+TORCH_VERSION ?= 2.13.0
+# The Keras backend of train/demo/generate: tensorflow (default), jax or torch.
+BACKEND ?= tensorflow
+export KERAS_BACKEND := $(BACKEND)
 
 DATASET ?= shapes
 DATA_DIR ?=
@@ -39,13 +45,19 @@ TRAIN_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# The whole suite on TensorFlow (it also runs tests/test_backends.py, which trains, samples
+# and moves checkpoints across all three backends in subprocesses), then the core suite
+# (tests marked `backends`: model, sampling, samplers, generation) on JAX and on PyTorch.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 $(ARGS)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q --durations=15 $(ARGS)
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m backends $(ARGS)
+	KERAS_BACKEND=torch $(PY) -m pytest -q -m backends $(ARGS)
 
 # Offline end-to-end demo on the procedural `shapes` dataset (3-5 min on 2 CPU cores).
 demo: $(STAMP)

@@ -1,6 +1,8 @@
 """Devices, strategies and precision for ``python -m ddim_keras.train``.
 
-- :func:`make_strategy` turns ``--strategy`` into a ``tf.distribute`` strategy.
+- :func:`make_strategy` turns ``--strategy`` into the backend's way to use
+  several devices: a ``tf.distribute`` strategy on TensorFlow,
+  ``keras.distribution.DataParallel`` on JAX, and one device on PyTorch.
 - :func:`is_chief` / :func:`task_from_tf_config` read ``TF_CONFIG`` (without
   importing TensorFlow) to decide which multi-worker process writes the run
   directory: the chief, or worker 0 when the cluster names no chief.
@@ -8,10 +10,10 @@
   (float32, bfloat16, float16); ``POLICIES`` maps it to a Keras dtype policy.
 
 Under any strategy ``config.batch_size`` is the GLOBAL batch: Keras' ``fit``
-splits each batch of the dataset across the replicas, and
-``DiffusionModel.train_step`` divides each replica's loss by the number of
-replicas before taking gradients (the optimizer sums them across replicas), so
-an update equals one-device training on the same global batch.
+splits each batch of the dataset across the replicas (TensorFlow) or shards it
+over the devices (JAX), and an update equals one-device training on the same
+global batch (each replica differentiates its share's summed loss and the
+all-reduce sums them).
 """
 
 import json
@@ -49,6 +51,10 @@ def is_chief(environ=None):
     That is the ``chief`` task, or ``worker`` 0 when the cluster has no chief;
     a process without ``TF_CONFIG`` is its own chief.
     """
+    environ = os.environ if environ is None else environ
+    if _backend_name() == "jax":
+        # JAX's processes are numbered by JAX_PROCESS_ID (see _jax_placement).
+        return int(environ.get("JAX_PROCESS_ID", "0") or 0) == 0
     task_type, task_index, cluster = task_from_tf_config(environ)
     if task_type is None:
         return True
@@ -60,18 +66,119 @@ def is_chief(environ=None):
 def check_strategy_args(strategy, devices=None, environ=None):
     """Usage errors that need no TensorFlow: a missing TF_CONFIG, --devices misuse."""
     environ = os.environ if environ is None else environ
-    if strategy == "multi-worker" and not environ.get("TF_CONFIG"):
+    if strategy == "multi-worker" and _backend_name() == "jax":
+        missing = [name for name in JAX_PROCESS_VARIABLES if not environ.get(name)]
+        if missing:
+            raise UsageError(
+                f"--strategy multi-worker under JAX needs {', '.join(missing)} in the "
+                "environment (the coordinator's host:port, the number of processes and this "
+                "process's index, as jax.distributed.initialize takes them); see README "
+                "'Speed and multiple devices'.")
+    elif strategy == "multi-worker" and not environ.get("TF_CONFIG"):
         raise UsageError(
             "--strategy multi-worker needs the TF_CONFIG environment variable (the cluster's "
             "worker addresses and this process's task); see README 'Speed and multiple devices'."
         )
-    if strategy == "multi-worker":
+    if strategy == "multi-worker" and _backend_name() == "tensorflow":
         task_from_tf_config(environ)  # valid JSON
     if devices and strategy != "mirrored":
         raise UsageError("--devices is only used with --strategy mirrored.")
 
 
+class DataParallelPlacement:
+    """JAX's or PyTorch's answer to ``--strategy``, shaped like a ``tf.distribute`` strategy.
+
+    ``num_replicas_in_sync`` devices share each global batch; ``scope()`` is
+    where the model is built. On JAX with several devices the
+    ``keras.distribution.DataParallel`` distribution is set globally (Keras
+    then shards every batch and replicates the weights); PyTorch is always
+    one device.
+    """
+
+    def __init__(self, description, devices=1):
+        self.description = description
+        self.num_replicas_in_sync = devices
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def __repr__(self):
+        return self.description
+
+
 def make_strategy(name, devices=None):
+    """The device placement for ``--strategy NAME`` on the active Keras backend.
+
+    TensorFlow: a ``tf.distribute.Strategy``, see :func:`make_tf_strategy`.
+    JAX: ``keras.distribution.DataParallel`` over the local devices (``auto``
+    when there are several, ``mirrored`` over all or ``--devices``), or over
+    every process's devices for ``multi-worker`` after
+    ``jax.distributed.initialize()`` (one process per host, coordinator from
+    JAX's environment variables; see README "Speed and multiple devices").
+    PyTorch: one device; strategies that need several are refused.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return _jax_placement(name, devices)
+    if backend == "torch":
+        return _torch_placement(name)
+    return make_tf_strategy(name, devices)
+
+
+#: What ``--strategy multi-worker`` reads under JAX, one process per host.
+JAX_PROCESS_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def _backend_name():
+    # Without importing Keras when the variable says it (checks run before imports).
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    import keras
+
+    return keras.backend.backend()
+
+
+def _jax_placement(name, devices):
+    import jax
+    import keras
+
+    if name == "multi-worker":
+        address, processes, process = (os.environ[v] for v in JAX_PROCESS_VARIABLES)
+        jax.distributed.initialize(coordinator_address=address,
+                                   num_processes=int(processes), process_id=int(process))
+    if name == "one-device":
+        return DataParallelPlacement("one device")
+    chosen = jax.devices()
+    if devices:
+        by_name = {_short_device(f"{d.platform}:{d.id}"): d for d in jax.devices()}
+        unknown = [d for d in devices if _short_device(d) not in by_name]
+        if unknown:
+            raise UsageError(
+                f"--devices names {', '.join(unknown)}, which JAX does not see here (it has "
+                f"{', '.join(sorted(by_name))}). Name devices such as gpu:0,gpu:1.")
+        chosen = [by_name[_short_device(d)] for d in devices]
+    if name == "auto" and len(chosen) == 1:
+        return DataParallelPlacement("one device")
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
+    return DataParallelPlacement(f"keras.distribution.DataParallel over {len(chosen)} JAX "
+                                 "devices", len(chosen))
+
+
+def _torch_placement(name):
+    if name in ("auto", "one-device"):
+        return DataParallelPlacement("one device")
+    raise UsageError(
+        f"--strategy {name} needs several devices, and this package trains on one device "
+        "under the PyTorch backend. Use --strategy auto (one GPU), or KERAS_BACKEND=jax "
+        "(keras.distribution) or tensorflow (tf.distribute) for several.")
+
+
+def make_tf_strategy(name, devices=None):
     """A ``tf.distribute.Strategy`` for ``--strategy NAME``.
 
     - ``auto``: MirroredStrategy over the local GPUs when there are several,
@@ -194,9 +301,7 @@ def resolve_precision_name(value, tpu=False, cpuinfo="/proc/cpuinfo"):
 
 
 def _has_gpu():
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
+    return bool(gpu_names())
 
 
 def xla_rejects_mixed_precision(jit_compile, precision, tpu=False):
@@ -206,9 +311,11 @@ def xla_rejects_mixed_precision(jit_compile, precision, tpu=False):
     bfloat16 network ("Seen floating point types of different precisions ...
     but mixed precision is disallowed"); XLA is slower on CPU anyway.
     """
+    import keras
+
     if jit_compile is not True or precision == "float32" or tpu:
         return False
-    return not _has_gpu()
+    return keras.backend.backend() == "tensorflow" and not _has_gpu()
 
 
 # -- describing the machine ----------------------------------------------------------
@@ -236,8 +343,20 @@ def cpu_description():
 
 
 def gpu_names():
-    """Names of the GPUs TensorFlow sees (empty without GPU support)."""
+    """Names of the GPUs the active Keras backend sees (empty without GPU support)."""
     try:
+        import keras
+
+        backend = keras.backend.backend()
+        if backend == "jax":
+            import jax
+
+            return [device.device_kind for device in jax.devices() if device.platform == "gpu"]
+        if backend == "torch":
+            import torch
+
+            return [torch.cuda.get_device_name(index)
+                    for index in range(torch.cuda.device_count())]
         import tensorflow as tf
 
         names = []

@@ -149,8 +149,11 @@ def _gather_replicas(features):
     Every replica sees its share of a batch; KID estimated on each share and
     averaged would be a different (noisier) estimate than on the whole batch.
     Gathering the features first makes every replica compute the one-device
-    value, which the tracker (a mean) then keeps as is.
+    value, which the tracker (a mean) then keeps as is. (JAX's data
+    parallelism computes on the global batch already; PyTorch has one device.)
     """
+    if keras.backend.backend() != "tensorflow":
+        return features
     import tensorflow as tf
 
     if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():

@@ -11,16 +11,15 @@ checkpoints load here.
 
 import numpy as np
 import keras
-import tensorflow as tf
 from keras import layers, ops
 
-from ddim_keras import checks, sampling, sampling_loop
+from ddim_keras import checks, sampling, sampling_loop, train_steps
 from ddim_keras.config import DiffusionConfig
 from ddim_keras.ema import update_ema
 from ddim_keras.kid import KID
 from ddim_keras.network import build_network
-from ddim_keras.replicas import ReplicaSeeds, step_logs
-from ddim_keras.sampler_cache import SamplerCache
+from ddim_keras.replicas import replica_seeds, step_logs
+from ddim_keras.sampler_cache import SamplerCache, no_gradients
 from ddim_keras.schedules import get_schedule
 from ddim_keras.untracked import Untracked
 
@@ -80,8 +79,13 @@ class DiffusionModel(keras.Model):
         # Parts beside the example's model, held out of Keras' tracking so the
         # checkpoint layout stays the example's: the random streams of several
         # replicas, and the reduced-precision copies and compiled loops of sampling.
-        self._replica_seeds = Untracked(ReplicaSeeds())
+        self._replica_seeds = Untracked(replica_seeds())
         self._samplers = Untracked(SamplerCache(config))
+        if keras.backend.backend() == "jax":
+            # A compiled JAX step cannot draw from Keras' global generator: its
+            # draws come from this generator, whose state travels in the step's
+            # state. It is not saved in checkpoints (Keras saves no seed state).
+            self.seed_generator = keras.random.SeedGenerator(name="seed_generator")
 
     # -- configuration -------------------------------------------------------------
 
@@ -119,6 +123,12 @@ class DiffusionModel(keras.Model):
             # the loss with optimizer.scale_loss and apply() unscales the gradients.
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         super().compile(optimizer=optimizer, **kwargs)
+        # The optimizer updates the network alone. Built now for those weights:
+        # Keras' JAX trainer would otherwise build it for every trainable weight
+        # of the model, ema_network's included, and its checkpoints would hold
+        # twice the moments and load on no other backend.
+        if not self.optimizer.built:
+            self.optimizer.build(self.network.trainable_weights)
 
     def compile_from_config(self, config):
         """Recompile a model loaded from a ``.keras`` file, optimizer included.
@@ -127,10 +137,9 @@ class DiffusionModel(keras.Model):
         loaded model could not continue training.
         """
         config = keras.saving.deserialize_keras_object(config)
+        # compile() builds the optimizer for the weights train_step updates, so
+        # that the saved optimizer state has variables to load into.
         self.compile(**config)
-        # Build the optimizer for the weights train_step updates, so that the
-        # saved optimizer state has variables to load into.
-        self.optimizer.build(self.network.trainable_weights)
 
     @property
     def metrics(self):
@@ -142,6 +151,7 @@ class DiffusionModel(keras.Model):
 
     def denormalize(self, images):
         # Back from zero mean / unit variance to pixel values in [0, 1].
+        images = ops.convert_to_tensor(images, "float32")
         images = self.normalizer.mean + images * self.normalizer.variance**0.5
         return ops.clip(images, 0.0, 1.0)
 
@@ -186,11 +196,12 @@ class DiffusionModel(keras.Model):
         sampling with noise drawn statelessly from ``seed`` and ``first_image``
         (the index of the chunk's first image); eta must lie in [0, 1].
         """
-        return sampling.reverse_diffusion_loop(
-            self._denoise_eval, self.diffusion_schedule, initial_noise,
-            checks.check_steps(diffusion_steps), eta=checks.check_eta(eta), seed=seed,
-            first_image=first_image,
-        )
+        with no_gradients():
+            return sampling.reverse_diffusion_loop(
+                self._denoise_eval, self.diffusion_schedule, initial_noise,
+                checks.check_steps(diffusion_steps), eta=checks.check_eta(eta), seed=seed,
+                first_image=first_image,
+            )
 
     def compiled_reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0,
                                    record=False, precision="float32", first_image=0,
@@ -212,15 +223,12 @@ class DiffusionModel(keras.Model):
             return self.denoise(noisy_images, noise_rates, signal_rates, training=False,
                                 network=network)
 
+        # A recording's shape is its step count: record mode compiles per count.
+        record = int(diffusion_steps) if record else False
         function = self._samplers.value.compiled(denoise, self.diffusion_schedule, record,
-                                                 precision, sampler, spacing)
-        return function(
-            tf.convert_to_tensor(initial_noise, tf.float32),
-            tf.constant(int(diffusion_steps), tf.int32),
-            tf.constant(float(eta), tf.float32),
-            tf.constant(int(seed) % checks.SEED_LIMIT, tf.int32),
-            tf.constant(int(first_image), tf.int32),
-        )
+                                                 precision, sampler, spacing, network=network)
+        return function(initial_noise, int(diffusion_steps), float(eta),
+                        int(seed) % checks.SEED_LIMIT, int(first_image))
 
     def initial_noise(self, num_images, seed=None):
         """Standard normal noise drawn with NumPy from ``seed``.
@@ -237,8 +245,8 @@ class DiffusionModel(keras.Model):
         """Sample ``num_images`` images in [0, 1] as a NumPy array (N, S, S, 3).
 
         Works in chunks of ``batch_size`` (default: the config's batch size) so
-        that memory stays bounded; the result does not depend on the chunking
-        for ``eta=0``. ``progress`` is an optional callable(done, total).
+        that memory stays bounded; the result does not depend on the chunking,
+        nor on the Keras backend (up to float rounding). ``progress`` is an optional callable(done, total).
         ``precision``: "float32" (default), "bfloat16" or "float16", see
         :meth:`sampling_network`. ``sampler`` and ``spacing``: see
         :meth:`compiled_reverse_diffusion`; the defaults are the example's. A
@@ -256,7 +264,8 @@ class DiffusionModel(keras.Model):
 
     # -- training --------------------------------------------------------------------
 
-    def _noisy_batch(self, images, training):
+    def noisy_batch(self, images, training):
+        """(images, noises, noisy_images, noise_rates, signal_rates) of one step's batch."""
         # Normalize images to unit variance, like the noises they are mixed with.
         images = self.normalizer(images, training=training)
         noises, diffusion_times = self._draw_noises(images, training)
@@ -267,59 +276,69 @@ class DiffusionModel(keras.Model):
     def _draw_noises(self, images, training):
         """The random draws of one step: (noises like ``images``, diffusion_times).
 
-        One device draws from Keras' global generator, in the example's order
-        (noises first, then uniform times). Several replicas draw statelessly
-        from :meth:`_replica_seed`, so each replica and each step gets its own.
+        One TensorFlow or PyTorch device draws from Keras' global generator, in
+        the example's order (noises first, then uniform times). JAX draws from
+        the model's own ``seed_generator`` in the same order. Several
+        TensorFlow replicas draw statelessly from a seed per replica and step
+        (see :mod:`ddim_keras.replicas`).
         """
         batch_size = ops.shape(images)[0]  # from the data: a last partial batch works
         times_shape = (batch_size, 1, 1, 1)
         seed = self._replica_seed(training)
-        if seed is None:
-            noises = keras.random.normal(shape=ops.shape(images))
-            diffusion_times = keras.random.uniform(shape=times_shape, minval=0.0, maxval=1.0)
-        else:
-            noises = tf.random.stateless_normal(tf.shape(images), seed)
-            diffusion_times = tf.random.stateless_uniform(times_shape, seed + [0, 1])
+        if seed is not None:
+            return self._replica_seeds.value.draws(images, times_shape, seed)
+        seed = getattr(self, "seed_generator", None)
+        noises = keras.random.normal(shape=ops.shape(images), seed=seed)
+        diffusion_times = keras.random.uniform(shape=times_shape, minval=0.0, maxval=1.0,
+                                               seed=seed)
         return noises, diffusion_times
 
     def _replica_seed(self, training):
         """None on one replica; a stateless seed per replica and step under a strategy."""
         return self._replica_seeds.value.seed(training, self.optimizer)
 
-    def train_step(self, images):
-        images, noises, noisy_images, noise_rates, signal_rates = self._noisy_batch(
-            images, training=True
+    def step_losses(self, batch, network):
+        """Per-pixel (noise_loss, image_loss), shape (batch, height, width), of a noisy batch.
+
+        ``network`` is the network, or a callable(inputs, training) standing for
+        it (JAX's stateless call).
+        """
+        images, noises, noisy_images, noise_rates, signal_rates = batch
+        # Train the network to separate noisy images into their components.
+        pred_noises, pred_images = self.denoise(
+            noisy_images, noise_rates, signal_rates, training=True, network=network
         )
-        with tf.GradientTape() as tape:
-            # Train the network to separate noisy images into their components.
-            pred_noises, pred_images = self.denoise(
-                noisy_images, noise_rates, signal_rates, training=True
-            )
-            # Per-pixel losses, shape (batch, height, width): the example's values.
-            noise_loss = self.loss_fn(noises, pred_noises)  # used for training
-            image_loss = self.loss_fn(images, pred_images)  # only used as a metric
-            # The example differentiates the unreduced per-pixel loss, which the
-            # tape sums, so its gradients are those of the SUM over pixels and
-            # images, not of their mean. AdamW is scale-invariant only up to its
-            # epsilon, which would damp a mean's ~260,000x smaller gradients, so
-            # the sum is what reproduces the example's updates. Under a
-            # tf.distribute strategy the optimizer sums the replicas' gradients,
-            # and the sum of the replicas' sums is the global batch's sum: no
-            # rescaling.
-            training_loss, gradient_factor = self._differentiated_loss(noise_loss)
-        gradients = tape.gradient(training_loss, self.network.trainable_weights)
+        noise_loss = self.loss_fn(noises, pred_noises)  # used for training
+        image_loss = self.loss_fn(images, pred_images)  # only used as a metric
+        return noise_loss, image_loss
+
+    def train_step(self, *args):
+        """One optimizer step; each backend's differentiation is in :mod:`ddim_keras.train_steps`."""
+        return train_steps.train_step(self, *args)
+
+    def finish_train_step(self, gradients, gradient_factor, noise_loss, image_loss):
+        """Apply the gradients, update the loss metrics and the EMA; return the step's logs."""
         if gradient_factor is not None:
             gradients = [gradient * gradient_factor for gradient in gradients]
-        self.optimizer.apply_gradients(zip(gradients, self.network.trainable_weights))
-
+        self.optimizer.apply(gradients, self.network.trainable_weights)
+        # The metrics average every pixel's loss, as the example's do.
         self.noise_loss_tracker.update_state(noise_loss)
         self.image_loss_tracker.update_state(image_loss)
         self.update_ema()
         # KID is not measured while training: it is too expensive.
         return step_logs((self.noise_loss_tracker, self.image_loss_tracker))
 
-    def _differentiated_loss(self, per_pixel_loss):
+    def differentiated_loss(self, per_pixel_loss):
         """(the loss to differentiate, a factor for its float32 gradients or None).
+
+        The example differentiates the unreduced per-pixel loss, which
+        TensorFlow's tape sums, so its gradients are those of the SUM over
+        pixels and images, not of their mean. AdamW is scale-invariant only up
+        to its epsilon, which would damp a mean's ~260,000x smaller gradients,
+        so the sum is what reproduces the example's updates (on every backend).
+        Under a tf.distribute strategy the optimizer sums the replicas'
+        gradients, and the sum of the replicas' sums is the global batch's sum:
+        no rescaling.
 
         The gradient wanted is that of ``sum(per_pixel_loss)``. Under a
         LossScaleOptimizer (mixed_float16) the sum's gradients overflow float16
@@ -344,8 +363,13 @@ class DiffusionModel(keras.Model):
         """
         update_ema(self.network.weights, self.ema_network.weights, self.diffusion_config.ema)
 
-    def test_step(self, images):
-        images, noises, noisy_images, noise_rates, signal_rates = self._noisy_batch(
+    def test_step(self, *args):
+        """Validation losses (and KID when configured); see :mod:`ddim_keras.train_steps`."""
+        return train_steps.test_step(self, *args)
+
+    def evaluate_batch(self, images):
+        """Update the metrics with one validation batch; return their logs."""
+        images, noises, noisy_images, noise_rates, signal_rates = self.noisy_batch(
             images, training=False
         )
         pred_noises, pred_images = self.denoise(
@@ -359,8 +383,11 @@ class DiffusionModel(keras.Model):
             # KID between real and generated images; expensive, so few steps.
             real_images = self.denormalize(images)
             seed = self._replica_seed(training=False)
-            initial_noise = (keras.random.normal(shape=ops.shape(images)) if seed is None
-                             else tf.random.stateless_normal(tf.shape(images), seed + [0, 2]))
+            if seed is not None:
+                initial_noise = self._replica_seeds.value.kid_noise(images, seed)
+            else:
+                initial_noise = keras.random.normal(shape=ops.shape(images),
+                                                    seed=getattr(self, "seed_generator", None))
             generated_images = self.denormalize(
                 sampling.reverse_diffusion_graph(
                     self._denoise_eval, self.diffusion_schedule, initial_noise,

@@ -32,6 +32,8 @@ call's predicted images, as the example does.
 
 from keras import ops
 
+from ddim_keras.keyed_noise import keyed_normal
+
 
 def step_sigmas(signal_rates, next_signal_rates, eta):
     """Standard deviation of the fresh noise added in a step (paper Eq. 16).
@@ -228,47 +230,30 @@ def step_times(step, diffusion_steps):
 # so the loops below know neither the network nor the schedule.
 
 
-#: Fresh-noise streams are keyed by (seed, first image of the chunk, step); the
-#: step takes the low 32 bits of the second seed word, so no two keys collide.
-STEP_BITS = 32
+def fresh_noise(shape, seed, first_image, step):
+    """The fresh noise of one stochastic step: keyed by (seed, step, image index).
 
-
-def fresh_noise_seed(seed, first_image, step):
-    """The stateless seed of the fresh noise of one step of one chunk.
-
-    ``[seed, first_image * 2**32 + step]`` as int64: distinct for every
-    (seed, first image, step), so two calls whose seeds differ never share a
-    chunk's noise (seeding with ``seed + first_image`` made seed 0's second
-    chunk of 8 and seed 8's first chunk identical).
+    Drawn by :func:`ddim_keras.keyed_noise.keyed_normal`, the same on every
+    backend and in the graph loop and the Python loop alike, which makes
+    seeded DDPM sampling repeatable; image ``first_image + i`` gets the same
+    noise whatever chunk it is sampled in.
     """
-    import tensorflow as tf
-
-    stream = tf.cast(first_image, tf.int64) * (2**STEP_BITS) + tf.cast(step, tf.int64)
-    return tf.stack([tf.cast(seed, tf.int64), stream])
-
-
-def _fresh_noise(shape, seed, first_image, step):
-    # Stateless: the same key always gives the same noise, in the graph loop and
-    # the Python loop alike, which makes seeded DDPM sampling repeatable.
-    import tensorflow as tf
-
-    return tf.random.stateless_normal(shape, seed=fresh_noise_seed(seed, first_image, step))
+    return keyed_normal(shape, seed, step, first_image)
 
 
 def _reverse_step_at(denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed,
                      first_image=0):
     """Separate the noisy images at step ``step`` and remix them one step on."""
-    import tensorflow as tf
-
-    num_images = tf.shape(noisy_images)[0]
-    step_size = 1.0 / tf.cast(diffusion_steps, "float32")
+    shape = ops.shape(noisy_images)
+    step_size = 1.0 / ops.cast(diffusion_steps, "float32")
     # At the first step the "noisy image" is pure noise, but its signal rate is
     # taken as min_signal_rate: the schedule never reaches zero signal.
-    diffusion_times = tf.fill([num_images, 1, 1, 1], 1.0 - tf.cast(step, "float32") * step_size)
+    diffusion_times = ops.full((shape[0], 1, 1, 1),
+                               1.0 - ops.cast(step, "float32") * step_size, dtype="float32")
     noise_rates, signal_rates = schedule_fn(diffusion_times)
     pred_noises, pred_images = denoise_fn(noisy_images, noise_rates, signal_rates)
     next_noise_rates, next_signal_rates = schedule_fn(diffusion_times - step_size)
-    fresh_noises = _fresh_noise(tf.shape(noisy_images), seed, first_image, step)
+    fresh_noises = fresh_noise(shape, seed, first_image, step)
     next_noisy_images = ddim_step(noisy_images, pred_noises, pred_images, noise_rates,
                                   signal_rates, next_noise_rates, next_signal_rates, eta,
                                   fresh_noises)
@@ -281,7 +266,7 @@ def reverse_diffusion_loop(denoise_fn, schedule_fn, initial_noise, diffusion_ste
 
     Returns the predicted images of the last step (normalized space).
     ``first_image``: index of the chunk's first image, which keys its fresh
-    noise together with ``seed`` (see :func:`fresh_noise_seed`).
+    noise together with ``seed`` (see :func:`fresh_noise`).
     """
     # A tensor, not a NumPy array: a Keras network refuses a mix of both.
     noisy_images = ops.convert_to_tensor(initial_noise, "float32")
@@ -297,32 +282,28 @@ def reverse_diffusion_loop(denoise_fn, schedule_fn, initial_noise, diffusion_ste
 def reverse_diffusion_graph(denoise_fn, schedule_fn, initial_noise, diffusion_steps,
                             eta=0.0, seed=0, record=False, first_image=0, sampler="ddim",
                             spacing="time"):
-    """Any sampler as one graph while-loop over steps.
+    """Any sampler as one ``keras.ops.while_loop`` over steps, on every backend.
 
     ``diffusion_steps`` may be a tensor, so a compiled caller does not retrace
-    when it changes; ``sampler`` and ``spacing`` are Python strings (one graph
-    each). The multistep history (the last predicted images and their lambdas)
-    travels in the loop state. With ``record=True`` also returns the noisy and
-    predicted images of every step, stacked on a leading axis (for animations).
-    ``ddim`` with ``time`` spacing is the example's sampler, computed exactly as
-    :func:`reverse_diffusion_loop` computes it.
+    when it changes (TensorFlow's ``tf.while_loop``, JAX's ``lax.while_loop``;
+    PyTorch runs the loop in Python); ``sampler`` and ``spacing`` are Python
+    strings (one graph each). The multistep history (the last predicted images
+    and their lambdas) travels in the loop state. With ``record`` (the number
+    of steps, a Python int: the recording's shape depends on it) also returns
+    the noisy and predicted images of every step, stacked on a leading axis
+    (for animations). ``ddim`` with ``time`` spacing is the example's sampler,
+    computed exactly as :func:`reverse_diffusion_loop` computes it.
     """
-    import tensorflow as tf
-
-    diffusion_steps = tf.cast(diffusion_steps, tf.int32)
-    eta = tf.cast(eta, "float32")
-    initial_noise = tf.convert_to_tensor(initial_noise, "float32")
-    num_images = tf.shape(initial_noise)[0]
-    noisy_trajectory = tf.TensorArray("float32", size=diffusion_steps if record else 0,
-                                      dynamic_size=False, element_shape=initial_noise.shape)
-    pred_trajectory = tf.TensorArray("float32", size=diffusion_steps if record else 0,
-                                     dynamic_size=False, element_shape=initial_noise.shape)
+    diffusion_steps = ops.cast(diffusion_steps, "int32")
+    eta = ops.cast(eta, "float32")
+    initial_noise = ops.convert_to_tensor(initial_noise, "float32")
+    num_images = ops.shape(initial_noise)[0]
 
     def rates(index):
         noise_rates, signal_rates = grid_rates(schedule_fn, spacing, index, diffusion_steps)
         # One rate per image, shaped like the network's noise-variance input.
-        return (tf.fill([num_images, 1, 1, 1], noise_rates),
-                tf.fill([num_images, 1, 1, 1], signal_rates))
+        return (ops.full((num_images, 1, 1, 1), noise_rates, dtype="float32"),
+                ops.full((num_images, 1, 1, 1), signal_rates, dtype="float32"))
 
     def step_rule(step, noisy_images, history):
         """(next noisy images, predicted images, new history) of step ``step``."""
@@ -335,7 +316,7 @@ def reverse_diffusion_graph(denoise_fn, schedule_fn, initial_noise, diffusion_st
         next_noise_rates, next_signal_rates = rates(step + 1)
         pred_noises, pred_images = denoise_fn(noisy_images, noise_rates, signal_rates)
         if sampler == "ddim":
-            fresh_noises = _fresh_noise(tf.shape(noisy_images), seed, first_image, step)
+            fresh_noises = fresh_noise(ops.shape(noisy_images), seed, first_image, step)
             return ddim_step(noisy_images, pred_noises, pred_images, noise_rates, signal_rates,
                              next_noise_rates, next_signal_rates, eta,
                              fresh_noises), pred_images, history
@@ -348,8 +329,8 @@ def reverse_diffusion_graph(denoise_fn, schedule_fn, initial_noise, diffusion_st
                                  signal_rates, next_noise_rates, next_signal_rates)
 
             # The last step's images are the output: no correction (no extra call).
-            next_noisy_images = tf.cond(step < diffusion_steps - 1, corrected,
-                                        lambda: noisy_images)
+            next_noisy_images = ops.cond(step < diffusion_steps - 1, corrected,
+                                         lambda: noisy_images)
             return next_noisy_images, pred_images, history
         # DPM-Solver++: transitions 0 .. K-2 run between the K evaluated points.
         previous_images, earlier_images, previous_h, earlier_h = history
@@ -368,27 +349,32 @@ def reverse_diffusion_graph(denoise_fn, schedule_fn, initial_noise, diffusion_st
         branches = [first, second, third][:{"dpmpp_2m": 2, "dpmpp_3m": 3}[sampler]]
         # The last step's transition is never used (its predicted images are the
         # output); order 0 there is raised to 1.
-        index = tf.maximum(tf.cast(order, tf.int32), 1) - 1
-        next_noisy_images = tf.switch_case(index, branches)
+        index = ops.maximum(ops.cast(order, "int32"), 1) - 1
+        next_noisy_images = ops.switch(index, branches)
         return next_noisy_images, pred_images, (pred_images, previous_images, h, previous_h)
 
-    def body(step, noisy_images, pred_images, history, noisy_trajectory, pred_trajectory):
+    def body(step, noisy_images, pred_images, history, recording):
         next_noisy_images, pred_images, history = step_rule(step, noisy_images, history)
         if record:
-            noisy_trajectory = noisy_trajectory.write(step, noisy_images)
-            pred_trajectory = pred_trajectory.write(step, pred_images)
-        return (step + 1, next_noisy_images, pred_images, history, noisy_trajectory,
-                pred_trajectory)
+            noisy_trajectory, pred_trajectory = recording
+            at = (step, 0, 0, 0, 0)
+            recording = (ops.slice_update(noisy_trajectory, at, noisy_images[None]),
+                         ops.slice_update(pred_trajectory, at, pred_images[None]))
+        return step + 1, next_noisy_images, pred_images, history, recording
 
     # Multistep history: the previous two predicted images and lambda steps
     # (placeholders until the warm-up steps fill them; never read before).
-    history = (initial_noise, initial_noise, tf.constant(1.0), tf.constant(1.0))
-    _, _, pred_images, _, noisy_trajectory, pred_trajectory = tf.while_loop(
+    one = ops.ones((), "float32")
+    history = (initial_noise, initial_noise, one, one)
+    recording = ()
+    if record:
+        trajectory = ops.zeros((int(record),) + tuple(ops.shape(initial_noise)), "float32")
+        recording = (trajectory, trajectory)
+    _, _, pred_images, _, recording = ops.while_loop(
         lambda step, *_: step < diffusion_steps,
         body,
-        (tf.constant(0), initial_noise, initial_noise, history, noisy_trajectory,
-         pred_trajectory),
+        (ops.zeros((), "int32"), initial_noise, initial_noise, history, recording),
     )
     if record:
-        return pred_images, noisy_trajectory.stack(), pred_trajectory.stack()
+        return (pred_images,) + tuple(recording)
     return pred_images

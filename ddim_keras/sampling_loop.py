@@ -6,10 +6,11 @@ one place and the same seed gives the same images whatever the caller:
 
 * the initial noise of N images is ``model.initial_noise(N, seed)``, drawn on
   the host, so image i's starting noise does not depend on the chunk size;
-* the fresh noise of a stochastic step (``eta > 0``) is keyed by (seed, first
-  image of the chunk, step), see :func:`ddim_keras.sampling.fresh_noise_seed`.
-  With ``eta = 0`` there is none, and the images do not depend on the chunking
-  at all.
+* the fresh noise of a stochastic step (``eta > 0``) is keyed by (seed, step,
+  image index), see :func:`ddim_keras.sampling.fresh_noise`, and drawn the same
+  way on every backend.
+So the images do not depend on the chunk size, and a seed gives the same images
+on TensorFlow, JAX and PyTorch (up to float rounding).
 """
 
 import numpy as np

@@ -13,6 +13,25 @@ import pytest
 
 from ddim_keras.config import DiffusionConfig
 
+#: The Keras backend these tests run on (`make test` runs the modules marked
+#: `backends` once more on jax and on torch).
+BACKEND = os.environ["KERAS_BACKEND"]
+
+
+def compiled(function):
+    """``function`` compiled as the backend compiles a sampler: tf.function, jax.jit, or
+    as is on PyTorch (eager). Lets a test run a graph loop the way production does."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(function)
+    return function
+
+
 # Small enough for a 2-core CPU: 16 px, two resolutions, batch 4.
 TINY = dict(image_size=16, widths=(8, 16), block_depth=1, batch_size=4,
             dataset_repetitions=1, epochs=1, kid=False, plot_diffusion_steps=3,
@@ -187,7 +206,7 @@ def injected_draws(noises, times):
     same random numbers. Yields the queues, so a test can check all were used.
     """
     import keras
-    import tensorflow as tf
+    from keras import ops
 
     queues = {"normal": list(noises), "uniform": list(times)}
     originals = {name: getattr(keras.random, name) for name in queues}
@@ -196,7 +215,7 @@ def injected_draws(noises, times):
         def draw(shape, *args, **kwargs):
             value = queues[name].pop(0)
             assert tuple(value.shape) == tuple(int(d) for d in shape), (name, shape)
-            return tf.constant(value)
+            return ops.convert_to_tensor(value)
         return draw
 
     for name in queues:

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Making the two runs comparable:
 # - same initial weights (network, EMA network, normalizer) via set_weights;
 # - the noise and diffusion times that train_step draws at random become
-#   deterministic functions of each image (a subclass overrides _noisy_batch;
+#   deterministic functions of each image (a subclass overrides noisy_batch;
 #   the rest of train_step, the loss scaling, the optimizer's all-reduce and
 #   update_ema are the code under test), so a replica's half of the global
 #   batch gets exactly the noise the one-device run gives those images;
@@ -53,7 +53,7 @@ SCRIPT = textwrap.dedent("""
     from ddim_keras.model import DiffusionModel
 
     class DeterministicNoise(DiffusionModel):
-        def _noisy_batch(self, images, training):
+        def noisy_batch(self, images, training):
             pixels = images
             images = self.normalizer(images, training=training)
             noises = tf.sin(17.0 * images + 5.0 * tf.reverse(images, axis=[2]))

@@ -9,12 +9,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from ddim_keras.config import DiffusionConfig
 from ddim_keras.model import DiffusionModel
 
 from conftest import TINY, assert_not_saturated, unsaturate
+
+pytestmark = pytest.mark.backends  # the core suite: `make test` runs it on every backend
 
 SIZE = TINY["image_size"]
 BATCH = TINY["batch_size"]
@@ -34,9 +35,23 @@ def tiny_images(num, seed=0, mean=None):
     return images
 
 
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, images, batch_size, drop_remainder):
+        super().__init__()
+        self.images, self.batch_size = images, batch_size
+        count = len(images) // batch_size if drop_remainder else -(-len(images) // batch_size)
+        self.count = count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        return self.images[index * self.batch_size:(index + 1) * self.batch_size]
+
+
 def dataset(images, batch_size=BATCH, drop_remainder=False):
-    return tf.data.Dataset.from_tensor_slices(images).batch(batch_size,
-                                                            drop_remainder=drop_remainder)
+    """Batches of ``images`` in order, a dataset every Keras backend takes."""
+    return _Batches(images, batch_size, drop_remainder)
 
 
 def fit(model, data, **kwargs):
@@ -59,11 +74,11 @@ def network_outputs(network, seed=0, batch=3):
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((batch, SIZE, SIZE, 3)).astype("float32")
     variances = rng.uniform(size=(batch, 1, 1, 1)).astype("float32")
-    return np.asarray(network([images, variances], training=False))
+    return keras.ops.convert_to_numpy(network([images, variances], training=False))
 
 
 def weights_of(model):
-    return [np.asarray(w) for w in model.weights]
+    return [keras.ops.convert_to_numpy(w) for w in model.weights]
 
 
 @pytest.fixture
@@ -84,11 +99,11 @@ def test_model_is_built_on_construction(model, tiny_config):
     assert tuple(normalizer.mean.shape)[-1] == 3
     assert tuple(normalizer.variance.shape)[-1] == 3
     # Before adapt() the normalizer is the identity.
-    np.testing.assert_array_equal(np.asarray(normalizer.mean).ravel(), 0.0)
-    np.testing.assert_array_equal(np.asarray(normalizer.variance).ravel(), 1.0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(normalizer.mean).ravel(), 0.0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(normalizer.variance).ravel(), 1.0)
     # The EMA network starts as a copy of the network.
     for weight, ema_weight in zip(model.network.weights, model.ema_network.weights):
-        np.testing.assert_array_equal(np.asarray(weight), np.asarray(ema_weight))
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(ema_weight))
     assert model.network is not model.ema_network
     assert model.network.count_params() == model.ema_network.count_params()
 
@@ -125,7 +140,7 @@ def test_compile_defaults_to_adamw_from_the_config(tiny_config):
     model.compile()
     optimizer = model.optimizer
     assert isinstance(optimizer, keras.optimizers.AdamW)
-    assert math.isclose(float(np.asarray(optimizer.learning_rate)), 3e-3, rel_tol=1e-6)
+    assert math.isclose(float(keras.ops.convert_to_numpy(optimizer.learning_rate)), 3e-3, rel_tol=1e-6)
     assert math.isclose(float(optimizer.weight_decay), 2e-4, rel_tol=1e-6)
 
 
@@ -143,7 +158,7 @@ def test_loss_is_selected_by_the_config(tiny_config, loss, expected):
     assert model.loss_fn is function
     zeros = np.zeros((2, 4, 4, 3), "float32")
     twos = np.full((2, 4, 4, 3), 2.0, "float32")
-    per_pixel = np.asarray(model.loss_fn(zeros, twos))
+    per_pixel = keras.ops.convert_to_numpy(model.loss_fn(zeros, twos))
     assert per_pixel.shape == (2, 4, 4)  # unreduced: the train step sums it, as the example
     np.testing.assert_allclose(per_pixel, expected)
 
@@ -192,12 +207,12 @@ def test_ema_update_follows_the_momentum(tiny_config):
     rng = np.random.default_rng(0)
     for ema_weight in model.ema_network.weights:
         ema_weight.assign(rng.normal(size=ema_weight.shape).astype("float32"))
-    old_ema = [np.asarray(w).copy() for w in model.ema_network.weights]
-    old_network = [np.asarray(w).copy() for w in model.network.weights]
+    old_ema = [keras.ops.convert_to_numpy(w).copy() for w in model.ema_network.weights]
+    old_network = [keras.ops.convert_to_numpy(w).copy() for w in model.network.weights]
 
     fit(model, dataset(tiny_images(4)), epochs=1)
-    new_network = [np.asarray(w) for w in model.network.weights]
-    new_ema = [np.asarray(w) for w in model.ema_network.weights]
+    new_network = [keras.ops.convert_to_numpy(w) for w in model.network.weights]
+    new_ema = [keras.ops.convert_to_numpy(w) for w in model.ema_network.weights]
 
     paths = [w.path for w in model.network.weights]
     # The first convolution's kernel: (1, 1, 3, widths[0]).
@@ -229,8 +244,8 @@ def test_model_checkpoint_callback_saves_weights(tmp_path, model):
     other.load_weights(path)
     np.testing.assert_array_equal(network_outputs(model.ema_network),
                                   network_outputs(other.ema_network))
-    np.testing.assert_array_equal(np.asarray(model.normalizer.mean),
-                                  np.asarray(other.normalizer.mean))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.normalizer.mean),
+                                  keras.ops.convert_to_numpy(other.normalizer.mean))
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -255,9 +270,9 @@ def trained_model():
 def assert_same_model(a, b):
     np.testing.assert_array_equal(network_outputs(a.network), network_outputs(b.network))
     np.testing.assert_array_equal(network_outputs(a.ema_network), network_outputs(b.ema_network))
-    np.testing.assert_array_equal(np.asarray(a.normalizer.mean), np.asarray(b.normalizer.mean))
-    np.testing.assert_array_equal(np.asarray(a.normalizer.variance),
-                                  np.asarray(b.normalizer.variance))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.normalizer.mean), keras.ops.convert_to_numpy(b.normalizer.mean))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.normalizer.variance),
+                                  keras.ops.convert_to_numpy(b.normalizer.variance))
     generated_a = a.generate(5, 3, seed=11)
     generated_b = b.generate(5, 3, seed=11)
     assert generated_a.shape == (5, SIZE, SIZE, 3)
@@ -307,8 +322,8 @@ def test_weights_file_round_trip(tmp_path, trained_model):
 def test_normalizer_statistics_survive_saving(tmp_path, model):
     images = tiny_images(16, mean=0.7)
     model.normalizer.adapt(images)
-    mean = np.asarray(model.normalizer.mean).ravel()
-    variance = np.asarray(model.normalizer.variance).ravel()
+    mean = keras.ops.convert_to_numpy(model.normalizer.mean).ravel()
+    variance = keras.ops.convert_to_numpy(model.normalizer.variance).ravel()
     np.testing.assert_allclose(mean, images.reshape(-1, 3).mean(axis=0), rtol=1e-4)
     np.testing.assert_allclose(variance, images.reshape(-1, 3).var(axis=0), rtol=1e-3)
     assert np.all(np.abs(mean) > 0.3)
@@ -317,17 +332,17 @@ def test_normalizer_statistics_survive_saving(tmp_path, model):
     model.save_weights(weights_path)
     other = DiffusionModel(model.diffusion_config)
     other.load_weights(weights_path)
-    np.testing.assert_array_equal(np.asarray(other.normalizer.mean).ravel(), mean)
-    np.testing.assert_array_equal(np.asarray(other.normalizer.variance).ravel(), variance)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(other.normalizer.mean).ravel(), mean)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(other.normalizer.variance).ravel(), variance)
 
     keras_path = str(tmp_path / "n.keras")
     model.save(keras_path)
     loaded = keras.models.load_model(keras_path)
-    np.testing.assert_array_equal(np.asarray(loaded.normalizer.mean).ravel(), mean)
-    np.testing.assert_array_equal(np.asarray(loaded.normalizer.variance).ravel(), variance)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded.normalizer.mean).ravel(), mean)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded.normalizer.variance).ravel(), variance)
     # denormalize() uses them: normalized zero is the data mean.
     zeros = np.zeros((1, SIZE, SIZE, 3), "float32")
-    np.testing.assert_allclose(np.asarray(loaded.denormalize(zeros))[0, 0, 0], mean, rtol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.denormalize(zeros))[0, 0, 0], mean, rtol=1e-6)
 
 
 # -- sampling ---------------------------------------------------------------------------------
@@ -344,8 +359,8 @@ def test_generate_is_seeded_and_independent_of_chunking(trained_model):
 
 def test_compiled_sampler_matches_the_python_loop(trained_model):
     noise = trained_model.initial_noise(3, seed=2)
-    loop = np.asarray(trained_model.reverse_diffusion(tf.constant(noise), 4))
-    graph = np.asarray(trained_model.compiled_reverse_diffusion(noise, 4))
+    loop = keras.ops.convert_to_numpy(trained_model.reverse_diffusion(keras.ops.convert_to_tensor(noise), 4))
+    graph = keras.ops.convert_to_numpy(trained_model.compiled_reverse_diffusion(noise, 4))
     np.testing.assert_allclose(loop, graph, rtol=1e-5, atol=1e-5)
 
 
