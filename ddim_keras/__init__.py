@@ -6,10 +6,17 @@ Implicit Models" (András Béres). Public names::
     from ddim_keras import DiffusionConfig, DiffusionModel, preset, callbacks
 """
 
+import importlib.util
 import os
 
-# The package is written for the TensorFlow backend (tf.data, tf.distribute).
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+#: Keras backends in the order of preference when KERAS_BACKEND is not set.
+BACKENDS = ("tensorflow", "jax", "torch")
+
+if "KERAS_BACKEND" not in os.environ:
+    # The example's backend, TensorFlow, where it is installed; otherwise the first
+    # installed of the others, so a machine without TensorFlow works unconfigured.
+    installed = [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+    os.environ["KERAS_BACKEND"] = installed[0] if installed else "tensorflow"
 
 from ddim_keras.config import PRESETS, DiffusionConfig, preset  # noqa: E402
 

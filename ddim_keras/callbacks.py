@@ -8,6 +8,10 @@
   rename, so an interrupted write never destroys the previous checkpoint.
 - :class:`RunState`: the resume bookkeeping of a run directory.
 - :class:`StopOnNonFinite`: stops training on a NaN/inf loss with a message.
+- :func:`tensorboard`: Keras' ``TensorBoard`` callback where TensorFlow (which
+  writes TensorBoard summaries) is installed, else a stand-in that writes
+  nothing; without TensorFlow, :class:`SampleGrid` skips its image summaries
+  too, and one :class:`NoTensorBoardWarning` says so.
 
 Every callback has ``get_config`` and ``from_config``:
 ``SampleGrid.from_config(grid.get_config())`` builds an equivalent callback.
@@ -19,13 +23,50 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
 
 from ddim_keras import images as image_files
 from ddim_keras.durable import write_bytes, write_durably
+from ddim_keras.optional import TENSORFLOW_EXTRA, tensorflow_installed
 from ddim_keras.run_dir import write_json_atomic
+
+
+class NoTensorBoardWarning(UserWarning):
+    """TensorFlow is not installed, so no TensorBoard summaries are written."""
+
+
+_warned_no_tensorboard = False
+
+
+def summaries_available():
+    """True if TensorBoard summaries can be written (they are written by ``tf.summary``).
+
+    Without TensorFlow, warns once per process (a :class:`NoTensorBoardWarning`).
+    """
+    global _warned_no_tensorboard
+    if tensorflow_installed():
+        return True
+    if not _warned_no_tensorboard:
+        _warned_no_tensorboard = True
+        warnings.warn(f"TensorFlow is not installed, so no TensorBoard logs are written "
+                      f"(`{TENSORFLOW_EXTRA}` adds them); sample grids, history.csv and "
+                      f"checkpoints are written as usual.", NoTensorBoardWarning, stacklevel=3)
+    return False
+
+
+def tensorboard(log_dir, **kwargs):
+    """``keras.callbacks.TensorBoard(log_dir, **kwargs)``, or without TensorFlow a
+    callback that does nothing (and one :class:`NoTensorBoardWarning`)."""
+    if summaries_available():
+        return keras.callbacks.TensorBoard(log_dir, **kwargs)
+    return NoTensorBoard()
+
+
+class NoTensorBoard(keras.callbacks.Callback):
+    """Stands in for Keras' ``TensorBoard`` callback where TensorFlow is not installed."""
 
 
 def in_notebook():
@@ -167,7 +208,12 @@ class SampleGrid(_Configurable, keras.callbacks.Callback):
         return None if self.log_dir is None else os.path.join(self.log_dir, "samples")
 
     def log_image(self, pixels, step):
-        """Write one (H, W, 3) uint8 image as an image summary at ``step``."""
+        """Write one (H, W, 3) uint8 image as an image summary at ``step``.
+
+        Does nothing without TensorFlow (see :func:`summaries_available`).
+        """
+        if not summaries_available():
+            return
         import tensorflow as tf
 
         if self._writer is None:

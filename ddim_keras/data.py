@@ -1,7 +1,7 @@
 """Image datasets for diffusion training: where images come from and how they are batched.
 
 Five kinds of source, all ending in the same kind of ``tf.data`` pipeline of
-square float32 RGB images in [0, 1]:
+square float32 RGB images in [0, 1] (Keras feeds it to every backend):
 
 * ``flowers``: TFDS ``oxford_flowers102``. Its official splits are tiny for
   training, so, like the keras.io DDIM example, the first 80% of every split is
@@ -25,26 +25,35 @@ that names the offline alternatives.
 
 Images are decoded, cropped and resized once and cached as uint8 (a quarter of
 the memory of float32); they become float32 in [0, 1] after the cache.
+
+TensorFlow is optional (``pip install ddim_keras[tensorflow]``). This module
+imports it only inside the functions that build ``tf.data`` pipelines; where it
+is not installed, :func:`load_datasets` and :func:`load_images` return the
+NumPy/Pillow pipelines of :mod:`ddim_keras.numpy_data` for ``shapes`` and
+``folder`` (the same images), and the TFDS sources stop with a
+:class:`DataError` that says what to install.
 """
 
+import functools
 import hashlib
 import io
 import json
 import os
 import re
 import socket
+import sys
 import threading
 import urllib.parse
 import urllib.request
 import warnings
 
 import numpy as np
-import tensorflow as tf
 
 from ddim_keras.config import DATASETS as SOURCES  # the one list of source names
 from ddim_keras.config import (CACHE_MODES, DEFAULT_BACKGROUND, TFDS_PREFIX,
                                check_dataset_name, parse_background, parse_tfds_dataset)
 from ddim_keras.errors import DataError, UsageError
+from ddim_keras.optional import TENSORFLOW_EXTRA, tensorflow_installed, tfds_installed
 
 SPLITS = ("train", "validation")
 
@@ -126,6 +135,8 @@ def preprocess_image_uint8(image, image_size, background=None):
     onto ``background`` (white, black, (R, G, B) or "R,G,B"; default white), so a
     fully transparent pixel becomes exactly the background whatever colour it holds.
     """
+    import tensorflow as tf
+
     image = tf.convert_to_tensor(image)
     if image.dtype == tf.uint16:
         pixels = tf.cast(image, tf.float32) * (255.0 / 65535.0)
@@ -151,6 +162,8 @@ def composite(pixels, background=None):
     Gray becomes RGB; alpha (the last of 2 or 4 channels) blends each pixel with
     the background: ``colour * a + background * (1 - a)``, exact at a = 0 and 1.
     """
+    import tensorflow as tf
+
     pixels = tf.cast(pixels, tf.float32)
     channels = pixels.shape[-1]
     if channels in (2, 4):
@@ -168,6 +181,8 @@ def composite(pixels, background=None):
 
 def to_unit_range(images):
     """float32 in [0, 1] of uint8 images (any shape); float images pass unchanged."""
+    import tensorflow as tf
+
     images = tf.convert_to_tensor(images)
     if images.dtype == tf.uint8:
         return tf.cast(images, tf.float32) / 255.0
@@ -190,15 +205,10 @@ def prepare_dataset(images_ds, config, training=True, cache="memory"):
     Raises DataError when there are fewer images than one batch, because with
     ``drop_remainder`` such a dataset would silently yield nothing.
     """
+    import tensorflow as tf
+
     batch_size = config.batch_size
-    image_count = _count_images(images_ds, batch_size)
-    if 0 <= image_count < batch_size:
-        part = "training" if training else "validation"
-        raise DataError(
-            f"the {part} set has only {image_count} image(s), fewer than one batch of "
-            f"batch_size={batch_size} (incomplete batches are dropped). Use a smaller "
-            f"batch size or more images."
-        )
+    check_one_batch(_count_images(images_ds, batch_size), batch_size, training)
     if cache == "memory":
         images_ds = images_ds.cache()
     elif cache not in (None, "none"):
@@ -212,6 +222,17 @@ def prepare_dataset(images_ds, config, training=True, cache="memory"):
     if batches.element_spec.dtype == tf.uint8:
         batches = batches.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def check_one_batch(image_count, batch_size, training=True):
+    """Raise DataError if ``0 <= image_count < batch_size``: such a split yields no batch."""
+    if 0 <= image_count < batch_size:
+        part = "training" if training else "validation"
+        raise DataError(
+            f"the {part} set has only {image_count} image(s), fewer than one batch of "
+            f"batch_size={batch_size} (incomplete batches are dropped). Use a smaller "
+            f"batch size or more images."
+        )
 
 
 def _remove_stale_cache_lock(prefix):
@@ -240,6 +261,8 @@ def _remove_stale_cache_lock(prefix):
 
 def _count_images(images_ds, enough):
     """The number of images, or at least ``enough`` of them, without a full pass."""
+    import tensorflow as tf
+
     count = int(images_ds.cardinality())
     if count >= 0 or count == int(tf.data.INFINITE_CARDINALITY):
         return count
@@ -264,13 +287,24 @@ def load_datasets(name, config, data_dir=None, seed=0, shapes_count=None, backgr
     of the size), "disk" (files in ``cache_dir``, named by a fingerprint of the
     images they hold, so a changed folder or size never reads a stale cache) or
     "none" (decode every epoch).
+
+    Without TensorFlow the two are :class:`ddim_keras.numpy_data.ImageBatches`
+    (``keras.utils.PyDataset``) of the same images; ``shapes`` and ``folder`` only.
     """
     if cache not in CACHE_MODES:
         raise UsageError(f"unknown cache {cache!r}; choose one of {', '.join(CACHE_MODES)}.")
     if cache == "disk" and not cache_dir:
         raise UsageError("a disk cache needs a folder (--cache-dir).")
-    images, identities = _load_split_images(name, config, SPLITS, data_dir, seed, shapes_count,
-                                            background)
+    if tensorflow_installed():
+        images, identities = _load_split_images(name, config, SPLITS, data_dir, seed,
+                                                shapes_count, background)
+        prepare = prepare_dataset
+    else:
+        from ddim_keras import numpy_data
+
+        images, identities = numpy_data.split_images(name, config, SPLITS, data_dir, seed,
+                                                     shapes_count, background)
+        prepare = functools.partial(numpy_data.prepare_batches, seed=seed)
     caches = {split: cache for split in SPLITS}
     if cache == "disk":
         cache_dir = os.path.abspath(os.path.expanduser(os.fspath(cache_dir)))
@@ -281,9 +315,8 @@ def load_datasets(name, config, data_dir=None, seed=0, shapes_count=None, backgr
                              f"{error.strerror or error}.") from None
         caches = {split: os.path.join(cache_dir, f"{split}_{_fingerprint(identities[split])}")
                   for split in SPLITS}
-    train_ds = prepare_dataset(images["train"], config, training=True, cache=caches["train"])
-    val_ds = prepare_dataset(images["validation"], config, training=False,
-                             cache=caches["validation"])
+    train_ds = prepare(images["train"], config, training=True, cache=caches["train"])
+    val_ds = prepare(images["validation"], config, training=False, cache=caches["validation"])
     return train_ds, val_ds
 
 
@@ -291,40 +324,151 @@ def load_images(name, config, split="train", data_dir=None, seed=0, shapes_count
                 background=None):
     """Unbatched dataset of single preprocessed images of one split ("train" or "validation").
 
-    float32 in [0, 1], shape (image_size, image_size, 3).
+    float32 in [0, 1], shape (image_size, image_size, 3). Without TensorFlow, a
+    :class:`ddim_keras.numpy_data.SplitImages` of the same images (a sequence);
+    :func:`counted_images` and :func:`image_batches` take either kind.
     """
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+    if not tensorflow_installed():
+        from ddim_keras import numpy_data
+
+        images, _ = numpy_data.split_images(name, config, (split,), data_dir, seed,
+                                            shapes_count, background)
+        return images[split]
+    import tensorflow as tf
+
     images, _ = _load_split_images(name, config, (split,), data_dir, seed, shapes_count,
                                    background)
     return images[split].map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def counted_images(images, enough):
+    """``(images, count)`` of a :func:`load_images` result, counting at most ``enough``.
+
+    A folder's tf.data images have no known number (undecodable files are
+    skipped): then the first ``enough`` are decoded once, cached and counted,
+    and those are the images returned.
+    """
+    if not _is_tf_dataset(images):
+        return images, len(images)
+    count = int(images.cardinality())
+    if count < 0:
+        images = images.take(enough).cache()
+        count = int(images.reduce(np.int64(0), lambda total, _: total + 1))
+    return images, count
+
+
+def image_batches(images, batch_size, num_batches):
+    """The first ``num_batches`` whole batches of a :func:`load_images` result, in order."""
+    if not _is_tf_dataset(images):
+        from ddim_keras import numpy_data
+
+        return numpy_data.OrderedBatches(images, batch_size, num_batches)
+    return images.batch(batch_size, drop_remainder=True).take(num_batches)
+
+
+def adapt_normalizer(layer, dataset):
+    """``layer.adapt(dataset)`` (a ``keras.layers.Normalization``) for either pipeline.
+
+    Keras' own ``adapt`` needs TensorFlow for anything but an array, so the
+    NumPy pipeline's statistics are computed here (see
+    :func:`ddim_keras.numpy_data.adapt_normalizer`).
+    """
+    if _is_tf_dataset(dataset):
+        layer.adapt(dataset)
+        return
+    from ddim_keras import numpy_data
+
+    numpy_data.adapt_normalizer(layer, dataset)
+
+
+def _is_tf_dataset(value):
+    tf = sys.modules.get("tensorflow")  # a tf.data dataset means TensorFlow is loaded
+    return tf is not None and isinstance(value, tf.data.Dataset)
+
+
+def check_source_available(name):
+    """Raise DataError if source ``name`` needs TensorFlow Datasets and it is not installed.
+
+    Cheap (imports nothing): commands call it before building anything.
+    """
+    if name in ("shapes", "folder") or tfds_installed():
+        return
+    if tensorflow_installed():
+        raise DataError(
+            f"--dataset {name} is read through TensorFlow Datasets, which is not installed "
+            f"here: install it with `{TENSORFLOW_EXTRA}` (or `pip install tensorflow-datasets`). "
+            f"--dataset shapes (the offline demo) and --dataset folder --data-dir DIR (your own "
+            f"images) work without it."
+        )
+    raise DataError(
+        f"--dataset {name} is read through TensorFlow Datasets, which needs TensorFlow, and "
+        f"neither is installed here: install both with `{TENSORFLOW_EXTRA}`. Without "
+        f"TensorFlow, --dataset shapes (the offline demo) and --dataset folder --data-dir DIR "
+        f"(your own images) work."
+    )
+
+
+def split_sources(name, config, splits, data_dir, seed, shapes_count, background=None):
+    """What the images of ``shapes`` or ``folder`` are made of, before any pipeline.
+
+    Returns ``(sources, identities, background)``: ``sources[split]`` is a uint8
+    array of (N, image_size, image_size, 3) drawn images for ``shapes`` and a
+    list of ``(path, decoder, orientation)`` for ``folder`` (see
+    :func:`_inspect_image`); ``identities[split]`` describes them (the
+    fingerprint of a disk cache); ``background`` is the parsed (R, G, B). Both
+    pipelines build on this, so they read the same images in the same order.
+    Other sources raise (TFDS ones are read by :func:`_load_split_images`).
+    """
+    _check_source_name(name)
+    check_source_available(name)
+    background = parse_background(DEFAULT_BACKGROUND if background is None else background)
+    common = {"source": name, "image_size": config.image_size, "background": background}
+    if name == "shapes":
+        return ({split: _shapes_array(split, config.image_size, seed, shapes_count)
+                 for split in splits},
+                {split: dict(common, split=split, seed=seed, count=shapes_count)
+                 for split in splits},
+                background)
+    if name == "folder":
+        split_entries = _split_folder(data_dir, config.image_size)
+        return ({split: split_entries[split] for split in splits},
+                {split: dict(common, files=_file_identities(split_entries[split]))
+                 for split in splits},
+                background)
+    raise ValueError(f"{name} is not a source of arrays or files")
+
+
+def _check_source_name(name):
+    try:
+        check_dataset_name(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _load_split_images(name, config, splits, data_dir, seed, shapes_count, background=None):
-    """Map each requested split to its dataset of preprocessed uint8 images.
+    """Map each requested split to its ``tf.data`` dataset of preprocessed uint8 images.
 
     Returns ``(datasets, identities)``: ``identities[split]`` describes what the
     split's images are made of (the fingerprint of a disk cache). Loading several
     splits in one call lets a folder be listed (and its bad files reported) once
     rather than once per split.
     """
-    try:
-        check_dataset_name(name)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    if name in ("shapes", "folder"):
+        sources, identities, background = split_sources(name, config, splits, data_dir, seed,
+                                                        shapes_count, background)
+        if name == "shapes":
+            return ({split: _shapes_dataset(sources[split], config.image_size)
+                     for split in splits},
+                    identities)
+        return ({split: _files_dataset(sources[split], config.image_size, background)
+                 for split in splits},
+                identities)
+    _check_source_name(name)
+    check_source_available(name)
     background = parse_background(DEFAULT_BACKGROUND if background is None else background)
     common = {"source": name, "image_size": config.image_size, "background": background}
-    if name == "shapes":
-        return ({split: _shapes_dataset(split, config.image_size, seed, shapes_count)
-                 for split in splits},
-                {split: dict(common, split=split, seed=seed, count=shapes_count)
-                 for split in splits})
-    if name == "folder":
-        split_entries = _split_folder(data_dir, config.image_size)
-        return ({split: _files_dataset(split_entries[split], config.image_size, background)
-                 for split in splits},
-                {split: dict(common, files=_file_identities(split_entries[split]))
-                 for split in splits})
     return _tfds_split_images(name, splits, config.image_size, data_dir, background, common)
 
 
@@ -406,7 +550,8 @@ def shapes_images_with_labels(num_images, image_size, seed=0):
     }
 
 
-def _shapes_dataset(split, image_size, seed, shapes_count):
+def _shapes_array(split, image_size, seed, shapes_count):
+    """uint8 (N, image_size, image_size, 3): the drawn images of a split of ``shapes``."""
     if split == "train":
         count = SHAPES_TRAIN_COUNT if shapes_count is None else shapes_count
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
@@ -416,7 +561,13 @@ def _shapes_dataset(split, image_size, seed, shapes_count):
         count = SHAPES_VALIDATION_COUNT
         # An independent stream, so validation never repeats training images.
         rng = np.random.default_rng([seed, 1])
-    images = _draw_shapes(rng, count, image_size)
+    return _draw_shapes(rng, count, image_size)
+
+
+def _shapes_dataset(images, image_size):
+    """The drawn images as a tf.data dataset (resized to themselves: exactly the same)."""
+    import tensorflow as tf
+
     return tf.data.Dataset.from_tensor_slices(images).map(
         lambda image: preprocess_image_uint8(image, image_size),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -590,14 +741,14 @@ def _list_folder_images(data_dir, image_size=None):
         warnings.warn(
             f"skipping {len(bad)} of {len(candidates)} image file(s) in {folder} that cannot "
             f"be decoded: {_describe_bad(bad, folder)}",
-            UnreadableImagesWarning, stacklevel=5,
+            UnreadableImagesWarning, stacklevel=6,
         )
     if small:
         warnings.warn(
             f"{len(small)} of {len(good)} image(s) in {folder} are smaller than image_size "
             f"{image_size} px on their shorter side and are upscaled (blurry): "
             f"{_describe_bad(small, folder)}",
-            SmallImagesWarning, stacklevel=5,
+            SmallImagesWarning, stacklevel=6,
         )
     return good
 
@@ -682,6 +833,8 @@ def image_files_dataset(paths, image_size, background=None):
 
 def _files_dataset(entries, image_size, background):
     """uint8 images of ``(path, decoder, orientation)`` entries, decoded in parallel."""
+    import tensorflow as tf
+
     paths = tf.constant([path for path, _, _ in entries], dtype=tf.string)
     decoders = tf.constant([decoder for _, decoder, _ in entries], dtype=tf.int32)
     orientations = tf.constant([orientation for _, _, orientation in entries], dtype=tf.int32)
@@ -703,6 +856,8 @@ def decode_image_file(path, decoder, orientation):
     ``decoder`` picks TensorFlow (3 or 4 channels) or Pillow, ``orientation`` is
     the file's EXIF orientation (1..8), applied here: TensorFlow ignores it.
     """
+    import tensorflow as tf
+
     contents = tf.io.read_file(path)
 
     def tensorflow_rgb():
@@ -723,6 +878,8 @@ def decode_image_file(path, decoder, orientation):
 
 def apply_orientation(image, orientation):
     """Turn an HxWxC image upright by its EXIF orientation (1..8), as Pillow's exif_transpose."""
+    import tensorflow as tf
+
     def transposed():
         return tf.transpose(image, (1, 0, 2))
 
@@ -798,6 +955,7 @@ def _proxy_for(host):
 
 def _tfds_split_images(name, splits, image_size, data_dir, background, common):
     """``(datasets, identities)`` of a TFDS source: flowers, celeba or ``tfds:NAME``."""
+    import tensorflow as tf
     import tensorflow_datasets as tfds  # slow to import; only these sources need it
 
     if data_dir is not None:

@@ -95,18 +95,13 @@ def validation_batches(dataset, config, data_dir, data_seed, requested, batch_si
     whole batches of ``batch_size`` (default: the config's). ``background`` is the
     colour under transparent pixels (default white; see :func:`training_background`).
     """
-    import numpy as np
-
     from ddim_keras import data
 
     real_images = data.load_images(dataset, config, split="validation", data_dir=data_dir,
                                    seed=data_seed, background=background)
-    available = int(real_images.cardinality())
-    if available < 0:
-        # Unknown (a folder whose unreadable files are skipped): count while
-        # caching, so the images are decoded once.
-        real_images = real_images.take(requested).cache()
-        available = int(real_images.reduce(np.int64(0), lambda count, _: count + 1))
+    # A tf.data folder has no known length (unreadable files are skipped): then up to
+    # `requested` images are counted while they are cached, so they are decoded once.
+    real_images, available = data.counted_images(real_images, requested)
     num_images = requested
     if available >= 0 and available < requested:
         if available < 2:
@@ -123,8 +118,7 @@ def validation_batches(dataset, config, data_dir, data_seed, requested, batch_si
         say(f"Using {num_batches * batch_size} images: {num_batches} whole batches of "
             f"{batch_size} (KID is estimated per batch).")
     num_images = num_batches * batch_size
-    return real_images.batch(batch_size, drop_remainder=True).take(num_batches), num_images, \
-        batch_size
+    return data.image_batches(real_images, batch_size, num_batches), num_images, batch_size
 
 
 def make_encoder(config, kid_weights, say, debug=False, encoder_name="inception",
@@ -172,7 +166,7 @@ def real_floor(encoder, real_features, dataset, config, data_dir, data_seed, bat
 
     training = data.load_images(dataset, config, split="train", data_dir=data_dir,
                                 seed=data_seed, background=background)
-    batches = training.batch(batch_size, drop_remainder=True).take(len(real_features))
+    batches = data.image_batches(training, batch_size, len(real_features))
     values = []
     for real, images in zip(real_features, batches):
         if on_images is not None:

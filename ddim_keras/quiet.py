@@ -25,6 +25,11 @@ What silences what (TensorFlow 2.21, measured):
 
 Warnings the package gives itself (skipped image files, a slow download, ...)
 are not touched.
+
+Without TensorFlow installed (``pip install ddim_keras`` with the JAX or PyTorch
+backend only) there is nothing of TensorFlow's to hide: only the Keras warnings
+filters are set. With TensorFlow installed, its import is quieted whatever the
+Keras backend, because tf.data pipelines and TensorBoard still load it.
 """
 
 import importlib.abc
@@ -34,6 +39,8 @@ import os
 import sys
 import tempfile
 import warnings
+
+from ddim_keras.optional import tensorflow_installed
 
 #: Keras warnings (regexes matched at the start of the message) that are not
 #: the user's business: fit() on a dataset of unknown length ends each epoch by
@@ -54,10 +61,12 @@ def quiet_tensorflow(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if "--debug" in argv:
         return False
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for message in KERAS_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
-    if "tensorflow" in sys.modules:
+    if not tensorflow_installed():
+        return True
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if sys.modules.get("tensorflow") is not None:
         _quiet_python_loggers()
     elif not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())

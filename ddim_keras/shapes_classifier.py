@@ -295,9 +295,13 @@ def main(argv=None):
                         help="weights file to write with --retrain (default: the shipped one)")
     args = parser.parse_args(argv)
     if args.retrain:
-        import tensorflow as tf
+        import keras
 
-        tf.config.experimental.enable_op_determinism()
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # TensorFlow's switch for deterministic kernels (an only-TensorFlow setting).
+            tf.config.experimental.enable_op_determinism()
         model = train_classifier(verbose=2)
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         # From an uncompiled copy: the file then holds no optimizer state.

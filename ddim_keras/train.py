@@ -117,6 +117,9 @@ def check_args(args):
         raise UsageError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}.")
     if args.dataset == "folder" and not args.data_dir:
         raise UsageError("--dataset folder needs --data-dir DIR, the folder of your images.")
+    from ddim_keras.data import check_source_available
+
+    check_source_available(args.dataset)  # TFDS sources need TensorFlow
     if args.cache_dir and args.cache not in (None, "disk"):
         raise UsageError(f"--cache-dir is the folder of a disk cache and contradicts --cache "
                          f"{args.cache}; leave out one of them.")
@@ -363,7 +366,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
         completed_history_rows(run_dir.history_path, initial_epoch)
     else:
         print("Adapting the normalizer to the training set...", file=sys.stderr)
-        model.normalizer.adapt(train_ds)
+        data.adapt_normalizer(model.normalizer, train_ds)
     if args.steps_per_epoch:
         # Every epoch exactly N batches, going on through the data; without the
         # repeat Keras cuts short the epoch in which the data runs out.
@@ -403,7 +406,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
         # Also an image summary in logs/samples, and inline in a notebook.
         cb.SampleGrid(run_dir.samples_dir, diffusion_steps=config.plot_diffusion_steps,
                       seed=SAMPLE_SEED, log_dir=run_dir.logs_dir),
-        keras.callbacks.TensorBoard(run_dir.logs_dir, write_graph=False),
+        cb.tensorboard(run_dir.logs_dir, write_graph=False),  # needs TensorFlow
         # curves.png after every epoch; a resumed run's earlier epochs come from history.csv.
         (curves := cb.LossCurvePlot(os.path.join(run_dir.path, "curves.png"), every_epoch=True,
                                     history_csv=run_dir.history_path if initial_epoch else None)),
@@ -416,7 +419,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
         initial_epoch=initial_epoch,
         validation_data=val_ds,
         steps_per_epoch=args.steps_per_epoch,
-        shuffle=False,  # tf.data pipelines shuffle themselves
+        shuffle=False,  # the pipelines (tf.data or numpy_data) shuffle themselves
         callbacks=callbacks,
         verbose=verbose,
     )
