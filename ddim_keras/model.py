@@ -316,11 +316,19 @@ class DiffusionModel(keras.Model):
         """One optimizer step; each backend's differentiation is in :mod:`ddim_keras.train_steps`."""
         return train_steps.train_step(self, *args)
 
-    def finish_train_step(self, gradients, gradient_factor, noise_loss, image_loss):
-        """Apply the gradients, update the loss metrics and the EMA; return the step's logs."""
+    def finish_train_step(self, gradients, gradient_factor, noise_loss, image_loss,
+                          apply_gradients=None):
+        """Apply the gradients, update the loss metrics and the EMA; return the step's logs.
+
+        ``apply_gradients(gradients)`` replaces ``optimizer.apply`` where a
+        backend needs its own (JAX's stateless update).
+        """
         if gradient_factor is not None:
             gradients = [gradient * gradient_factor for gradient in gradients]
-        self.optimizer.apply(gradients, self.network.trainable_weights)
+        if apply_gradients is None:
+            self.optimizer.apply(gradients, self.network.trainable_weights)
+        else:
+            apply_gradients(gradients)
         # The metrics average every pixel's loss, as the example's do.
         self.noise_loss_tracker.update_state(noise_loss)
         self.image_loss_tracker.update_state(image_loss)

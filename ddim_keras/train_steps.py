@@ -115,8 +115,26 @@ def _jax_train_step(model, state, images):
         noise_loss, image_loss, new_others, gradient_factor = aux
         for variable, value in zip(network.non_trainable_variables, new_others):
             variable.assign(value)
-        logs = model.finish_train_step(gradients, gradient_factor, noise_loss, image_loss)
+        logs = model.finish_train_step(gradients, gradient_factor, noise_loss, image_loss,
+                                       apply_gradients=lambda g: _stateless_apply(model, scope, g))
     return logs, _read_state(scope, mapping, state)
+
+
+def _stateless_apply(model, scope, gradients):
+    """The optimizer's update as JAX needs it: ``stateless_apply`` on the scope's values.
+
+    (``optimizer.apply`` would do for a plain optimizer, but a LossScaleOptimizer
+    assigns its variables inside ``ops.cond`` branches, which under a JAX trace
+    leak tracers; its ``stateless_apply`` is written for this case.)
+    """
+    optimizer, weights = model.optimizer, model.network.trainable_variables
+    new_weights, new_optimizer_values = optimizer.stateless_apply(
+        [scope.get_current_value(v) for v in optimizer.variables], gradients,
+        [scope.get_current_value(v) for v in weights])
+    for variable, value in zip(weights, new_weights):
+        variable.assign(value)
+    for variable, value in zip(optimizer.variables, new_optimizer_values):
+        variable.assign(value)
 
 
 def _jax_test_step(model, state, images):

@@ -97,8 +97,9 @@ def load(folder, backend):
     result["example_network"] = ops.convert_to_numpy(model.network(inputs, training=False))
     result["example_ema_network"] = ops.convert_to_numpy(
         model.ema_network(inputs, training=False))
-    result["example_samples"] = ops.convert_to_numpy(
-        model.reverse_diffusion(ops.convert_to_tensor(example["noise"]), 5))
+    samples = model.reverse_diffusion(ops.convert_to_tensor(example["noise"]), 5)
+    result["example_samples"] = ops.convert_to_numpy(samples)
+    result["example_denormalized"] = ops.convert_to_numpy(model.denormalize(samples))
     np.savez(os.path.join(folder, f"loaded_{backend}.npz"), **result)
 
 

@@ -83,11 +83,11 @@ def test_two_training_steps_agree_on_every_backend(results):
         np.testing.assert_allclose(written[backend]["n_loss"], reference["n_loss"], rtol=1e-4)
         for index in range(count):
             ours, theirs = written[backend][f"trained_{index}"], reference[f"trained_{index}"]
-            # AdamW's first steps move each weight by about the learning rate:
-            # the backends agree to a small share of that.
-            np.testing.assert_allclose(ours, theirs, atol=2e-5, err_msg=f"{backend} {index}")
+            # AdamW's first steps move each weight by about the learning rate (1e-3):
+            # the backends agree to float rounding (measured: 3e-7).
+            np.testing.assert_allclose(ours, theirs, atol=3e-6, err_msg=f"{backend} {index}")
             np.testing.assert_allclose(written[backend][f"ema_{index}"], reference[f"ema_{index}"],
-                                       atol=2e-5, err_msg=f"{backend} ema {index}")
+                                       atol=3e-6, err_msg=f"{backend} ema {index}")
 
 
 def test_training_moved_the_weights(results):
@@ -106,7 +106,8 @@ def test_a_seed_gives_the_same_images_on_every_backend(results):
         images = written["tensorflow"][key]
         assert images.std() > 0.05, key  # not a flat, saturated image
         for backend in ("jax", "torch"):
-            np.testing.assert_allclose(written[backend][key], images, atol=2e-4,
+            # Measured: 1.3e-6 apart at most.
+            np.testing.assert_allclose(written[backend][key], images, atol=2e-5,
                                        err_msg=f"{backend} {key}")
 
 
@@ -123,10 +124,15 @@ def test_checkpoints_move_between_backends(results, source, target, file_format)
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_examples_checkpoint_loads_under_every_backend(results, backend):
+    """The example's full network (64 px, 1000-frequency noise embedding): its outputs on
+    another backend differ by float rounding, mostly of sin/cos at angles up to ~6,300 rad;
+    the 5-step samples amplify that (the first step divides by the signal rate, 0.02)."""
     _, loaded, expected, _ = results
-    for name in ("network", "ema_network", "samples"):
+    # Measured: 4.4e-4 (network outputs) and 4.6e-3 (pixels in [0, 1]) at most.
+    tolerances = {"network": 1e-3, "ema_network": 1e-3, "denormalized": 0.01}
+    if backend == "tensorflow":
+        tolerances = dict.fromkeys(tolerances, 1e-5)
+    for name, tolerance in tolerances.items():
         assert np.abs(expected[name]).max() > 1e-3, name
-        # The example's full network (64 px, four resolutions): float32 convolutions of
-        # oneDNN, XLA and ATen round differently; measured up to 3e-4 apart.
         gap = np.abs(loaded[backend][f"example_{name}"] - expected[name]).max()
-        assert gap < 1e-3, (name, gap)
+        assert gap < tolerance, (name, gap)

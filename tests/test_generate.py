@@ -122,6 +122,7 @@ def test_importing_the_clis_does_not_load_tensorflow():
 # -- every mode from the tiny run -----------------------------------------------------------
 
 
+@pytest.mark.backends  # also run on jax and torch by `make test`
 def test_mixed_precision_samples_close_to_float32_under_its_own_name(sampling_run, tmp_path,
                                                                    capsys):
     base = ("--run", sampling_run, "--steps", 2, "--seed", 4, "--output", tmp_path, "--no-progress")
@@ -141,6 +142,7 @@ def test_mixed_precision_samples_close_to_float32_under_its_own_name(sampling_ru
     assert_one_error(err, ["--mixed-precision"])
 
 
+@pytest.mark.backends  # also run on jax and torch by `make test`
 def test_samplers_and_spacings_from_the_command_line(sampling_run, tmp_path, capsys):
     """Other samplers write under their own names and land close to the example's
     sampler at many steps (the same ODE), unlike a sample from other noise."""
@@ -161,6 +163,7 @@ def test_samplers_and_spacings_from_the_command_line(sampling_run, tmp_path, cap
         assert gap < 0.25 * far, (sampler, spacing, gap, far)
 
 
+@pytest.mark.backends  # also run on jax and torch by `make test`
 def test_grid(tiny_run, tmp_path, capsys):
     path = tmp_path / "grid.png"
     printed, err = ok(capsys, "--run", tiny_run, "--steps", 2, "--seed", 1, "--output", path)
@@ -192,6 +195,7 @@ def test_grid(tiny_run, tmp_path, capsys):
                                   small.repeat(F, axis=1).repeat(F, axis=2))
 
 
+@pytest.mark.backends  # also run on jax and torch by `make test`
 def test_images(tiny_run, tmp_path, capsys):
     folder = tmp_path / "singles"
     printed, err = ok(capsys, "--run", tiny_run, "--mode", "images", "--num-images", 3,
@@ -206,6 +210,7 @@ def test_images(tiny_run, tmp_path, capsys):
     assert png_size(tmp_path / "big" / "image_0000.png") == (2 * S, 2 * S)
 
 
+@pytest.mark.backends  # also run on jax and torch by `make test`
 def test_process(sampling_run, tmp_path, capsys):
     printed, _ = ok(capsys, "--run", sampling_run, "--mode", "process", "--num-images", 2,
                     "--steps", 3, "--seed", 3, "--output", tmp_path / "process.gif")
@@ -239,6 +244,7 @@ def test_process(sampling_run, tmp_path, capsys):
     assert np.abs(cell(2, 2) - final).max() <= 1
 
 
+@pytest.mark.backends  # also run on jax and torch by `make test`
 def test_steps(sampling_run, tmp_path, capsys):
     printed, _ = ok(capsys, "--run", sampling_run, "--mode", "steps", "--num-images", 2,
                     "--steps", 3, "--seed", 4, "--output", tmp_path / "steps")
@@ -259,6 +265,7 @@ def test_steps(sampling_run, tmp_path, capsys):
     np.testing.assert_array_equal(strip[-(T + 2 * PAD):], reference)
 
 
+@pytest.mark.backends  # also run on jax and torch by `make test`
 def test_interpolation(sampling_run, tmp_path, capsys):
     printed, _ = ok(capsys, "--run", sampling_run, "--mode", "interpolation", "--num-images", 4,
                     "--steps", 2, "--seed", 5, "--output", tmp_path / "walk.png")
@@ -282,6 +289,7 @@ def test_interpolation(sampling_run, tmp_path, capsys):
 # -- repeatability, default paths, ways of loading -------------------------------------------
 
 
+@pytest.mark.backends  # also run on jax and torch by `make test`
 def test_same_seed_gives_byte_identical_files(sampling_run, tmp_path, capsys):
     # Stochastic sampling (eta=1) too; eta=0 is compared across ways of loading
     # and across processes below.
@@ -318,6 +326,7 @@ def test_default_output_is_inside_the_run(tiny_run, tmp_path, capsys, monkeypatc
     assert printed == [str(tmp_path / "generated" / "grid_seed3_steps1_eta0.png")]
 
 
+@pytest.mark.backends  # also run on jax and torch by `make test`
 def test_every_way_of_loading_gives_the_same_images(sampling_run, tmp_path, capsys):
     from ddim_keras.run_dir import load_model
 
