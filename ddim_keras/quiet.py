@@ -83,26 +83,36 @@ def _quiet_python_loggers():
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Finds ``tensorflow`` once, with a loader that runs the import with fd 2 held back."""
 
+    _finding = False
+
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
+        # Only a find, not yet an import: other packages look TensorFlow up without
+        # importing it (PyTorch's dynamo does, under the torch backend), so the
+        # finder stays in place until the import itself runs (see _QuietLoader).
+        if name != "tensorflow" or self._finding:
             return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)  # one import only; the finders after us do the finding
-        spec = importlib.util.find_spec(name)
+        self._finding = True  # the finders after us do the finding
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
         if spec is None or spec.loader is None:
             return spec
-        spec.loader = _QuietLoader(spec.loader)
+        spec.loader = _QuietLoader(spec.loader, self)
         return spec
 
 
 class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, loader):
+    def __init__(self, loader, finder):
         self._loader = loader
+        self._finder = finder
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
+        if self._finder in sys.meta_path:
+            sys.meta_path.remove(self._finder)  # one import only
         # The module gets its real loader back, for anyone who looks at it.
         module.__loader__ = self._loader
         if module.__spec__ is not None:

@@ -8,6 +8,7 @@ import sys
 import warnings
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import write_config
@@ -150,3 +151,18 @@ def test_import_hook_holds_back_stderr_and_replays_it_on_failure(tmp_path):
     assert failed.returncode == 1
     assert "oneDNN custom operations are on" in failed.stderr  # replayed: it may explain
     assert "ImportError: fake tensorflow failed" in failed.stderr
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_backends_print_no_tensorflow_logs_either(tiny_run, backend, tmp_path):
+    """Under JAX and PyTorch TensorFlow is imported later (by tf.data or Keras' dtype
+    serialisation), and PyTorch looks it up with find_spec first: the hook must still
+    hold back the import's lines."""
+    env = clean_env(KERAS_BACKEND=backend)
+    generate = subprocess.run(
+        [sys.executable, "-m", "ddim_keras.generate", "--run", tiny_run, "--steps", "2",
+         "--num-images", "2", "--seed", "0", "--no-progress", "--output",
+         str(tmp_path / "grid.png")],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert generate.returncode == 0, generate.stderr
+    assert not NOISE.search(generate.stderr), generate.stderr
