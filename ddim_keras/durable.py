@@ -64,6 +64,16 @@ def fsync_directory(directory):
         os.close(fd)
 
 
+def publish(tmp_path, path):
+    """Give a fully written ``tmp_path`` the name ``path``, durably: fsync, rename, fsync folder.
+
+    The one rename of the package; a reader sees the old file or the whole new one.
+    """
+    fsync_path(tmp_path)
+    os.replace(tmp_path, path)
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
 def write_durably(path, save, *, user_error=False):
     """Write ``path`` through ``save(tmp_path)``, durably and atomically; returns ``path``.
 
@@ -76,9 +86,7 @@ def write_durably(path, save, *, user_error=False):
     tmp_path = temporary_path(path)
     try:
         save(tmp_path)
-        fsync_path(tmp_path)
-        os.replace(tmp_path, path)
-        fsync_directory(os.path.dirname(os.path.abspath(path)))
+        publish(tmp_path, path)
     except BaseException as error:
         if os.path.lexists(tmp_path):
             try:

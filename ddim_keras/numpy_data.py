@@ -41,6 +41,7 @@ import numpy as np
 
 from ddim_keras import data
 from ddim_keras.config import DEFAULT_BACKGROUND, parse_background
+from ddim_keras.durable import publish
 from ddim_keras.errors import DataError
 
 
@@ -276,7 +277,7 @@ class ImageFiles(SplitImages):
         partial = self._store.filename
         self._store.flush()
         self._store = None
-        os.replace(partial, self._path)
+        publish(partial, self._path)  # a complete cache, or none under its name
         self._store = np.load(self._path, mmap_mode="r")
         self._filled = None
 

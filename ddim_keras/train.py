@@ -445,13 +445,13 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
     # Enlarged like the per-epoch grids (images.default_scale: tiles of at least 128 px).
     write_durably(final_grid, lambda tmp_path: save_grid(grid, tmp_path))
     minutes = (time.time() - started) / 60.0
+    logs = (f" | logs: {os.path.relpath(run_dir.logs_dir, run_dir.path)} (tensorboard --logdir "
+            f"{run_dir.logs_dir})" if cb.summaries_available() else "")
     print(
         f"Done in {minutes:.1f} min. Run: {run_dir.path} | best checkpoint: "
         f"{os.path.relpath(checkpoint, run_dir.path)} | samples: "
         f"{os.path.relpath(final_grid, run_dir.path)} | curves: "
-        f"{os.path.relpath(curves.path, run_dir.path)} | logs: "
-        f"{os.path.relpath(run_dir.logs_dir, run_dir.path)} (tensorboard --logdir "
-        f"{run_dir.logs_dir})"
+        f"{os.path.relpath(curves.path, run_dir.path)}{logs}"
     )
     return 0
 
