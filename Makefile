@@ -54,6 +54,10 @@ install: $(STAMP)
 # The whole suite on TensorFlow (it also runs tests/test_backends.py, which trains, samples
 # and moves checkpoints across all three backends in subprocesses), then the core suite
 # (tests marked `backends`: model, sampling, samplers, generation) on JAX and on PyTorch.
+# JAX keeps its compiled programs in a cache folder: the many tiny models of the tests
+# compile to the same XLA programs, which are then compiled once.
+test: export JAX_COMPILATION_CACHE_DIR := $(CURDIR)/.pytest_cache/jax
+test: export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS := 0
 test: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q --durations=15 $(ARGS)
 	KERAS_BACKEND=jax $(PY) -m pytest -q -m backends $(ARGS)

@@ -471,8 +471,6 @@ def test_gpu_script_cpu_smoke(tmp_path):
     for name in ("jax_default", "jax_sampling"):
         assert json.loads((out / f"{name}.json").read_text(encoding="utf-8"))["backend"] == "jax"
     assert "keras" in (out / "env.txt").read_text(encoding="utf-8")
-    if summary["skipped"] == ["jax_float16 (exit 1)"]:
-        pytest.xfail("float16 training fails on JAX (LossScaleOptimizer in the JAX train step)")
     assert summary["skipped"] == []
     assert json.loads((out / "jax_float16.json").read_text(encoding="utf-8"))["train"]["mixed"][
         "precision"] == "float16"
