@@ -38,12 +38,21 @@ BATCH = TINY["batch_size"]
 STEPS = 2
 
 
-def run_worker(phase, folder, backend):
-    environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, os.path.join(HERE, "backend_worker.py"), phase,
-                           str(folder)], env=environment, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, f"{backend} {phase}:\n{done.stdout}\n{done.stderr[-4000:]}"
+def run_workers(phase, folder):
+    """``backend_worker.py PHASE FOLDER`` under every backend, the three processes at once
+    (much of each is importing and compiling, which overlaps well even on two cores)."""
+    processes = {}
+    for backend in BACKENDS:
+        environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        processes[backend] = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "backend_worker.py"), phase, str(folder)],
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    failures = []
+    for backend, process in processes.items():
+        stdout, stderr = process.communicate(timeout=600)
+        if process.returncode != 0:
+            failures.append(f"{backend} {phase}:\n{stdout}\n{stderr[-4000:]}")
+    assert not failures, "\n".join(failures)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +77,7 @@ def results(tmp_path_factory, example_checkpoint):  # noqa: F811
              noise=np.asarray(inputs(seed=1)[0]))
 
     for phase in ("write", "load"):
-        for backend in BACKENDS:
-            run_worker(phase, folder, backend)
+        run_workers(phase, folder)
     written = {b: dict(np.load(folder / f"outputs_{b}.npz")) for b in BACKENDS}
     loaded = {b: dict(np.load(folder / f"loaded_{b}.npz")) for b in BACKENDS}
     return written, loaded, expected, model.network.get_weights()
