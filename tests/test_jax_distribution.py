@@ -73,3 +73,20 @@ def test_data_parallel_over_two_jax_devices_trains_as_one_device(runs):
     # Three AdamW steps, each moving weights by ~1e-3: the two runs agree to float rounding
     # of the all-reduce.
     assert max(gaps) < 1e-5, max(gaps)
+
+
+@pytest.mark.parametrize("backend,argv,words", [
+    ("torch", ["--strategy", "mirrored"], "trains on one device under the PyTorch backend"),
+    ("jax", ["--strategy", "multi-worker"], "needs JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES"),
+    ("jax", ["--strategy", "mirrored", "--devices", "gpu:7"], "which JAX does not see here"),
+])
+def test_strategies_a_backend_cannot_run_are_refused(tmp_path, backend, argv, words):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env.update(KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
+    output = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "ddim_keras.train", "--dataset", "shapes",
+                           "--epochs", "1", "--output", str(output), *argv], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert words in done.stderr and "Traceback" not in done.stderr
+    assert not output.exists()  # nothing written for a run that cannot start
