@@ -81,11 +81,12 @@ class DiffusionModel(keras.Model):
         # replicas, and the reduced-precision copies and compiled loops of sampling.
         self._replica_seeds = Untracked(replica_seeds())
         self._samplers = Untracked(SamplerCache(config))
-        if keras.backend.backend() == "jax":
-            # A compiled JAX step cannot draw from Keras' global generator: its
-            # draws come from this generator, whose state travels in the step's
-            # state. It is not saved in checkpoints (Keras saves no seed state).
-            self.seed_generator = keras.random.SeedGenerator(name="seed_generator")
+        # A compiled JAX step cannot draw from Keras' global generator: its draws
+        # come from this generator, whose state travels in the step's state (not
+        # in checkpoints: Keras saves no seed state). Elsewhere None: the global
+        # generator, as in the example.
+        self.seed_generator = (keras.random.SeedGenerator(name="seed_generator")
+                               if keras.backend.backend() == "jax" else None)
 
     # -- configuration -------------------------------------------------------------
 
@@ -246,7 +247,8 @@ class DiffusionModel(keras.Model):
 
         Works in chunks of ``batch_size`` (default: the config's batch size) so
         that memory stays bounded; the result does not depend on the chunking,
-        nor on the Keras backend (up to float rounding). ``progress`` is an optional callable(done, total).
+        nor on the Keras backend (up to float rounding). ``progress`` is an
+        optional callable(done, total).
         ``precision``: "float32" (default), "bfloat16" or "float16", see
         :meth:`sampling_network`. ``sampler`` and ``spacing``: see
         :meth:`compiled_reverse_diffusion`; the defaults are the example's. A
@@ -287,7 +289,7 @@ class DiffusionModel(keras.Model):
         seed = self._replica_seed(training)
         if seed is not None:
             return self._replica_seeds.value.draws(images, times_shape, seed)
-        seed = getattr(self, "seed_generator", None)
+        seed = self.seed_generator
         noises = keras.random.normal(shape=ops.shape(images), seed=seed)
         diffusion_times = keras.random.uniform(shape=times_shape, minval=0.0, maxval=1.0,
                                                seed=seed)
@@ -395,7 +397,7 @@ class DiffusionModel(keras.Model):
                 initial_noise = self._replica_seeds.value.kid_noise(images, seed)
             else:
                 initial_noise = keras.random.normal(shape=ops.shape(images),
-                                                    seed=getattr(self, "seed_generator", None))
+                                                    seed=self.seed_generator)
             generated_images = self.denormalize(
                 sampling.reverse_diffusion_graph(
                     self._denoise_eval, self.diffusion_schedule, initial_noise,

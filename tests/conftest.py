@@ -259,3 +259,16 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(data, "network_reachable", unreachable)
     return probed
+
+
+def pytest_collection_modifyitems(config, items):
+    """On JAX or PyTorch only the core suite (marked `backends`) runs; the other tests use
+    TensorFlow itself (tf.data, tf.distribute, the restated example) or start their own
+    backends in subprocesses, and run in the TensorFlow pass of `make test`."""
+    if BACKEND == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"a TensorFlow-pass test; on {BACKEND} only the tests "
+                                   "marked `backends` run")
+    for item in items:
+        if "backends" not in item.keywords:
+            item.add_marker(skip)
