@@ -32,6 +32,39 @@ def compiled(function):
     return function
 
 
+#: A ``sitecustomize`` that makes Python's path finder blind to TensorFlow (and
+#: TensorBoard, tf_keras): ``import tensorflow`` fails and ``find_spec`` says it is not
+#: installed, as on a machine without it. (``sys.modules["tensorflow"] = None`` would
+#: not do: Keras takes a name in ``sys.modules`` for a loaded TensorFlow.)
+HIDE_TENSORFLOW = '''
+import importlib.machinery
+
+_HIDDEN = ("tensorflow", "tensorboard", "tf_keras")
+_find_spec = importlib.machinery.PathFinder.find_spec.__func__
+
+
+def _find_spec_without_tensorflow(cls, fullname, path=None, target=None):
+    if fullname.partition(".")[0].startswith(_HIDDEN):
+        return None
+    return _find_spec(cls, fullname, path, target)
+
+
+importlib.machinery.PathFinder.find_spec = classmethod(_find_spec_without_tensorflow)
+'''
+
+
+def without_tensorflow_env(folder, backend="jax"):
+    """Environment for a subprocess that runs this checkout as if TensorFlow were not
+    installed, on ``backend`` (CPU); writes its ``sitecustomize.py`` into ``folder``."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (folder / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")}
+    env.update(PYTHONPATH=os.pathsep.join([str(folder), root]), KERAS_BACKEND=backend,
+               JAX_PLATFORMS="cpu")
+    return env
+
+
 # Small enough for a 2-core CPU: 16 px, two resolutions, batch 4.
 TINY = dict(image_size=16, widths=(8, 16), block_depth=1, batch_size=4,
             dataset_repetitions=1, epochs=1, kid=False, plot_diffusion_steps=3,

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import write_config
+from conftest import without_tensorflow_env, write_config
 from ddim_keras import benchmark
 from ddim_keras.config import PRESETS
 from ddim_keras.errors import UsageError, run_cli
@@ -307,23 +307,6 @@ def test_jit_compile_flag_reaches_the_train_step(tmp_path):
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: Runs a module as __main__ with TensorFlow unimportable, as on a JAX-only GPU machine.
-#: A finder that raises (rather than ``sys.modules["tensorflow"] = None``, which Keras
-#: reads as "TensorFlow is loaded"); PyTorch's dynamo, which only looks TensorFlow up
-#: with find_spec when it is imported, is imported first.
-WITHOUT_TENSORFLOW = """
-import importlib.abc, os, runpy, sys
-if os.environ.get("KERAS_BACKEND") == "torch":
-    import torch._dynamo
-class NoTensorFlow(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, NoTensorFlow())
-sys.argv = sys.argv[1:]
-runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
-"""
-
 
 def test_skipped_parts_are_left_out_and_said_so(tmp_path):
     config = write_config(tmp_path / "tiny.json")
@@ -423,11 +406,13 @@ def test_runs_on_another_backend_without_tensorflow(tmp_path, backend):
     pytest.importorskip(backend)
     config = write_config(tmp_path / "tiny.json")
     output = tmp_path / "bench.json"
+    hide = tmp_path / "hide_tensorflow"
+    hide.mkdir()
     process = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TENSORFLOW, "ddim_keras.benchmark", "--config", config,
+        [sys.executable, "-m", "ddim_keras.benchmark", "--config", config,
          "--output", str(output)] + TINY_ARGS,
         capture_output=True, text=True, timeout=600, cwd=ROOT,
-        env=dict(os.environ, KERAS_BACKEND=backend))
+        env=without_tensorflow_env(hide, backend))
     assert process.returncode == 0, process.stderr[-3000:]
     result = json.loads(output.read_text(encoding="utf-8"))
     assert result["backend"] == backend and backend in result["versions"]

@@ -2,10 +2,8 @@
 through NumPy/Pillow pipelines, and the TFDS sources say what to install.
 
 The subprocesses run on the JAX backend with TensorFlow hidden as if it were not
-installed: a ``sitecustomize`` makes the path finder blind to ``tensorflow*``,
-``tensorboard*`` and ``tf_keras``, so ``import tensorflow`` fails and
-``importlib.util.find_spec("tensorflow")`` is None (``sys.modules["tensorflow"] =
-None`` would not do: Keras takes a name in ``sys.modules`` for a loaded TensorFlow).
+installed (``conftest.without_tensorflow_env``: a ``sitecustomize`` makes the path
+finder blind to it, so ``import tensorflow`` fails and ``find_spec`` finds nothing).
 The in-process tests, with TensorFlow, compare the NumPy/Pillow pipeline with the
 tf.data one and with Pillow itself.
 """
@@ -22,40 +20,18 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import assert_one_error
+from conftest import assert_one_error, without_tensorflow_env
 from ddim_keras import data, numpy_data
 from ddim_keras.config import DiffusionConfig
 from ddim_keras.errors import DataError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(data.__file__)))
 SIZE = 16
-
-HIDE_TENSORFLOW = '''
-import importlib.machinery
-
-_HIDDEN = ("tensorflow", "tensorboard", "tf_keras")
-_find_spec = importlib.machinery.PathFinder.find_spec.__func__
-
-
-def _find_spec_without_tensorflow(cls, fullname, path=None, target=None):
-    if fullname.partition(".")[0].startswith(_HIDDEN):
-        return None
-    return _find_spec(cls, fullname, path, target)
-
-
-importlib.machinery.PathFinder.find_spec = classmethod(_find_spec_without_tensorflow)
-'''
-
 
 @pytest.fixture(scope="module")
 def without_tensorflow(tmp_path_factory):
     """Run ``python -c CODE ARGS...`` with TensorFlow hidden, on JAX; returns the result."""
     hide = tmp_path_factory.mktemp("hide_tensorflow")
-    (hide / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")}
-    env.update(PYTHONPATH=os.pathsep.join([str(hide), ROOT]), KERAS_BACKEND="jax",
-               JAX_PLATFORMS="cpu")
+    env = without_tensorflow_env(hide)
 
     def run(*argv):
         return subprocess.run([sys.executable, *map(str, argv)], capture_output=True,
