@@ -671,13 +671,7 @@ def folder_pipeline(paths, config):
     from ddim_keras import numpy_data
     from ddim_keras.config import DEFAULT_BACKGROUND, parse_background
 
-    # The entries a folder listing makes (data.image_files_dataset's, for the NumPy path).
-    entries = []
-    for path in paths:
-        problem, decoder, orientation, _ = data._inspect_image(path)  # noqa: SLF001
-        if problem is None:
-            entries.append((path, decoder, orientation))
-    files = numpy_data.ImageFiles(entries, config.image_size,
+    files = numpy_data.ImageFiles(data.file_entries(paths), config.image_size,
                                   parse_background(DEFAULT_BACKGROUND), cache="none")
     batches = numpy_data.ImageBatches(files, config.batch_size)
 

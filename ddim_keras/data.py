@@ -815,18 +815,24 @@ def _describe_bad(bad, folder, limit=3):
     return shown + (f"; and {len(bad) - limit} more" if len(bad) > limit else "")
 
 
+def file_entries(paths):
+    """``(path, decoder, orientation)`` of each decodable file of ``paths``, as a folder
+    listing makes them (the input of either pipeline); the others are left out."""
+    entries = []
+    for path in paths:
+        problem, decoder, orientation, _ = _inspect_image(os.fspath(path))
+        if problem is None:
+            entries.append((os.fspath(path), decoder, orientation))
+    return entries
+
+
 def image_files_dataset(paths, image_size, background=None):
     """Unbatched uint8 dataset of the image files ``paths``, preprocessed as a folder's are.
 
     Each file is decoded the way :func:`load_datasets` decodes a folder's (the
     benchmark times this); files that cannot be decoded are skipped.
     """
-    entries = []
-    for path in paths:
-        problem, decoder, orientation, _ = _inspect_image(os.fspath(path))
-        if problem is None:
-            entries.append((os.fspath(path), decoder, orientation))
-    return _files_dataset(entries, image_size,
+    return _files_dataset(file_entries(paths), image_size,
                           parse_background(DEFAULT_BACKGROUND if background is None
                                            else background))
 
