@@ -882,23 +882,24 @@ def decode_image_file(path, decoder, orientation):
     return apply_orientation(tf.ensure_shape(image, (None, None, 4)), orientation)
 
 
+#: EXIF orientation (1..8) -> (transpose first, then the axes to reverse): what turns
+#: an image upright, as Pillow's exif_transpose does. 1 upright, 2 mirrored left-right,
+#: 3 rotated 180, 4 mirrored top-bottom, 5 transposed, 6 needs 90 degrees clockwise,
+#: 7 transversed, 8 needs 90 degrees anticlockwise. (The tf.data and NumPy pipelines
+#: both read it.)
+ORIENTATIONS = {1: (False, ()), 2: (False, (1,)), 3: (False, (0, 1)), 4: (False, (0,)),
+                5: (True, ()), 6: (True, (1,)), 7: (True, (0, 1)), 8: (True, (0,))}
+
+
 def apply_orientation(image, orientation):
     """Turn an HxWxC image upright by its EXIF orientation (1..8), as Pillow's exif_transpose."""
     import tensorflow as tf
 
-    def transposed():
-        return tf.transpose(image, (1, 0, 2))
+    def upright(transpose, axes):
+        turned = tf.transpose(image, (1, 0, 2)) if transpose else image
+        return tf.reverse(turned, list(axes)) if axes else turned
 
-    branches = [
-        lambda: image,                                 # 1: upright
-        lambda: tf.reverse(image, [1]),                # 2: mirrored left-right
-        lambda: tf.reverse(image, [0, 1]),             # 3: rotated 180
-        lambda: tf.reverse(image, [0]),                # 4: mirrored top-bottom
-        transposed,                                    # 5: transposed
-        lambda: tf.reverse(transposed(), [1]),         # 6: needs 90 degrees clockwise
-        lambda: tf.reverse(transposed(), [0, 1]),      # 7: transversed
-        lambda: tf.reverse(transposed(), [0]),         # 8: needs 90 degrees anticlockwise
-    ]
+    branches = [lambda rule=ORIENTATIONS[key]: upright(*rule) for key in sorted(ORIENTATIONS)]
     index = tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7)
     return tf.switch_case(index, branches)
 

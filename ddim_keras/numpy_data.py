@@ -124,11 +124,10 @@ def composite(pixels, background=None):
 
 def apply_orientation(image, orientation):
     """Turn an HxWxC array upright by its EXIF orientation (1..8): ``data.apply_orientation``."""
-    orientation = int(orientation) if 1 <= int(orientation) <= 8 else 1
-    if orientation >= 5:
+    transpose, axes = data.ORIENTATIONS.get(int(orientation), data.ORIENTATIONS[1])
+    if transpose:
         image = np.swapaxes(image, 0, 1)
-    flips = {1: (), 2: (1,), 3: (0, 1), 4: (0,), 5: (), 6: (1,), 7: (0, 1), 8: (0,)}
-    return np.flip(image, flips[orientation]) if flips[orientation] else image
+    return np.flip(image, axes) if axes else image
 
 
 def decode_file(path, orientation, image_size, background):
