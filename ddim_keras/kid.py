@@ -13,11 +13,11 @@ import warnings
 import keras
 from keras import layers, ops
 
+from ddim_keras import PACKAGE
 from ddim_keras.errors import DdimError, UsageError
 from ddim_keras.kid_eval import KID_ENCODERS
 from ddim_keras.untracked import Untracked
 
-PACKAGE = "ddim_keras"
 
 
 def polynomial_kernel(features_1, features_2):

@@ -13,7 +13,7 @@ import numpy as np
 import keras
 from keras import layers, ops
 
-from ddim_keras import checks, sampling, sampling_loop, train_steps
+from ddim_keras import PACKAGE, checks, sampling, sampling_loop, train_steps
 from ddim_keras.config import DiffusionConfig
 from ddim_keras.ema import update_ema
 from ddim_keras.kid import KID
@@ -23,7 +23,6 @@ from ddim_keras.sampler_cache import SamplerCache, no_gradients
 from ddim_keras.schedules import get_schedule
 from ddim_keras.untracked import Untracked
 
-PACKAGE = "ddim_keras"
 
 LOSS_FUNCTIONS = {
     "mae": keras.losses.mean_absolute_error,

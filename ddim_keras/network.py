@@ -6,9 +6,11 @@ of schedules or samplers.
 
 The layers are created in the same order and with the same classes as the
 example, so a ``.weights.h5`` written by the example loads into this network:
-Keras addresses weights by layer class and position, not by name. The one
-difference is the embedding, a registered layer class instead of a Lambda, so
-``.keras`` files load in safe mode (it has no weights, so the layout is equal).
+Keras addresses weights by layer class name and position, not by layer name.
+Two differences: the embedding is a registered layer class instead of a Lambda,
+so ``.keras`` files load in safe mode (it has no weights, so the layout is
+equal); Conv2D and BatchNormalization are Keras' own with a fused PyTorch path
+(:mod:`ddim_keras.fused_layers`), same class names, weights and math.
 """
 
 import math
@@ -16,7 +18,8 @@ import math
 import keras
 from keras import layers, ops
 
-PACKAGE = "ddim_keras"
+from ddim_keras import PACKAGE
+from ddim_keras.fused_layers import BatchNormalization, Conv2D
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -67,11 +70,11 @@ def residual_block(x, width, dtype=None):
         residual = x
     else:
         # A 1x1 convolution matches the shortcut's channels to the block's.
-        residual = layers.Conv2D(width, kernel_size=1, dtype=dtype)(x)
+        residual = Conv2D(width, kernel_size=1, dtype=dtype)(x)
     # center/scale are redundant: a convolution follows.
-    x = layers.BatchNormalization(center=False, scale=False, dtype=dtype)(x)
-    x = layers.Conv2D(width, kernel_size=3, padding="same", activation="swish", dtype=dtype)(x)
-    x = layers.Conv2D(width, kernel_size=3, padding="same", dtype=dtype)(x)
+    x = BatchNormalization(center=False, scale=False, dtype=dtype)(x)
+    x = Conv2D(width, kernel_size=3, padding="same", activation="swish", dtype=dtype)(x)
+    x = Conv2D(width, kernel_size=3, padding="same", dtype=dtype)(x)
     return layers.Add(dtype=dtype)([x, residual])
 
 
@@ -107,7 +110,7 @@ def build_unet(image_size, widths, block_depth, embedding_dims=32,
         noise_variances)
     e = layers.UpSampling2D(size=image_size, interpolation="nearest", dtype=dtype)(e)
 
-    x = layers.Conv2D(widths[0], kernel_size=1, dtype=dtype)(noisy_images)
+    x = Conv2D(widths[0], kernel_size=1, dtype=dtype)(noisy_images)
     x = layers.Concatenate(dtype=dtype)([x, e])
 
     skips = []
@@ -121,7 +124,7 @@ def build_unet(image_size, widths, block_depth, embedding_dims=32,
         x = up_block(x, skips, width, block_depth, dtype)
 
     # Zero init: the untrained network predicts zero noise, the targets' mean.
-    x = layers.Conv2D(3, kernel_size=1, kernel_initializer="zeros", dtype=dtype)(x)
+    x = Conv2D(3, kernel_size=1, kernel_initializer="zeros", dtype=dtype)(x)
 
     return keras.Model([noisy_images, noise_variances], x, name=name)
 
