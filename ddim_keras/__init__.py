@@ -22,11 +22,12 @@ if "KERAS_BACKEND" not in os.environ:
     os.environ["KERAS_BACKEND"] = installed[0] if installed else "tensorflow"
 
 #: XLA:CPU hands dots, convolutions and element-wise work to the YNNPACK library with
-#: this flag (jaxlib 0.10.2, where it was measured; older jaxlibs abort on unknown flags).
-#: The default config's JAX train step on the 2-core development CPU: 4.3 s -> 2.4 s.
+#: this flag. The default config's JAX train step on the 2-core development CPU:
+#: 4.3 s -> 2.3 s. The flag is experimental and XLA aborts at start-up on flags it does
+#: not know, so it is set only for the jaxlib releases it was tested with.
 XLA_CPU_LIBRARY_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 XLA_CPU_LIBRARY_FUSIONS = "dot,eltwise,reduce"
-XLA_CPU_LIBRARY_MIN_JAXLIB = (0, 10, 2)
+XLA_CPU_LIBRARY_JAXLIBS = ((0, 10, 2), (0, 11, 0))  # from, up to (excluded)
 
 
 def _jaxlib_version():
@@ -43,16 +44,23 @@ def _jaxlib_version():
     return tuple(parts)
 
 
-def use_xla_cpu_libraries(environ=os.environ):
-    """Add the YNNPACK flag to XLA_FLAGS, unless the user set that flag or jaxlib predates it.
+def jaxlib_takes_xla_cpu_library_flag(version=None):
+    """Whether the installed jaxlib (or ``version``) is one the YNNPACK flag is set for."""
+    version = _jaxlib_version() if version is None else version
+    low, high = XLA_CPU_LIBRARY_JAXLIBS
+    return version is not None and low <= version < high
 
-    Read by JAX when it starts its CPU backend, so this runs on ``import ddim_keras``;
-    it only concerns XLA on CPUs (GPUs and TPUs ignore it). To switch it off, set
+
+def use_xla_cpu_libraries(environ=os.environ):
+    """Add the YNNPACK flag to XLA_FLAGS, unless the user set that flag or jaxlib is another.
+
+    JAX reads XLA_FLAGS when it starts its CPU backend, so this runs on ``import
+    ddim_keras`` (a program that ran JAX computations before that import keeps XLA's
+    defaults). It only concerns XLA on CPUs (GPUs and TPUs ignore it). To switch it off:
     ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-dot,-eltwise,-reduce``.
     """
     flags = environ.get("XLA_FLAGS", "")
-    version = _jaxlib_version()
-    if XLA_CPU_LIBRARY_FLAG in flags or version is None or version < XLA_CPU_LIBRARY_MIN_JAXLIB:
+    if XLA_CPU_LIBRARY_FLAG in flags or not jaxlib_takes_xla_cpu_library_flag():
         return
     environ["XLA_FLAGS"] = f"{flags} {XLA_CPU_LIBRARY_FLAG}={XLA_CPU_LIBRARY_FUSIONS}".strip()
 

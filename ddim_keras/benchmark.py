@@ -292,7 +292,13 @@ def compiler_description(backend, jit_compile):
     """How the train step is compiled, in words: XLA, tf.function graph, torch.compile, eager."""
     if backend == "jax":
         # Keras jits JAX's train step unless jit_compile is False (then it runs op by op).
-        return "XLA (jax.jit)" if jit_compile else "eager JAX ops (no jit)"
+        if not jit_compile:
+            return "eager JAX ops (no jit)"
+        import ddim_keras
+
+        # On CPUs the flag ddim_keras sets on import moves XLA's kernels to YNNPACK.
+        ynnpack = ddim_keras.XLA_CPU_LIBRARY_FLAG in os.environ.get("XLA_FLAGS", "")
+        return "XLA (jax.jit)" + (", YNNPACK on CPU" if ynnpack else "")
     if backend == "torch":
         return "torch.compile" if jit_compile else "eager PyTorch"
     return "XLA" if jit_compile else "tf.function graph, XLA off"
