@@ -51,6 +51,12 @@ def jaxlib_takes_xla_cpu_library_flag(version=None):
     return version is not None and low <= version < high
 
 
+def xla_cpu_libraries_set(environ=os.environ):
+    """Whether XLA_FLAGS holds the YNNPACK flag as :func:`use_xla_cpu_libraries` sets it."""
+    setting = f"{XLA_CPU_LIBRARY_FLAG}={XLA_CPU_LIBRARY_FUSIONS}"
+    return setting in environ.get("XLA_FLAGS", "").split()
+
+
 def use_xla_cpu_libraries(environ=os.environ):
     """Add the YNNPACK flag to XLA_FLAGS, unless the user set that flag or jaxlib is another.
 

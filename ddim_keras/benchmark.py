@@ -294,10 +294,12 @@ def compiler_description(backend, jit_compile):
         # Keras jits JAX's train step unless jit_compile is False (then it runs op by op).
         if not jit_compile:
             return "eager JAX ops (no jit)"
+        import jax
+
         import ddim_keras
 
         # On CPUs the flag ddim_keras sets on import moves XLA's kernels to YNNPACK.
-        ynnpack = ddim_keras.XLA_CPU_LIBRARY_FLAG in os.environ.get("XLA_FLAGS", "")
+        ynnpack = jax.default_backend() == "cpu" and ddim_keras.xla_cpu_libraries_set()
         return "XLA (jax.jit)" + (", YNNPACK on CPU" if ynnpack else "")
     if backend == "torch":
         return "torch.compile" if jit_compile else "eager PyTorch"

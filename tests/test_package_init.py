@@ -22,8 +22,10 @@ def jaxlib(monkeypatch):
 def test_flag_added_for_a_recent_jaxlib_keeping_the_users_flags(jaxlib):
     jaxlib((0, 10, 2))
     environ = {}
+    assert not ddim_keras.xla_cpu_libraries_set(environ)
     ddim_keras.use_xla_cpu_libraries(environ)
     assert environ["XLA_FLAGS"] == f"{FLAG}=dot,eltwise,reduce"
+    assert ddim_keras.xla_cpu_libraries_set(environ)
     environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     ddim_keras.use_xla_cpu_libraries(environ)
     assert environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2",
@@ -36,6 +38,7 @@ def test_users_own_setting_of_the_flag_wins(jaxlib):
     environ = {"XLA_FLAGS": switched_off}
     ddim_keras.use_xla_cpu_libraries(environ)
     assert environ["XLA_FLAGS"] == switched_off
+    assert not ddim_keras.xla_cpu_libraries_set(environ)
 
 
 @pytest.mark.parametrize("version", [None, (0, 4, 38), (0, 10, 1), (0, 11, 0)])
