@@ -6,8 +6,9 @@ Implicit Models" (András Béres). Public names::
     from ddim_keras import DiffusionConfig, DiffusionModel, preset, callbacks
 """
 
-import importlib.util
 import os
+
+from ddim_keras import optional
 
 #: The package name under which its Keras classes are registered ("ddim_keras>...").
 PACKAGE = "ddim_keras"
@@ -18,7 +19,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 if "KERAS_BACKEND" not in os.environ:
     # The example's backend, TensorFlow, where it is installed; otherwise the first
     # installed of the others, so a machine without TensorFlow works unconfigured.
-    installed = [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+    installed = [name for name in BACKENDS if optional.installed(name)]
     os.environ["KERAS_BACKEND"] = installed[0] if installed else "tensorflow"
 
 #: XLA:CPU hands dots, convolutions and element-wise work to the YNNPACK library with

@@ -64,6 +64,7 @@ import sys
 import tempfile
 import time
 
+from ddim_keras import BACKENDS  # the order --backends reports them in, TensorFlow first
 from ddim_keras.config import DiffusionConfig, preset
 from ddim_keras.distribute import (JIT_CHOICES, POLICIES, PRECISIONS, cpu_description,
                                    gpu_names, parse_jit_compile, resolve_precision_name,
@@ -86,8 +87,6 @@ DATA_REPEATS = 3
 MATMUL_MIN_SECONDS = 1.0
 #: Seeds of the synthetic images, the weights, the noise and the sampler.
 SEED = 0
-#: The Keras backends, in the order --backends reports them; the first is the reference.
-BACKENDS = ("tensorflow", "jax", "torch")
 #: Parts of the benchmark that --skip can leave out.
 PARTS = ("train", "sampling", "loop", "data", "matmul")
 #: What a --backends child measures: the train step only.
@@ -677,10 +676,10 @@ def folder_pipeline(paths, config):
         return "tf.data", one_pass, len(paths)
 
     from ddim_keras import numpy_data
-    from ddim_keras.config import DEFAULT_BACKGROUND, parse_background
+    from ddim_keras.config import background_rgb
 
     files = numpy_data.ImageFiles(data.file_entries(paths), config.image_size,
-                                  parse_background(DEFAULT_BACKGROUND), cache="none")
+                                  background_rgb(), cache="none")
     batches = numpy_data.ImageBatches(files, config.batch_size)
 
     def one_pass():

@@ -300,6 +300,11 @@ def parse_background(value):
     return rgb
 
 
+def background_rgb(value=None):
+    """(R, G, B) of a ``--background`` value (see :func:`parse_background`); None: the default."""
+    return parse_background(DEFAULT_BACKGROUND if value is None else value)
+
+
 def format_background(rgb):
     """The name of (R, G, B) as ``--background`` takes it (``white``, ``0,128,255``)."""
     rgb = parse_background(rgb)

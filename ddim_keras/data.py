@@ -50,12 +50,14 @@ import warnings
 import numpy as np
 
 from ddim_keras.config import DATASETS as SOURCES  # the one list of source names
-from ddim_keras.config import (CACHE_MODES, DEFAULT_BACKGROUND, TFDS_PREFIX,
-                               check_dataset_name, parse_background, parse_tfds_dataset)
+from ddim_keras.config import (CACHE_MODES, TFDS_PREFIX, background_rgb,
+                               check_dataset_name, parse_tfds_dataset)
 from ddim_keras.errors import DataError, UsageError
 from ddim_keras.optional import TENSORFLOW_EXTRA, tensorflow_installed, tfds_installed
 
 SPLITS = ("train", "validation")
+#: The sources read without TensorFlow Datasets (by either pipeline).
+LOCAL_SOURCES = ("shapes", "folder")
 
 #: The shapes demo's default sizes; ``shapes_count`` overrides the train count.
 SHAPES_TRAIN_COUNT = 2000
@@ -174,8 +176,7 @@ def composite(pixels, background=None):
         colour = tf.image.grayscale_to_rgb(colour)
     if alpha is None:
         return colour
-    rgb = tf.constant(parse_background(DEFAULT_BACKGROUND if background is None
-                                       else background), tf.float32)
+    rgb = tf.constant(background_rgb(background), tf.float32)
     return colour * alpha + rgb * (1.0 - alpha)
 
 
@@ -393,7 +394,7 @@ def check_source_available(name):
 
     Cheap (imports nothing): commands call it before building anything.
     """
-    if name in ("shapes", "folder") or tfds_installed():
+    if name in LOCAL_SOURCES or tfds_installed():
         return
     if tensorflow_installed():
         raise DataError(
@@ -421,10 +422,7 @@ def split_sources(name, config, splits, data_dir, seed, shapes_count, background
     pipelines build on this, so they read the same images in the same order.
     Other sources raise (TFDS ones are read by :func:`_load_split_images`).
     """
-    _check_source_name(name)
-    check_source_available(name)
-    background = parse_background(DEFAULT_BACKGROUND if background is None else background)
-    common = {"source": name, "image_size": config.image_size, "background": background}
+    background, common = _checked_source(name, config, background)
     if name == "shapes":
         return ({split: _shapes_array(split, config.image_size, seed, shapes_count)
                  for split in splits},
@@ -440,11 +438,16 @@ def split_sources(name, config, splits, data_dir, seed, shapes_count, background
     raise ValueError(f"{name} is not a source of arrays or files")
 
 
-def _check_source_name(name):
+def _checked_source(name, config, background):
+    """(background as (R, G, B), the identity fields of every split) of a usable source."""
     try:
         check_dataset_name(name)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    check_source_available(name)
+    background = background_rgb(background)
+    return background, {"source": name, "image_size": config.image_size,
+                        "background": background}
 
 
 def _load_split_images(name, config, splits, data_dir, seed, shapes_count, background=None):
@@ -455,7 +458,7 @@ def _load_split_images(name, config, splits, data_dir, seed, shapes_count, backg
     splits in one call lets a folder be listed (and its bad files reported) once
     rather than once per split.
     """
-    if name in ("shapes", "folder"):
+    if name in LOCAL_SOURCES:
         sources, identities, background = split_sources(name, config, splits, data_dir, seed,
                                                         shapes_count, background)
         if name == "shapes":
@@ -465,10 +468,7 @@ def _load_split_images(name, config, splits, data_dir, seed, shapes_count, backg
         return ({split: _files_dataset(sources[split], config.image_size, background)
                  for split in splits},
                 identities)
-    _check_source_name(name)
-    check_source_available(name)
-    background = parse_background(DEFAULT_BACKGROUND if background is None else background)
-    common = {"source": name, "image_size": config.image_size, "background": background}
+    background, common = _checked_source(name, config, background)
     return _tfds_split_images(name, splits, config.image_size, data_dir, background, common)
 
 
@@ -832,9 +832,7 @@ def image_files_dataset(paths, image_size, background=None):
     Each file is decoded the way :func:`load_datasets` decodes a folder's (the
     benchmark times this); files that cannot be decoded are skipped.
     """
-    return _files_dataset(file_entries(paths), image_size,
-                          parse_background(DEFAULT_BACKGROUND if background is None
-                                           else background))
+    return _files_dataset(file_entries(paths), image_size, background_rgb(background))
 
 
 def _files_dataset(entries, image_size, background):

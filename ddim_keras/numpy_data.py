@@ -40,7 +40,7 @@ import keras
 import numpy as np
 
 from ddim_keras import data
-from ddim_keras.config import DEFAULT_BACKGROUND, parse_background
+from ddim_keras.config import background_rgb
 from ddim_keras.durable import publish
 from ddim_keras.errors import DataError
 
@@ -117,8 +117,7 @@ def composite(pixels, background=None):
         colour = np.repeat(colour, 3, axis=-1)
     if alpha is None:
         return colour
-    rgb = np.asarray(parse_background(DEFAULT_BACKGROUND if background is None else background),
-                     np.float32)
+    rgb = np.asarray(background_rgb(background), np.float32)
     return colour * alpha + rgb * (np.float32(1.0) - alpha)
 
 

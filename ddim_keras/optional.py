@@ -1,4 +1,4 @@
-"""TensorFlow is an optional extra: whether it (and TFDS) can be imported here.
+"""Optional packages: whether TensorFlow (and TFDS), or a Keras backend, can be imported here.
 
 ``pip install ddim_keras[tensorflow]`` brings TensorFlow, TensorFlow Datasets
 and TensorBoard. Without them the package still trains on ``shapes`` and
@@ -15,15 +15,16 @@ TENSORFLOW_EXTRA = "pip install 'ddim_keras[tensorflow]'"
 
 def tensorflow_installed():
     """True if ``import tensorflow`` can find TensorFlow (without importing it)."""
-    return _installed("tensorflow")
+    return installed("tensorflow")
 
 
 def tfds_installed():
     """True if TensorFlow and TensorFlow Datasets are both installed."""
-    return tensorflow_installed() and _installed("tensorflow_datasets")
+    return tensorflow_installed() and installed("tensorflow_datasets")
 
 
-def _installed(name):
+def installed(name):
+    """True if package ``name`` can be imported here (without importing it)."""
     try:
         # None also when sys.modules[name] is None, the standard way to block an import.
         return importlib.util.find_spec(name) is not None

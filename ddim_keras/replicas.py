@@ -72,7 +72,6 @@ class ReplicaSeeds:
         return tf.stack([tf.constant(base, tf.int32),
                          (step * replicas + replica) * STREAMS_PER_STEP])
 
-
     def draws(self, images, times_shape, seed):
         """(noises like ``images``, diffusion times) of one replica's step, from its seed."""
         import tensorflow as tf

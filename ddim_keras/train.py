@@ -13,8 +13,8 @@ import time
 
 from ddim_keras.cli_args import (add_background_argument, add_dataset_argument,
                                  add_debug_argument, add_kid_encoder_argument)
-from ddim_keras.config import (CACHE_MODES, DEFAULT_BACKGROUND, RESUME_MAY_CHANGE,
-                               DiffusionConfig, PRESETS, dataset_slug, format_background,
+from ddim_keras.config import (CACHE_MODES, RESUME_MAY_CHANGE, DiffusionConfig, PRESETS,
+                               background_rgb, dataset_slug, format_background,
                                parse_background, preset)
 from ddim_keras.distribute import (JIT_CHOICES, PRECISIONS, STRATEGIES, check_strategy_args,
                                    resolve_precision_name, xla_rejects_mixed_precision,
@@ -253,7 +253,7 @@ def resolve_background(args, run_dir):
             except ValueError as error:
                 raise UsageError(f"{run_dir.run_info_path}: {error} Pass --background.") \
                     from None
-    return parse_background(DEFAULT_BACKGROUND)
+    return background_rgb()
 
 
 def train(args):
