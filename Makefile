@@ -51,7 +51,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The whole suite on TensorFlow (it also runs tests/test_backends.py, which trains, samples
+# Lint and format check (ruff, configured in pyproject.toml), then the whole suite on TensorFlow (it also runs tests/test_backends.py, which trains, samples
 # and moves checkpoints across all three backends in subprocesses), then the core suite
 # (tests marked `backends`: model, sampling, samplers, generation) on JAX and on PyTorch.
 # JAX keeps its compiled programs in a cache folder: the many tiny models of the tests
@@ -59,6 +59,8 @@ install: $(STAMP)
 test: export JAX_COMPILATION_CACHE_DIR := $(CURDIR)/.pytest_cache/jax
 test: export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS := 0
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q --durations=15 $(ARGS)
 	KERAS_BACKEND=jax $(PY) -m pytest -q -m backends $(ARGS)
 	KERAS_BACKEND=torch $(PY) -m pytest -q -m backends $(ARGS)

@@ -1,4 +1,6 @@
-"""One Keras backend's half of test_backends.py, run as ``KERAS_BACKEND=B python backend_worker.py PHASE DIR``.
+"""One Keras backend's half of test_backends.py.
+
+Run as ``KERAS_BACKEND=B python backend_worker.py PHASE DIR``.
 
 A process has one Keras backend, so each backend runs this script in a
 process of its own, reading what the parent test wrote into DIR and writing
@@ -20,11 +22,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
+from conftest import TINY, injected_draws  # noqa: E402
 from keras import ops  # noqa: E402
 
-from conftest import TINY, injected_draws  # noqa: E402
-from ddim_keras.config import DiffusionConfig  # noqa: E402
-from ddim_keras.model import DiffusionModel  # noqa: E402
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.model.diffusion_model import DiffusionModel
 
 BACKENDS = ("tensorflow", "jax", "torch")
 #: (sampler, spacing, eta) of the seeded-sampling comparison.
@@ -36,17 +38,22 @@ def tiny_model():
 
 
 def samples(model):
-    return {f"samples_{sampler}_{spacing}_{eta}": model.generate(
-        4, 3, eta=eta, seed=11, sampler=sampler, spacing=spacing)
-        for sampler, spacing, eta in SAMPLERS}
+    return {
+        f"samples_{sampler}_{spacing}_{eta}": model.generate(
+            4, 3, eta=eta, seed=11, sampler=sampler, spacing=spacing
+        )
+        for sampler, spacing, eta in SAMPLERS
+    }
 
 
 def outputs(model, folder):
     """What a trained model computes: both networks on fixed inputs, and seeded samples."""
     shared = np.load(os.path.join(folder, "shared.npz"))
     inputs = [ops.convert_to_tensor(shared["noisy"]), ops.convert_to_tensor(shared["variances"])]
-    result = {name: ops.convert_to_numpy(getattr(model, name)(inputs, training=False))
-              for name in ("network", "ema_network")}
+    result = {
+        name: ops.convert_to_numpy(getattr(model, name)(inputs, training=False))
+        for name in ("network", "ema_network")
+    }
     result["samples"] = model.generate(3, 3, seed=5)
     return result
 
@@ -60,8 +67,9 @@ def write(folder, backend):
     model.compile(run_eagerly=True)
     steps = len(shared["times"])
     with injected_draws(list(shared["noises"]), list(shared["times"])) as queues:
-        history = model.fit(shared["images"], batch_size=TINY["batch_size"], epochs=1,
-                            shuffle=False, verbose=0)
+        history = model.fit(
+            shared["images"], batch_size=TINY["batch_size"], epochs=1, shuffle=False, verbose=0
+        )
     assert not queues["normal"] and not queues["uniform"], "every injected draw is used"
     assert int(ops.convert_to_numpy(model.optimizer.iterations)) == steps
     result["n_loss"] = np.array(history.history["n_loss"])
@@ -92,11 +100,9 @@ def load(folder, backend):
     example = np.load(os.path.join(folder, "example_inputs.npz"))
     model = DiffusionModel(DiffusionConfig(), kid_weights=None)
     model.load_weights(os.path.join(folder, "example.weights.h5"))
-    inputs = [ops.convert_to_tensor(example["images"]),
-              ops.convert_to_tensor(example["variances"])]
+    inputs = [ops.convert_to_tensor(example["images"]), ops.convert_to_tensor(example["variances"])]
     result["example_network"] = ops.convert_to_numpy(model.network(inputs, training=False))
-    result["example_ema_network"] = ops.convert_to_numpy(
-        model.ema_network(inputs, training=False))
+    result["example_ema_network"] = ops.convert_to_numpy(model.ema_network(inputs, training=False))
     samples = model.reverse_diffusion(ops.convert_to_tensor(example["noise"]), 5)
     result["example_samples"] = ops.convert_to_numpy(samples)
     result["example_denormalized"] = ops.convert_to_numpy(model.denormalize(samples))

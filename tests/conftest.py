@@ -11,11 +11,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from ddim_keras.config import DiffusionConfig
+from ddim_keras.core.config import DiffusionConfig
 
 #: The Keras backend these tests run on (`make test` runs the modules marked
 #: `backends` once more on jax and on torch).
 BACKEND = os.environ["KERAS_BACKEND"]
+
+if BACKEND == "jax":
+    # What the commands do on JAX, before JAX starts: XLA:CPU's YNNPACK kernels.
+    from ddim_keras import use_xla_cpu_libraries
+
+    use_xla_cpu_libraries()
 
 
 def compiled(function):
@@ -36,7 +42,7 @@ def compiled(function):
 #: TensorBoard, tf_keras): ``import tensorflow`` fails and ``find_spec`` says it is not
 #: installed, as on a machine without it. (``sys.modules["tensorflow"] = None`` would
 #: not do: Keras takes a name in ``sys.modules`` for a loaded TensorFlow.)
-HIDE_TENSORFLOW = '''
+HIDE_TENSORFLOW = """
 import importlib.machinery
 
 _HIDDEN = ("tensorflow", "tensorboard", "tf_keras")
@@ -50,7 +56,7 @@ def _find_spec_without_tensorflow(cls, fullname, path=None, target=None):
 
 
 importlib.machinery.PathFinder.find_spec = classmethod(_find_spec_without_tensorflow)
-'''
+"""
 
 
 def without_tensorflow_env(folder, backend="jax"):
@@ -58,17 +64,30 @@ def without_tensorflow_env(folder, backend="jax"):
     installed, on ``backend`` (CPU); writes its ``sitecustomize.py`` into ``folder``."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (folder / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")}
-    env.update(PYTHONPATH=os.pathsep.join([str(folder), root]), KERAS_BACKEND=backend,
-               JAX_PLATFORMS="cpu")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")
+    }
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(folder), root]), KERAS_BACKEND=backend, JAX_PLATFORMS="cpu"
+    )
     return env
 
 
 # Small enough for a 2-core CPU: 16 px, two resolutions, batch 4.
-TINY = dict(image_size=16, widths=(8, 16), block_depth=1, batch_size=4,
-            dataset_repetitions=1, epochs=1, kid=False, plot_diffusion_steps=3,
-            kid_diffusion_steps=2, embedding_dims=8)
+TINY = dict(
+    image_size=16,
+    widths=(8, 16),
+    block_depth=1,
+    batch_size=4,
+    dataset_repetitions=1,
+    epochs=1,
+    kid=False,
+    plot_diffusion_steps=3,
+    kid_diffusion_steps=2,
+    embedding_dims=8,
+)
 
 
 @pytest.fixture
@@ -87,13 +106,25 @@ def write_config(path, **overrides):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A run directory trained for 2 short epochs on `shapes` (read-only for tests)."""
-    from ddim_keras import train
+    from ddim_keras.cli import train
 
     root = tmp_path_factory.mktemp("tiny_run")
     config_path = write_config(root / "tiny.json", epochs=2)
     run = root / "run"
-    code = train.main(["--dataset", "shapes", "--config", config_path, "--output", str(run),
-                       "--steps-per-epoch", "3", "--verbose", "0"])
+    code = train.main(
+        [
+            "--dataset",
+            "shapes",
+            "--config",
+            config_path,
+            "--output",
+            str(run),
+            "--steps-per-epoch",
+            "3",
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     return str(run)
 
@@ -123,8 +154,12 @@ def _noise_predicting_weights(network, rng, perturbation):
     from keras import layers
 
     carried = {id(network.inputs[0]): 0}  # tensor -> channel offset of the input image
-    added = {id(t) for layer in network.layers if isinstance(layer, layers.Add)
-             for t in _as_list(layer.input)} | {id(t) for t in network.outputs}
+    added = {
+        id(t)
+        for layer in network.layers
+        if isinstance(layer, layers.Add)
+        for t in _as_list(layer.input)
+    } | {id(t) for t in network.outputs}
     for layer in network.layers:
         if isinstance(layer, layers.InputLayer):
             continue
@@ -135,13 +170,14 @@ def _noise_predicting_weights(network, rng, perturbation):
             offset = carried.get(id(inputs[0]))
             if offset is not None and shape[:2] == (1, 1):
                 kernel *= perturbation
-                kernel[0, 0, offset:offset + 3, :3] += np.eye(3)
+                kernel[0, 0, offset : offset + 3, :3] += np.eye(3)
                 carried[id(output)] = 0
             elif id(output) in added:
                 kernel *= perturbation
             layer.kernel.assign(kernel.astype("float32"))
-            layer.bias.assign(rng.normal(0.0, perturbation, tuple(layer.bias.shape))
-                              .astype("float32"))
+            layer.bias.assign(
+                rng.normal(0.0, perturbation, tuple(layer.bias.shape)).astype("float32")
+            )
         elif isinstance(layer, layers.Concatenate):
             start = 0
             for tensor in inputs:
@@ -156,8 +192,9 @@ def _noise_predicting_weights(network, rng, perturbation):
     assert carried.get(id(network.outputs[0])) == 0, "the network layout has changed"
 
 
-def unsaturate(model, seed=0, perturbation=0.005, mean=0.5, variance=0.05,
-               networks=("network", "ema_network")):
+def unsaturate(
+    model, seed=0, perturbation=0.005, mean=0.5, variance=0.05, networks=("network", "ema_network")
+):
     """Give an untrained model weights whose samples are spread inside (0, 1).
 
     A fresh network predicts zero noise (its output convolution is zero), and
@@ -180,7 +217,8 @@ def unsaturate(model, seed=0, perturbation=0.005, mean=0.5, variance=0.05,
         normalizer.adapt_mean.assign(np.full(normalizer.adapt_mean.shape, mean, "float32"))
     if variance is not None:
         normalizer.adapt_variance.assign(
-            np.full(normalizer.adapt_variance.shape, variance, "float32"))
+            np.full(normalizer.adapt_variance.shape, variance, "float32")
+        )
     normalizer.finalize_state()
     return model
 
@@ -203,7 +241,8 @@ def sampling_run(tiny_run, tmp_path_factory):
     Two short epochs leave the EMA network near its zero-output start, so the
     tiny run's own samples are ~97 % clipped pixels (read-only for tests).
     """
-    from ddim_keras.run_dir import RunDir, load_model
+    from ddim_keras.io.loading import load_model
+    from ddim_keras.io.run_dir import RunDir
 
     run = tmp_path_factory.mktemp("sampling_run") / "run"
     shutil.copytree(tiny_run, run)
@@ -214,7 +253,7 @@ def sampling_run(tiny_run, tmp_path_factory):
 
 def run_command(capsys, main, *argv):
     """Run a CLI's ``main`` as ``python -m`` would; returns (exit code, stdout, stderr)."""
-    from ddim_keras.errors import run_cli
+    from ddim_keras.cli.runner import run_cli
 
     code = run_cli(main, [str(arg) for arg in argv])
     out, err = capsys.readouterr()
@@ -225,7 +264,7 @@ def assert_one_error(err, words):
     """stderr holds exactly one ``error:`` paragraph, no traceback, naming ``words``."""
     assert "Traceback" not in err
     assert err.count("error: ") == 1
-    message = " ".join(err[err.index("error: "):].split())
+    message = " ".join(err[err.index("error: ") :].split())
     for word in words:
         assert word in message, message
 
@@ -249,6 +288,7 @@ def injected_draws(noises, times):
             value = queues[name].pop(0)
             assert tuple(value.shape) == tuple(int(d) for d in shape), (name, shape)
             return ops.convert_to_tensor(value)
+
         return draw
 
     for name in queues:
@@ -281,8 +321,8 @@ def refuse_opening(monkeypatch, path):
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """``data.network_reachable`` always answers 'unreachable'; yields the hosts probed."""
-    from ddim_keras import data
+    """``tfds_sources.network_reachable`` always answers 'unreachable'; yields the hosts probed."""
+    from ddim_keras.data import tfds_sources
 
     probed = []
 
@@ -290,7 +330,7 @@ def no_network(monkeypatch):
         probed.append(host)
         return False
 
-    monkeypatch.setattr(data, "network_reachable", unreachable)
+    monkeypatch.setattr(tfds_sources, "network_reachable", unreachable)
     return probed
 
 
@@ -300,8 +340,9 @@ def pytest_collection_modifyitems(config, items):
     backends in subprocesses, and run in the TensorFlow pass of `make test`."""
     if BACKEND == "tensorflow":
         return
-    skip = pytest.mark.skip(reason=f"a TensorFlow-pass test; on {BACKEND} only the tests "
-                                   "marked `backends` run")
+    skip = pytest.mark.skip(
+        reason=f"a TensorFlow-pass test; on {BACKEND} only the tests marked `backends` run"
+    )
     for item in items:
         if "backends" not in item.keywords:
             item.add_marker(skip)

@@ -20,7 +20,6 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-
 # The example's globals that the embedding reads.
 embedding_dims = 32
 embedding_max_frequency = 1000.0
@@ -39,9 +38,7 @@ def sinusoidal_embedding(x):
         )
     )
     angular_speeds = ops.cast(2.0 * math.pi * frequencies, "float32")
-    return ops.concatenate(
-        [ops.sin(angular_speeds * x), ops.cos(angular_speeds * x)], axis=3
-    )
+    return ops.concatenate([ops.sin(angular_speeds * x), ops.cos(angular_speeds * x)], axis=3)
 
 
 def ResidualBlock(width):
@@ -88,9 +85,7 @@ def get_network(image_size, widths, block_depth):
     noisy_images = keras.Input(shape=(image_size, image_size, 3))
     noise_variances = keras.Input(shape=(1, 1, 1))
 
-    e = layers.Lambda(sinusoidal_embedding, output_shape=(1, 1, embedding_dims))(
-        noise_variances
-    )
+    e = layers.Lambda(sinusoidal_embedding, output_shape=(1, 1, embedding_dims))(noise_variances)
     e = layers.UpSampling2D(size=image_size, interpolation="nearest")(e)
 
     x = layers.Conv2D(widths[0], kernel_size=1)(noisy_images)
@@ -165,9 +160,17 @@ class KID(keras.metrics.Metric):
 class ExampleDiffusionModel(keras.Model):
     """The example's DiffusionModel (hyperparameters passed in, not globals)."""
 
-    def __init__(self, image_size=64, widths=(32, 64, 96, 128), block_depth=2,
-                 min_signal_rate=0.02,
-                 max_signal_rate=0.95, ema=0.999, kid_image_size=75, kid_weights=None):
+    def __init__(
+        self,
+        image_size=64,
+        widths=(32, 64, 96, 128),
+        block_depth=2,
+        min_signal_rate=0.02,
+        max_signal_rate=0.95,
+        ema=0.999,
+        kid_image_size=75,
+        kid_weights=None,
+    ):
         super().__init__()
         self.image_size = image_size
         self.min_signal_rate = min_signal_rate
@@ -184,8 +187,12 @@ class ExampleDiffusionModel(keras.Model):
         super().compile(**kwargs)
         self.noise_loss_tracker = keras.metrics.Mean(name="n_loss")
         self.image_loss_tracker = keras.metrics.Mean(name="i_loss")
-        self.kid = KID(name="kid", image_size=self.image_size,
-                       kid_image_size=self.kid_image_size, weights=self.kid_weights)
+        self.kid = KID(
+            name="kid",
+            image_size=self.image_size,
+            kid_image_size=self.kid_image_size,
+            weights=self.kid_weights,
+        )
 
     @property
     def metrics(self):
@@ -226,9 +233,7 @@ class ExampleDiffusionModel(keras.Model):
         return pred_images
 
     def generate(self, num_images, diffusion_steps):
-        initial_noise = keras.random.normal(
-            shape=(num_images, self.image_size, self.image_size, 3)
-        )
+        initial_noise = keras.random.normal(shape=(num_images, self.image_size, self.image_size, 3))
         generated_images = self.reverse_diffusion(initial_noise, diffusion_steps)
         return self.denormalize(generated_images)
 

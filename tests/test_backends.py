@@ -25,11 +25,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 import pytest
-
 from conftest import TINY, unsaturate
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.model import DiffusionModel
 from test_checkpoint_compat import example_checkpoint, inputs  # noqa: F401 (a fixture)
+
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.model.diffusion_model import DiffusionModel
 
 BACKENDS = ("tensorflow", "jax", "torch")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,7 +46,11 @@ def run_workers(phase, folder):
         environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         processes[backend] = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "backend_worker.py"), phase, str(folder)],
-            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     failures = []
     for backend, process in processes.items():
         stdout, stderr = process.communicate(timeout=600)
@@ -64,17 +68,24 @@ def results(tmp_path_factory, example_checkpoint):  # noqa: F811
     images = rng.uniform(0.1, 0.9, size=(STEPS * BATCH, SIZE, SIZE, 3)).astype("float32")
     model.normalizer.adapt(images)
     model.save_weights(str(folder / "initial.weights.h5"))
-    np.savez(folder / "shared.npz", images=images,
-             noises=rng.standard_normal((STEPS, BATCH, SIZE, SIZE, 3)).astype("float32"),
-             times=rng.uniform(size=(STEPS, BATCH, 1, 1, 1)).astype("float32"),
-             noisy=rng.standard_normal((3, SIZE, SIZE, 3)).astype("float32"),
-             variances=rng.uniform(0.05, 0.95, size=(3, 1, 1, 1)).astype("float32"))
+    np.savez(
+        folder / "shared.npz",
+        images=images,
+        noises=rng.standard_normal((STEPS, BATCH, SIZE, SIZE, 3)).astype("float32"),
+        times=rng.uniform(size=(STEPS, BATCH, 1, 1, 1)).astype("float32"),
+        noisy=rng.standard_normal((3, SIZE, SIZE, 3)).astype("float32"),
+        variances=rng.uniform(0.05, 0.95, size=(3, 1, 1, 1)).astype("float32"),
+    )
 
     path, example, expected = example_checkpoint
     os.link(path, folder / "example.weights.h5")
     example_images, variances = (np.asarray(a) for a in inputs())
-    np.savez(folder / "example_inputs.npz", images=example_images, variances=variances,
-             noise=np.asarray(inputs(seed=1)[0]))
+    np.savez(
+        folder / "example_inputs.npz",
+        images=example_images,
+        variances=variances,
+        noise=np.asarray(inputs(seed=1)[0]),
+    )
 
     for phase in ("write", "load"):
         run_workers(phase, folder)
@@ -94,15 +105,21 @@ def test_two_training_steps_agree_on_every_backend(results):
             # AdamW's first steps move each weight by about the learning rate (1e-3):
             # the backends agree to float rounding (measured: 3e-7).
             np.testing.assert_allclose(ours, theirs, atol=3e-6, err_msg=f"{backend} {index}")
-            np.testing.assert_allclose(written[backend][f"ema_{index}"], reference[f"ema_{index}"],
-                                       atol=3e-6, err_msg=f"{backend} ema {index}")
+            np.testing.assert_allclose(
+                written[backend][f"ema_{index}"],
+                reference[f"ema_{index}"],
+                atol=3e-6,
+                err_msg=f"{backend} ema {index}",
+            )
 
 
 def test_training_moved_the_weights(results):
     """The agreement above is not that of untouched weights."""
     written, _, _, initial = results
-    moved = [np.abs(written["tensorflow"][f"trained_{i}"] - weight).max()
-             for i, weight in enumerate(initial)]
+    moved = [
+        np.abs(written["tensorflow"][f"trained_{i}"] - weight).max()
+        for i, weight in enumerate(initial)
+    ]
     assert max(moved) > 1e-4
 
 
@@ -115,8 +132,9 @@ def test_a_seed_gives_the_same_images_on_every_backend(results):
         assert images.std() > 0.05, key  # not a flat, saturated image
         for backend in ("jax", "torch"):
             # Measured: 1.3e-6 apart at most.
-            np.testing.assert_allclose(written[backend][key], images, atol=2e-5,
-                                       err_msg=f"{backend} {key}")
+            np.testing.assert_allclose(
+                written[backend][key], images, atol=2e-5, err_msg=f"{backend} {key}"
+            )
 
 
 @pytest.mark.parametrize("source", BACKENDS)

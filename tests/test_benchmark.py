@@ -14,15 +14,30 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import without_tensorflow_env, write_config
-import ddim_keras
-from ddim_keras import benchmark
-from ddim_keras.config import PRESETS
-from ddim_keras.errors import UsageError, run_cli
 
-TINY_ARGS = ["--steps", "2", "--train-steps", "2", "--num-images", "4", "--matmul-size", "256",
-             "--repeats", "2", "--mixed-precision", "bfloat16", "--data-files", "8"]
+from ddim_keras.cli import benchmark
+from ddim_keras.cli.runner import run_cli
+from ddim_keras.core.backend import jaxlib_takes_xla_cpu_library_flag
+from ddim_keras.core.config import PRESETS
+from ddim_keras.core.errors import UsageError
+
+TINY_ARGS = [
+    "--steps",
+    "2",
+    "--train-steps",
+    "2",
+    "--num-images",
+    "4",
+    "--matmul-size",
+    "256",
+    "--repeats",
+    "2",
+    "--mixed-precision",
+    "bfloat16",
+    "--data-files",
+    "8",
+]
 
 REQUIRED = {
     "train": ("images_per_s", "first_step_s", "step_s"),
@@ -35,8 +50,9 @@ REQUIRED = {
 
 def conv_flops(size, kernel, channels_in, channels_out):
     """2 FLOPs per multiply-add, plus one per output for the bias (per image)."""
-    return 2 * size * size * kernel * kernel * channels_in * channels_out \
-        + size * size * channels_out
+    return (
+        2 * size * size * kernel * kernel * channels_in * channels_out + size * size * channels_out
+    )
 
 
 def unet_flops(image_size, widths, block_depth, embedding_dims):
@@ -115,13 +131,15 @@ def test_json_has_every_field_positive_and_finite(tiny_result):
 def test_derived_numbers_follow_from_the_measured_ones(tiny_result):
     train, sampling, flops = tiny_result["train"], tiny_result["sampling"], tiny_result["flops"]
     assert sampling["ratio"] == pytest.approx(
-        sampling["compiled_images_per_s"] / sampling["loop_images_per_s"], rel=1e-12)
+        sampling["compiled_images_per_s"] / sampling["loop_images_per_s"], rel=1e-12
+    )
     assert sampling["compiled_images_per_s"] == pytest.approx(4 / sampling["compiled_s"])
     assert train["images_per_s"] == pytest.approx(4 / train["step_s"])
     assert train["step_s"] == pytest.approx(sum(train["step_s_all"]) / 2)
     assert train["pipelined_images_per_s"] == pytest.approx(4 * 2 / train["pipelined_s"])
     assert sampling["compiled_image_steps_per_s"] == pytest.approx(
-        2 * sampling["compiled_images_per_s"])
+        2 * sampling["compiled_images_per_s"]
+    )
     assert flops["train_per_image"] == 3 * flops["per_image"]
     assert flops["sampling_per_image"] == 2 * flops["per_image"]
     assert flops["achieved_per_s"] == pytest.approx(3 * flops["per_image"] * train["images_per_s"])
@@ -143,10 +161,10 @@ def test_data_pipeline_is_measured_beside_the_train_step(tiny_result):
 def test_benchmark_jpegs_go_through_the_folder_pipeline(tmp_path):
     import numpy as np
 
-    from ddim_keras import data
+    from ddim_keras.data import tf_pipeline as data_tf_pipeline
 
     paths = benchmark.write_benchmark_jpegs(str(tmp_path), 3, size=32)
-    images = list(data.image_files_dataset(paths, 16).as_numpy_iterator())
+    images = list(data_tf_pipeline.image_files_dataset(paths, 16).as_numpy_iterator())
     assert len(images) == 3
     assert all(image.shape == (16, 16, 3) and image.dtype == np.uint8 for image in images)
     assert len({image.tobytes() for image in images}) == 3
@@ -154,8 +172,8 @@ def test_benchmark_jpegs_go_through_the_folder_pipeline(tmp_path):
 
 @pytest.mark.parametrize("tensorflow", [True, False], ids=["tf.data", "numpy"])
 def test_data_line_times_the_pipeline_training_would_use(tmp_path, monkeypatch, tensorflow):
-    from ddim_keras import optional
-    from ddim_keras.config import DiffusionConfig
+    from ddim_keras.core import optional
+    from ddim_keras.core.config import DiffusionConfig
 
     if tensorflow:
         pytest.importorskip("tensorflow")
@@ -181,7 +199,8 @@ def test_reduced_precision_sampler_is_measured(tiny_result):
     assert mixed["images_per_s"] == pytest.approx(4 / mixed["compiled_s"])
     assert mixed["ratio"] == pytest.approx(mixed["images_per_s"] / sampling["loop_images_per_s"])
     assert mixed["speedup_over_float32"] == pytest.approx(
-        mixed["images_per_s"] / sampling["compiled_images_per_s"])
+        mixed["images_per_s"] / sampling["compiled_images_per_s"]
+    )
     assert mixed["image_steps_per_s"] == pytest.approx(2 * mixed["images_per_s"])
     # bfloat16 keeps about 3 significant digits: close, but not float32's result.
     assert 0.0 < mixed["max_rel_diff"] < 0.1
@@ -195,11 +214,13 @@ def test_reduced_precision_training_is_measured(tiny_result):
         assert math.isfinite(mixed[key]) and mixed[key] > 0, key
     assert mixed["timed_steps"] == 2
     assert mixed["speedup_over_float32"] == pytest.approx(
-        mixed["images_per_s"] / train["images_per_s"])
+        mixed["images_per_s"] / train["images_per_s"]
+    )
     assert "train: bfloat16 step time" in tiny_result["printed"]
     memory = tiny_result["memory"]
-    assert memory["peak_rss_mb_at_end"] >= memory["peak_rss_mb"] >= memory[
-        "peak_rss_mb_before_model"]
+    assert (
+        memory["peak_rss_mb_at_end"] >= memory["peak_rss_mb"] >= memory["peak_rss_mb_before_model"]
+    )
 
 
 def test_samplers_are_timed_repeatedly_and_the_median_counts(tiny_result):
@@ -227,45 +248,57 @@ def test_flops_of_the_tiny_network(tiny_result):
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_flops_of_the_presets_match_an_independent_count(name):
-    from ddim_keras.network import build_network
+    from ddim_keras.model.network import build_network
 
     config = PRESETS[name]
-    expected = unet_flops(config.image_size, list(config.widths), config.block_depth,
-                          config.embedding_dims)
+    expected = unet_flops(
+        config.image_size, list(config.widths), config.block_depth, config.embedding_dims
+    )
     assert benchmark.forward_flops(build_network(config)) == expected
 
 
 def test_table_is_printed(tiny_result):
     out = tiny_result["printed"]
     assert "bench.json" in out
-    for words in ("train: images/s", "sampling: compiled / loop", "memory: peak RSS",
-                  "FLOPs: training utilization"):
+    for words in (
+        "train: images/s",
+        "sampling: compiled / loop",
+        "memory: peak RSS",
+        "FLOPs: training utilization",
+    ):
         assert words in out
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--batch-size", "0"], ["--batch-size", "at least 1"]),
-    (["--steps", "0"], ["--steps", "at least 1"]),
-    (["--train-steps", "-1"], ["--train-steps"]),
-    (["--num-images", "0"], ["--num-images"]),
-    (["--steps", "many"], ["--steps", "invalid int"]),
-    (["--preset", "imagenet"], ["unknown preset", "imagenet"]),
-    (["--config", "{missing}"], ["cannot read config file"]),
-    (["--config", "{not_json}"], ["not valid JSON"]),
-    (["--config", "{bad_value}"], ["image_size", "divisible"]),
-    (["--jit-compile", "maybe"], ["--jit-compile"]),
-    (["--repeats", "0"], ["--repeats", "at least 1"]),
-    (["--data-files", "-1"], ["--data-files"]),
-    (["--mixed-precision", "float64"], ["--mixed-precision"]),
-    (["--output", "{no_folder}/bench.json"], ["does not exist"]),
-    (["--skip", "sampling,everything"], ["--skip", "everything"]),
-    (["--backends", "tensorflow,mxnet"], ["--backends", "mxnet"]),
-    (["--backends", ","], ["--backends", "at least one"]),
-    (["--rounds", "0"], ["--rounds", "at least 1"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--batch-size", "0"], ["--batch-size", "at least 1"]),
+        (["--steps", "0"], ["--steps", "at least 1"]),
+        (["--train-steps", "-1"], ["--train-steps"]),
+        (["--num-images", "0"], ["--num-images"]),
+        (["--steps", "many"], ["--steps", "invalid int"]),
+        (["--preset", "imagenet"], ["unknown preset", "imagenet"]),
+        (["--config", "{missing}"], ["cannot read config file"]),
+        (["--config", "{not_json}"], ["not valid JSON"]),
+        (["--config", "{bad_value}"], ["image_size", "divisible"]),
+        (["--jit-compile", "maybe"], ["--jit-compile"]),
+        (["--repeats", "0"], ["--repeats", "at least 1"]),
+        (["--data-files", "-1"], ["--data-files"]),
+        (["--mixed-precision", "float64"], ["--mixed-precision"]),
+        (["--output", "{no_folder}/bench.json"], ["does not exist"]),
+        (["--skip", "sampling,everything"], ["--skip", "everything"]),
+        (["--backends", "tensorflow,mxnet"], ["--backends", "mxnet"]),
+        (["--backends", ","], ["--backends", "at least one"]),
+        (["--rounds", "0"], ["--rounds", "at least 1"]),
+    ],
+)
 def test_bad_input_is_refused_with_exit_code_2(tmp_path, capsys, argv, words):
-    paths = {"missing": tmp_path / "missing.json", "not_json": tmp_path / "broken.json",
-             "bad_value": tmp_path / "bad.json", "no_folder": tmp_path / "nowhere"}
+    paths = {
+        "missing": tmp_path / "missing.json",
+        "not_json": tmp_path / "broken.json",
+        "bad_value": tmp_path / "bad.json",
+        "no_folder": tmp_path / "nowhere",
+    }
     paths["not_json"].write_text("{image_size: 16", encoding="utf-8")
     paths["bad_value"].write_text('{"image_size": 30}', encoding="utf-8")
     argv = [arg.format(**paths) for arg in argv]
@@ -283,8 +316,12 @@ def test_debug_raises_the_error():
 
 
 def test_command_line_refusal_has_no_traceback():
-    process = subprocess.run([sys.executable, "-m", "ddim_keras.benchmark", "--batch-size", "0"],
-                             capture_output=True, text=True, timeout=60)
+    process = subprocess.run(
+        [sys.executable, "-m", "ddim_keras.benchmark", "--batch-size", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert process.returncode == 2
     assert "--batch-size" in process.stderr and "Traceback" not in process.stderr
 
@@ -293,8 +330,12 @@ def test_jit_compile_flag_reaches_the_train_step(tmp_path):
     config = write_config(tmp_path / "tiny.json")
     output = tmp_path / "bench.json"
     with contextlib.redirect_stdout(io.StringIO()):
-        assert benchmark.main(["--config", config, "--output", str(output), "--jit-compile",
-                               "true"] + TINY_ARGS) == 0
+        assert (
+            benchmark.main(
+                ["--config", config, "--output", str(output), "--jit-compile", "true"] + TINY_ARGS
+            )
+            == 0
+        )
     result = json.loads(output.read_text(encoding="utf-8"))
     assert result["train"]["jit_compile"] is True
     assert math.isfinite(result["train"]["images_per_s"])
@@ -314,9 +355,22 @@ def test_skipped_parts_are_left_out_and_said_so(tmp_path):
     output = tmp_path / "bench.json"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert benchmark.main(["--config", config, "--output", str(output), "--skip",
-                               "matmul,sampling, data", "--mixed-precision", "off"]
-                              + TINY_ARGS[:4]) == 0
+        assert (
+            benchmark.main(
+                [
+                    "--config",
+                    config,
+                    "--output",
+                    str(output),
+                    "--skip",
+                    "matmul,sampling, data",
+                    "--mixed-precision",
+                    "off",
+                ]
+                + TINY_ARGS[:4]
+            )
+            == 0
+        )
     result = json.loads(output.read_text(encoding="utf-8"))
     assert result["sampling"] is None and result["data"] is None
     assert set(result["skipped"]) == {"sampling", "loop", "data", "matmul"}
@@ -324,7 +378,8 @@ def test_skipped_parts_are_left_out_and_said_so(tmp_path):
     flops = result["flops"]
     assert flops["matmul_per_s"] is None and flops["utilization"] is None
     assert flops["achieved_per_s"] == pytest.approx(
-        3 * flops["per_image"] * result["train"]["images_per_s"])
+        3 * flops["per_image"] * result["train"]["images_per_s"]
+    )
     out = printed.getvalue()
     assert "skipped: matmul" in out and "train: images/s" in out
     assert "sampling:" not in out and "FLOPs: float32 matmul" not in out
@@ -332,7 +387,9 @@ def test_skipped_parts_are_left_out_and_said_so(tmp_path):
 
 def test_names_are_parsed_in_their_canonical_order():
     assert benchmark.parse_names("torch, tensorflow", benchmark.BACKENDS, "--backends") == (
-        "tensorflow", "torch")
+        "tensorflow",
+        "torch",
+    )
     assert benchmark.parse_names("", benchmark.PARTS, "--skip") == ()
     with pytest.raises(UsageError, match="--skip got train2"):
         benchmark.parse_names("train2", benchmark.PARTS, "--skip")
@@ -340,27 +397,53 @@ def test_names_are_parsed_in_their_canonical_order():
 
 def test_backend_children_measure_the_train_step_at_the_same_config():
     args = benchmark.build_parser().parse_args(
-        ["--backends", "jax", "--preset", "shapes", "--batch-size", "8", "--train-steps", "4",
-         "--steps", "7"])
+        [
+            "--backends",
+            "jax",
+            "--preset",
+            "shapes",
+            "--batch-size",
+            "8",
+            "--train-steps",
+            "4",
+            "--steps",
+            "7",
+        ]
+    )
     argv = benchmark.child_argv(args, "out.json")
     assert argv[:3] == [sys.executable, "-m", "ddim_keras.benchmark"]
     flags = dict(zip(argv[3::2], argv[4::2]))
-    assert flags == {"--skip": "sampling,data,matmul", "--train-steps": "4",
-                     "--jit-compile": "auto", "--mixed-precision": "auto",
-                     "--output": "out.json", "--preset": "shapes", "--batch-size": "8"}
+    assert flags == {
+        "--skip": "sampling,data,matmul",
+        "--train-steps": "4",
+        "--jit-compile": "auto",
+        "--mixed-precision": "auto",
+        "--output": "out.json",
+        "--preset": "shapes",
+        "--batch-size": "8",
+    }
 
 
 def _child(images_per_s, mixed=None, pipelined=None):
-    train = {"images_per_s": images_per_s, "pipelined_images_per_s": pipelined or images_per_s,
-             "step_s": 8 / images_per_s, "first_step_s": 1.0, "compiler": "c", "mixed": mixed}
+    train = {
+        "images_per_s": images_per_s,
+        "pipelined_images_per_s": pipelined or images_per_s,
+        "step_s": 8 / images_per_s,
+        "first_step_s": 1.0,
+        "compiler": "c",
+        "mixed": mixed,
+    }
     return {"train": train, "versions": {"keras": "3"}, "device": "CPU: test"}
 
 
 def test_backend_summary_takes_medians_and_ratios_to_tensorflow():
     runs = {
         "tensorflow": [_child(100.0), _child(120.0), _child(110.0)],
-        "jax": [_child(50.0, mixed={"precision": "bfloat16", "images_per_s": 80.0}),
-                _child(70.0), {"error": "exit 1: boom"}],
+        "jax": [
+            _child(50.0, mixed={"precision": "bfloat16", "images_per_s": 80.0}),
+            _child(70.0),
+            {"error": "exit 1: boom"},
+        ],
         "torch": [{"error": "exit 1: no torch"}],
     }
     summary = benchmark.summarize_backends(runs)
@@ -374,9 +457,16 @@ def test_backend_summary_takes_medians_and_ratios_to_tensorflow():
     assert jax["mixed"]["images_per_s"] == 80.0
     assert "ratio_to_tensorflow" not in jax["mixed"]  # TensorFlow measured no bfloat16
     assert "images_per_s" not in summary["torch"]
-    table = benchmark.format_backends_table({
-        "config": {"image_size": 16, "widths": [8, 16], "block_depth": 1}, "batch_size": 8,
-        "train_steps": 2, "rounds": 3, "backends": summary, "machine_load": {}})
+    table = benchmark.format_backends_table(
+        {
+            "config": {"image_size": 16, "widths": [8, 16], "block_depth": 1},
+            "batch_size": 8,
+            "train_steps": 2,
+            "rounds": 3,
+            "backends": summary,
+            "machine_load": {},
+        }
+    )
     assert "NOT within 1.5x" in table and "FAILED: exit 1: no torch" in table
     summary = benchmark.summarize_backends({"tensorflow": [_child(100.0)], "jax": [_child(70.0)]})
     assert summary["jax"]["within_parity"] is True
@@ -387,18 +477,38 @@ def test_backends_compares_in_child_processes(tmp_path):
     config = write_config(tmp_path / "tiny.json")
     output = tmp_path / "backends.json"
     process = subprocess.run(
-        [sys.executable, "-m", "ddim_keras.benchmark", "--backends", "tensorflow", "--config",
-         config, "--train-steps", "2", "--mixed-precision", "off", "--output", str(output)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        [
+            sys.executable,
+            "-m",
+            "ddim_keras.benchmark",
+            "--backends",
+            "tensorflow",
+            "--config",
+            config,
+            "--train-steps",
+            "2",
+            "--mixed-precision",
+            "off",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert process.returncode == 0, process.stderr[-3000:]
     result = json.loads(output.read_text(encoding="utf-8"))
     entry = result["backends"]["tensorflow"]
     assert entry["ratio_to_tensorflow"] == 1.0 and entry["runs"] == 1
     assert entry["versions"]["tensorflow"] and entry["errors"] == []
     assert result["runs"]["tensorflow"][0]["skipped"] == {
-        "sampling": "--skip", "loop": "--skip sampling", "data": "--skip",
-        "matmul": "--skip"}
+        "sampling": "--skip",
+        "loop": "--skip sampling",
+        "data": "--skip",
+        "matmul": "--skip",
+    }
     assert "TensorFlow" in process.stdout and "1.00x TensorFlow's" in process.stdout
 
 
@@ -410,10 +520,14 @@ def test_runs_on_another_backend_without_tensorflow(tmp_path, backend):
     hide = tmp_path / "hide_tensorflow"
     hide.mkdir()
     process = subprocess.run(
-        [sys.executable, "-m", "ddim_keras.benchmark", "--config", config,
-         "--output", str(output)] + TINY_ARGS,
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
-        env=without_tensorflow_env(hide, backend))
+        [sys.executable, "-m", "ddim_keras.benchmark", "--config", config, "--output", str(output)]
+        + TINY_ARGS,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=without_tensorflow_env(hide, backend),
+    )
     assert process.returncode == 0, process.stderr[-3000:]
     result = json.loads(output.read_text(encoding="utf-8"))
     assert result["backend"] == backend and backend in result["versions"]
@@ -423,8 +537,8 @@ def test_runs_on_another_backend_without_tensorflow(tmp_path, backend):
     assert result["data"]["num_images"] == 8
     assert result["train"]["mixed"]["precision"] == "bfloat16"
     assert result["sampling"]["agree"] and result["sampling"]["loop"].startswith("eager ")
-    # Where this jaxlib takes the YNNPACK flag ddim_keras sets on import, the line says so.
-    ynnpack = ", YNNPACK on CPU" if ddim_keras.jaxlib_takes_xla_cpu_library_flag() else ""
+    # Where this jaxlib takes the YNNPACK flag the commands set on JAX, the line says so.
+    ynnpack = ", YNNPACK on CPU" if jaxlib_takes_xla_cpu_library_flag() else ""
     compilers = {"jax": "XLA (jax.jit)" + ynnpack, "torch": "eager PyTorch"}
     assert result["train"]["compiler"] == compilers[backend]
     assert "(NumPy/Pillow; 8 files" in process.stdout
@@ -434,8 +548,9 @@ def test_gpu_script_refuses_bad_arguments():
     script = os.path.join(ROOT, "tools", "gpu_benchmark.sh")
     assert subprocess.run(["bash", "-n", script]).returncode == 0
     for argv in ([], ["out", "--fast"], ["out", "--cpu-smoke", "extra"]):
-        process = subprocess.run(["bash", script] + argv, capture_output=True, text=True,
-                                 timeout=60)
+        process = subprocess.run(
+            ["bash", script] + argv, capture_output=True, text=True, timeout=60
+        )
         assert process.returncode == 2 and "usage:" in process.stderr
 
 
@@ -445,12 +560,21 @@ def test_gpu_script_cpu_smoke(tmp_path):
     out = tmp_path / "out"
     empty = tmp_path / "no_wheels"
     empty.mkdir()
-    env = dict(os.environ, PYTHON=sys.executable, WHEELS=str(empty), SITE=str(tmp_path / "site"),
-               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    process = subprocess.run(["bash", os.path.join(ROOT, "tools", "gpu_benchmark.sh"), str(out),
-                              "--cpu-smoke"], capture_output=True, text=True, timeout=600,
-                             env=env)
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        WHEELS=str(empty),
+        SITE=str(tmp_path / "site"),
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"),
+        PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])),
+    )
+    process = subprocess.run(
+        ["bash", os.path.join(ROOT, "tools", "gpu_benchmark.sh"), str(out), "--cpu-smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["mode"] == "cpu-smoke"
@@ -460,5 +584,9 @@ def test_gpu_script_cpu_smoke(tmp_path):
         assert json.loads((out / f"{name}.json").read_text(encoding="utf-8"))["backend"] == "jax"
     assert "keras" in (out / "env.txt").read_text(encoding="utf-8")
     assert summary["skipped"] == []
-    assert json.loads((out / "jax_float16.json").read_text(encoding="utf-8"))["train"]["mixed"][
-        "precision"] == "float16"
+    assert (
+        json.loads((out / "jax_float16.json").read_text(encoding="utf-8"))["train"]["mixed"][
+            "precision"
+        ]
+        == "float16"
+    )

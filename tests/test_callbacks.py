@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from ddim_keras import callbacks as cb
+from ddim_keras.core import pictures
 
 NATIVE_GRID_SIZE = (6 * 16 + 7 * 2, 3 * 16 + 4 * 2)  # 3x6 grid of 16-px images, 2-px padding
 # By default each 16-px image is enlarged 8 times (tiles of at least 128 px); padding stays 2 px.
@@ -24,11 +25,11 @@ def fitted(tmp_path_factory):
     """A tiny model fitted for 2 epochs with two same-seed SampleGrids and a LossCurvePlot."""
     import keras
     import tensorflow as tf
-
     from conftest import TINY
-    from ddim_keras.config import DiffusionConfig
-    from ddim_keras.data import shapes_images
-    from ddim_keras.model import DiffusionModel
+
+    from ddim_keras.core.config import DiffusionConfig
+    from ddim_keras.data.shapes import shapes_images
+    from ddim_keras.model.diffusion_model import DiffusionModel
 
     root = tmp_path_factory.mktemp("callbacks")
     config = DiffusionConfig(**TINY)
@@ -42,10 +43,16 @@ def fitted(tmp_path_factory):
     first = cb.SampleGrid(str(root / "a"), diffusion_steps=3, seed=7, log_dir=str(root / "logs"))
     second = cb.SampleGrid(str(root / "b"), diffusion_steps=3, seed=7)
     curves = cb.LossCurvePlot(str(root / "curves.png"))
-    model.fit(train_ds, validation_data=val_ds, epochs=2, steps_per_epoch=2, verbose=0,
-              shuffle=False, callbacks=[first, second, curves])
-    return types.SimpleNamespace(root=root, model=model, first=first, second=second,
-                                 curves=curves)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=2,
+        steps_per_epoch=2,
+        verbose=0,
+        shuffle=False,
+        callbacks=[first, second, curves],
+    )
+    return types.SimpleNamespace(root=root, model=model, first=first, second=second, curves=curves)
 
 
 def read_bytes(path):
@@ -72,7 +79,7 @@ def test_same_seed_gives_identical_grids(fitted):
     grid = fitted.first.make_grid()
     np.testing.assert_array_equal(grid, fitted.second.make_grid())
     with Image.open(fitted.root / "a" / "epoch_0002.png") as image:
-        np.testing.assert_array_equal(np.asarray(image), cb.image_files.to_uint8(grid))
+        np.testing.assert_array_equal(np.asarray(image), pictures.to_uint8(grid))
 
 
 def test_sample_grid_logs_an_image_summary_per_epoch(fitted):
@@ -114,11 +121,13 @@ def test_loss_curve_plot_reads_earlier_epochs_from_history_csv(tmp_path):
         writer.writerow(["epoch", "i_loss", "n_loss", "val_i_loss", "val_kid", "val_n_loss"])
         writer.writerow([0, 0.9, 0.8, 0.95, 2.0, 0.85])
         writer.writerow([1, 0.7, 0.6, 0.75, 1.5, 0.65])
-    plot = cb.LossCurvePlot(str(tmp_path / "out" / "curves.png"), history_csv=str(history),
-                            every_epoch=True)
+    plot = cb.LossCurvePlot(
+        str(tmp_path / "out" / "curves.png"), history_csv=str(history), every_epoch=True
+    )
     plot.on_train_begin()
-    plot.on_epoch_end(2, {"n_loss": 0.5, "i_loss": 0.6, "val_n_loss": 0.55,
-                          "val_i_loss": 0.65, "val_kid": 1.0})
+    plot.on_epoch_end(
+        2, {"n_loss": 0.5, "i_loss": 0.6, "val_n_loss": 0.55, "val_i_loss": 0.65, "val_kid": 1.0}
+    )
     assert os.path.isfile(tmp_path / "out" / "curves.png")  # written after the epoch
     plot.on_train_end()
     assert sorted(plot.history) == [1, 2, 3]
@@ -148,8 +157,10 @@ class TerminalInteractiveShell:
     pass
 
 
-@pytest.mark.parametrize("shell, expected", [
-    (ZMQInteractiveShell(), True), (TerminalInteractiveShell(), False), (None, False)])
+@pytest.mark.parametrize(
+    "shell, expected",
+    [(ZMQInteractiveShell(), True), (TerminalInteractiveShell(), False), (None, False)],
+)
 def test_notebook_detection_looks_at_the_ipython_shell(monkeypatch, shell, expected):
     fake = types.ModuleType("IPython")
     fake.get_ipython = lambda: shell
@@ -159,8 +170,8 @@ def test_notebook_detection_looks_at_the_ipython_shell(monkeypatch, shell, expec
 
 def test_sample_grid_displays_inline_in_a_notebook(fitted, tmp_path, monkeypatch):
     shown = []
-    monkeypatch.setattr(cb, "in_notebook", lambda: True)
-    monkeypatch.setattr(cb, "display_png", shown.append)
+    monkeypatch.setattr(cb.notebook, "in_notebook", lambda: True)
+    monkeypatch.setattr(cb.notebook, "display_png", shown.append)
     grid = cb.SampleGrid(None, diffusion_steps=3, seed=7)  # no files: inline only
     grid.set_model(fitted.model)
     grid.on_epoch_end(0)
@@ -202,22 +213,45 @@ def test_sample_grid_scale(fitted, tmp_path):
     tripled.set_model(fitted.model)
     big = tripled.make_grid()
     assert big.shape == (3 * 16 + 2 * 2, 2 * 3 * 16 + 3 * 2, 3)
-    np.testing.assert_array_equal(big[2:2 + 48, 2:2 + 48],
-                                  small[2:18, 2:18].repeat(3, axis=0).repeat(3, axis=1))
+    np.testing.assert_array_equal(
+        big[2 : 2 + 48, 2 : 2 + 48], small[2:18, 2:18].repeat(3, axis=0).repeat(3, axis=1)
+    )
     for bad in (0, -2, 1.5):
         with pytest.raises(ValueError):
             cb.SampleGrid(str(tmp_path), scale=bad)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: cb.SampleGrid("s", num_rows=2, num_cols=4, diffusion_steps=5, seed=3, every=2,
-                          eta=0.5, log_dir="logs", tag="grid", inline=False, scale=2),
-    lambda: cb.LossCurvePlot("c.png", history_csv="h.csv", every_epoch=True,
-                             loss_keys=("n_loss",), metric_keys=(), title="run"),
-    lambda: cb.AtomicCheckpoint("x.weights.h5", monitor="val_kid", mode="min", best=0.5),
-    lambda: cb.RunState("state.json", cb.AtomicCheckpoint("b.weights.h5", monitor="val_n_loss")),
-    lambda: cb.StopOnNonFinite("i_loss"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: cb.SampleGrid(
+            "s",
+            num_rows=2,
+            num_cols=4,
+            diffusion_steps=5,
+            seed=3,
+            every=2,
+            eta=0.5,
+            log_dir="logs",
+            tag="grid",
+            inline=False,
+            scale=2,
+        ),
+        lambda: cb.LossCurvePlot(
+            "c.png",
+            history_csv="h.csv",
+            every_epoch=True,
+            loss_keys=("n_loss",),
+            metric_keys=(),
+            title="run",
+        ),
+        lambda: cb.AtomicCheckpoint("x.weights.h5", monitor="val_kid", mode="min", best=0.5),
+        lambda: cb.RunState(
+            "state.json", cb.AtomicCheckpoint("b.weights.h5", monitor="val_n_loss")
+        ),
+        lambda: cb.StopOnNonFinite("i_loss"),
+    ],
+)
 def test_get_config_round_trips(make):
     callback = make()
     config = callback.get_config()

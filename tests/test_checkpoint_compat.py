@@ -12,19 +12,18 @@ import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import example_layout
 import h5py
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from ddim_keras import run_dir
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.errors import CheckpointError
-from ddim_keras.model import DiffusionModel
-
-import example_layout
 from conftest import TINY
+
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.core.errors import CheckpointError
+from ddim_keras.io import loading
+from ddim_keras.model.diffusion_model import DiffusionModel
 
 SIZE = 64
 
@@ -87,10 +86,12 @@ def assert_same_as_example(model, example, expected):
     # The network and its EMA differ in the checkpoint, so they cannot be swapped.
     assert not np.allclose(expected["network"], expected["ema_network"])
 
-    np.testing.assert_array_equal(np.asarray(model.normalizer.mean),
-                                  np.asarray(example.normalizer.mean))
-    np.testing.assert_array_equal(np.asarray(model.normalizer.variance),
-                                  np.asarray(example.normalizer.variance))
+    np.testing.assert_array_equal(
+        np.asarray(model.normalizer.mean), np.asarray(example.normalizer.mean)
+    )
+    np.testing.assert_array_equal(
+        np.asarray(model.normalizer.variance), np.asarray(example.normalizer.variance)
+    )
 
     samples = np.asarray(model.reverse_diffusion(inputs(seed=1)[0], 5))
     # An untrained network's samples are far outside the data range (the first
@@ -105,7 +106,7 @@ def assert_same_as_example(model, example, expected):
 
 def test_example_checkpoint_has_the_example_layout(example_checkpoint):
     path, example, expected = example_checkpoint
-    assert sum(isinstance(l, keras.layers.Lambda) for l in example.network.layers) == 1
+    assert sum(isinstance(layer, keras.layers.Lambda) for layer in example.network.layers) == 1
     assert example.network.count_params() == 1_953_507
     with h5py.File(path, "r") as handle:
         names = []
@@ -123,8 +124,9 @@ def test_example_weights_load_into_diffusion_model(example_checkpoint):
         warnings.simplefilter("always")
         model.load_weights(path)
     # Nothing skipped, nothing left freshly initialised.
-    assert not [w for w in caught if issubclass(w.category, UserWarning)], \
-        [str(w.message) for w in caught]
+    assert not [w for w in caught if issubclass(w.category, UserWarning)], [
+        str(w.message) for w in caught
+    ]
     assert_same_as_example(model, example, expected)
 
 
@@ -148,7 +150,7 @@ def test_example_optimizer_state_loads_for_resuming(example_checkpoint):
     model.compile()
     # Built first (as a resumed training run does), the optimizer takes the state.
     model.optimizer.build(model.network.trainable_weights)
-    run_dir.load_weights(model, path)
+    loading.load_weights(model, path)
     assert int(model.optimizer.iterations) == 1
     ours = [np.asarray(v) for v in model.optimizer.variables]
     theirs = [np.asarray(v) for v in example.optimizer.variables]
@@ -161,7 +163,7 @@ def test_example_optimizer_state_loads_for_resuming(example_checkpoint):
 def test_run_dir_load_model_reads_an_example_checkpoint(example_checkpoint):
     path, example, expected = example_checkpoint
     # A bare .weights.h5 with no config: the example's default config.
-    model = run_dir.load_model(checkpoint=path)
+    model = loading.load_model(checkpoint=path)
     assert model.diffusion_config == DiffusionConfig()
     assert_same_as_example(model, example, expected)
 
@@ -174,7 +176,7 @@ def test_tiny_checkpoint_into_default_model_is_a_checkpoint_error(tmp_path):
     tiny.save_weights(path)
     model = DiffusionModel(DiffusionConfig(), kid_weights=None)
     with pytest.raises(CheckpointError, match="config") as info:
-        run_dir.load_weights(model, path)
+        loading.load_weights(model, path)
     message = str(info.value)
     assert "tiny.weights.h5" in message
     assert "image_size 64" in message

@@ -1,13 +1,13 @@
-"""Tests for ddim_keras.config: the example's defaults, presets, JSON, validation."""
+"""Tests for ddim_keras.core.config: the example's defaults, presets, JSON, validation."""
 
+import dataclasses
 import json
 
 import pytest
-
-from ddim_keras.config import PRESETS, DiffusionConfig, preset
-from ddim_keras.errors import ConfigError, UsageError
-
 from conftest import TINY
+
+from ddim_keras.core.config import PRESETS, DiffusionConfig, preset
+from ddim_keras.core.errors import ConfigError, UsageError
 
 # The keras.io DDIM example's hyperparameters, copied from its source.
 EXAMPLE_HYPERPARAMETERS = dict(
@@ -52,7 +52,9 @@ def test_celeba_preset():
     assert celeba.dataset_repetitions == 1
     assert celeba.epochs == 20
     # Everything else is the example's.
-    assert celeba.replace(dataset_repetitions=5, epochs=DiffusionConfig().epochs) == DiffusionConfig()
+    assert (
+        celeba.replace(dataset_repetitions=5, epochs=DiffusionConfig().epochs) == DiffusionConfig()
+    )
 
 
 def test_shapes_preset_is_small():
@@ -75,9 +77,15 @@ def test_unknown_preset_is_refused_with_the_choices():
 # -- JSON round trip ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", [DiffusionConfig(), DiffusionConfig(**TINY),
-                                    DiffusionConfig(loss="mse", schedule="linear", ema=0.5)],
-                         ids=["default", "tiny", "changed"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        DiffusionConfig(),
+        DiffusionConfig(**TINY),
+        DiffusionConfig(loss="mse", schedule="linear", ema=0.5),
+    ],
+    ids=["default", "tiny", "changed"],
+)
 def test_json_round_trip(config):
     text = config.to_json()
     data = json.loads(text)
@@ -249,5 +257,5 @@ def test_non_object_json_is_refused():
 
 def test_config_is_frozen():
     config = DiffusionConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.image_size = 32

@@ -15,8 +15,11 @@ import tensorflow as tf
 from PIL import Image
 
 from ddim_keras import data
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.errors import DataError, UsageError
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.core.errors import DataError, UsageError
+from ddim_keras.data import splits as data_splits
+from ddim_keras.data import tf_pipeline as data_tf_pipeline
+from ddim_keras.data import tfds_sources as data_tfds_sources
 
 IMAGE_SIZE = 16
 BATCH_SIZE = 4
@@ -58,18 +61,19 @@ def test_preprocess_centre_crops_non_square_images():
     image[:, 10:30] = (0, 255, 0)
     image[:, 30:] = (0, 0, 255)
 
-    result = data.preprocess_image(image, IMAGE_SIZE)
+    result = data_tf_pipeline.preprocess_image(image, IMAGE_SIZE)
 
     assert result.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
     assert result.dtype == tf.float32
     # The centred 20x20 square is all green; no red or blue bleeds in.
-    np.testing.assert_allclose(result.numpy(), np.broadcast_to([0.0, 1.0, 0.0], result.shape),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        result.numpy(), np.broadcast_to([0.0, 1.0, 0.0], result.shape), atol=1e-6
+    )
 
 
 def test_preprocess_scales_to_unit_range_and_upscales_tiny_images():
     image = np.random.default_rng(0).integers(0, 256, size=(5, 3, 3), dtype=np.uint8)
-    result = data.preprocess_image(image, IMAGE_SIZE).numpy()
+    result = data_tf_pipeline.preprocess_image(image, IMAGE_SIZE).numpy()
     assert result.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
     assert result.min() >= 0.0 and result.max() <= 1.0
     assert result.max() > 0.2  # scaled by 1/255, not left at 0..255 nor zeroed
@@ -77,7 +81,7 @@ def test_preprocess_scales_to_unit_range_and_upscales_tiny_images():
 
 def test_preprocess_makes_grayscale_rgb():
     gray = np.full((8, 8, 1), 128, dtype=np.uint8)
-    result = data.preprocess_image(gray, IMAGE_SIZE).numpy()
+    result = data_tf_pipeline.preprocess_image(gray, IMAGE_SIZE).numpy()
     assert result.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
     np.testing.assert_allclose(result, 128 / 255, atol=1e-5)
 
@@ -178,8 +182,11 @@ def test_folder_batches_are_rgb_in_unit_range(image_folder, config):
 def test_folder_split_is_deterministic_and_disjoint(image_folder, config):
     def split_keys():
         return {
-            split: image_keys(_load_folder_quietly(
-                data.load_images, "folder", config, split, data_dir=image_folder))
+            split: image_keys(
+                _load_folder_quietly(
+                    data.load_images, "folder", config, split, data_dir=image_folder
+                )
+            )
             for split in data.SPLITS
         }
 
@@ -188,7 +195,7 @@ def test_folder_split_is_deterministic_and_disjoint(image_folder, config):
     train, validation = set(first["train"]), set(first["validation"])
     assert train.isdisjoint(validation)
     assert len(train) + len(validation) == FOLDER_IMAGE_COUNT
-    assert len(validation) == round(FOLDER_IMAGE_COUNT * data.FOLDER_VALIDATION_FRACTION)
+    assert len(validation) == round(FOLDER_IMAGE_COUNT * data_splits.VALIDATION_FRACTION)
 
 
 def test_folder_of_two_images_keeps_one_for_validation(tmp_path, config):
@@ -256,7 +263,7 @@ def test_prepared_tfds_dataset_needs_no_network(tmp_path, no_network):
     # elsewhere and passed with --data-dir.
     tfds.testing.DummyMnist(data_dir=tmp_path).download_and_prepare()
     prepared = tfds.testing.DummyMnist(data_dir=tmp_path)
-    data._ensure_prepared(prepared, "dummy", {"download_host": "unreachable.invalid"})
+    data_tfds_sources._ensure_prepared(prepared, "dummy", {"download_host": "unreachable.invalid"})
     assert no_network == []
 
 
@@ -284,7 +291,7 @@ def test_fewer_images_than_one_batch_with_unknown_cardinality(config):
     images = tf.data.Dataset.from_tensor_slices(np.zeros((2, 4, 4, 3), np.float32))
     images = images.filter(lambda image: True)  # cardinality becomes unknown
     with pytest.raises(DataError, match="validation set has only 2"):
-        data.prepare_dataset(images, config, training=False)
+        data_tf_pipeline.prepare_dataset(images, config, training=False)
 
 
 def test_unknown_source_and_split_are_usage_errors(config):

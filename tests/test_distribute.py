@@ -14,7 +14,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import TINY, write_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +48,7 @@ SCRIPT = textwrap.dedent("""
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     import keras
     import numpy as np
-    from ddim_keras.config import DiffusionConfig
+    from ddim_keras.core.config import DiffusionConfig
     from ddim_keras.model import DiffusionModel
 
     class DeterministicNoise(DiffusionModel):
@@ -134,7 +133,7 @@ KID_SCRIPT = textwrap.dedent("""
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     import keras
     import numpy as np
-    from ddim_keras.kid import KID, kernel_inception_distance
+    from ddim_keras.metrics.kid import KID, kernel_inception_distance
     warnings.simplefilter("ignore")
 
     rng = np.random.default_rng(0)
@@ -175,7 +174,7 @@ VALIDATION_NOISE_SCRIPT = textwrap.dedent("""
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     import keras
     import numpy as np
-    from ddim_keras.config import DiffusionConfig
+    from ddim_keras.core.config import DiffusionConfig
     from ddim_keras.model import DiffusionModel
 
     config = DiffusionConfig.from_dict(json.loads(sys.argv[1]))
@@ -229,8 +228,14 @@ def _env():
 
 def test_mirrored_two_replicas_equals_one_device():
     config = dict(TINY, batch_size=8)
-    result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(config)], cwd=ROOT,
-                            env=_env(), capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(config)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert numbers["moved"] > 1e-4  # training did change the weights
@@ -244,8 +249,14 @@ def test_mirrored_two_replicas_equals_one_device():
 
 def test_validation_batches_draw_their_own_noise_under_two_replicas():
     config = dict(TINY, batch_size=8)
-    result = subprocess.run([sys.executable, "-c", VALIDATION_NOISE_SCRIPT, json.dumps(config)],
-                            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-c", VALIDATION_NOISE_SCRIPT, json.dumps(config)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     checks = json.loads(result.stdout.strip().splitlines()[-1])
     assert not checks["eval_repeats"], "two evaluation steps drew the same noise"
@@ -259,15 +270,23 @@ def test_validation_batches_draw_their_own_noise_under_two_replicas():
 
 
 def test_kid_under_two_replicas_is_the_global_batch_estimate():
-    result = subprocess.run([sys.executable, "-c", KID_SCRIPT], cwd=ROOT, env=_env(),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", KID_SCRIPT],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert abs(numbers["one_device"]) > 1e-4  # the sets differ: a real value to compare
     assert numbers["mirrored"] == pytest.approx(numbers["one_device"], rel=1e-4, abs=1e-7)
     # Without the gather each replica would estimate on its 4 images: another number.
-    assert abs(numbers["halves"] - numbers["one_device"]) > 10 * abs(
-        numbers["mirrored"] - numbers["one_device"]) + 1e-9
+    assert (
+        abs(numbers["halves"] - numbers["one_device"])
+        > 10 * abs(numbers["mirrored"] - numbers["one_device"]) + 1e-9
+    )
 
 
 def test_train_command_mirrors_over_two_cpu_devices_with_kid(tmp_path):
@@ -276,11 +295,30 @@ def test_train_command_mirrors_over_two_cpu_devices_with_kid(tmp_path):
 
     config = write_config(tmp_path / "tiny.json", batch_size=8, kid=True)
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "ddim_keras.train", "--dataset", "shapes", "--config",
-               config, "--output", str(run), "--steps-per-epoch", "2", "--verbose", "0",
-               "--strategy", "mirrored", "--devices", "/cpu:0,/cpu:1", "--kid-weights", "none"]
-    result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                            timeout=400)
+    command = [
+        sys.executable,
+        "-m",
+        "ddim_keras.train",
+        "--dataset",
+        "shapes",
+        "--config",
+        config,
+        "--output",
+        str(run),
+        "--steps-per-epoch",
+        "2",
+        "--verbose",
+        "0",
+        "--strategy",
+        "mirrored",
+        "--devices",
+        "/cpu:0,/cpu:1",
+        "--kid-weights",
+        "none",
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=400
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 replicas" in result.stderr and "4 per replica" in result.stderr
     with open(run / "history.csv", encoding="utf-8") as handle:
@@ -293,11 +331,24 @@ def test_train_command_mirrors_over_two_cpu_devices_with_kid(tmp_path):
 
 def test_unknown_mirrored_devices_are_a_usage_error(tmp_path):
     config = write_config(tmp_path / "tiny.json", batch_size=8)
-    command = [sys.executable, "-m", "ddim_keras.train", "--dataset", "shapes", "--config",
-               config, "--output", str(tmp_path / "run"), "--strategy", "mirrored",
-               "--devices", "/gpu:0,/gpu:1"]
-    result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                            timeout=120)
+    command = [
+        sys.executable,
+        "-m",
+        "ddim_keras.train",
+        "--dataset",
+        "shapes",
+        "--config",
+        config,
+        "--output",
+        str(tmp_path / "run"),
+        "--strategy",
+        "mirrored",
+        "--devices",
+        "/gpu:0,/gpu:1",
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "/gpu:0" in result.stderr and "does not have" in result.stderr
@@ -326,16 +377,33 @@ def test_multi_worker_trains_and_only_the_chief_writes_the_run(tmp_path):
     try:
         for index in range(2):
             env = _env()
-            env["TF_CONFIG"] = json.dumps({"cluster": cluster,
-                                           "task": {"type": "worker", "index": index}})
+            env["TF_CONFIG"] = json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            )
             log = open(tmp_path / f"worker{index}.log", "w+")
             logs.append(log)
-            command = [sys.executable, "-m", "ddim_keras.train", "--strategy", "multi-worker",
-                       "--dataset", "shapes", "--config", config, "--output", str(run),
-                       "--steps-per-epoch", "2", "--verbose", "0", "--worker-dir",
-                       str(worker_dir)]
-            processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
-                                              stderr=subprocess.STDOUT))
+            command = [
+                sys.executable,
+                "-m",
+                "ddim_keras.train",
+                "--strategy",
+                "multi-worker",
+                "--dataset",
+                "shapes",
+                "--config",
+                config,
+                "--output",
+                str(run),
+                "--steps-per-epoch",
+                "2",
+                "--verbose",
+                "0",
+                "--worker-dir",
+                str(worker_dir),
+            ]
+            processes.append(
+                subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
         codes = [process.wait(timeout=240) for process in processes]
     finally:
         for process in processes:
@@ -359,54 +427,65 @@ def test_multi_worker_trains_and_only_the_chief_writes_the_run(tmp_path):
     # Both workers ended with the same trained (and EMA) weights. Batch-norm moving
     # statistics are per replica in Keras 3 (each worker's from its own share of the
     # data), so only the trainable weights are compared.
-    from ddim_keras.config import DiffusionConfig
-    from ddim_keras.model import DiffusionModel
-    from ddim_keras.run_dir import load_weights
+    from ddim_keras.core.config import DiffusionConfig
+    from ddim_keras.io.loading import load_weights
+    from ddim_keras.model.diffusion_model import DiffusionModel
 
     models = []
-    for path in (run / "checkpoints" / "last.weights.h5",
-                 worker_dir / "checkpoints" / "last.weights.h5"):
+    for path in (
+        run / "checkpoints" / "last.weights.h5",
+        worker_dir / "checkpoints" / "last.weights.h5",
+    ):
         model = DiffusionModel(DiffusionConfig(**dict(TINY, batch_size=8)), kid_weights=None)
         load_weights(model, str(path))
         models.append(model)
     chief, other = models
     for network in ("network", "ema_network"):
-        pairs = zip(getattr(chief, network).trainable_weights,
-                    getattr(other, network).trainable_weights)
+        pairs = zip(
+            getattr(chief, network).trainable_weights, getattr(other, network).trainable_weights
+        )
         for a, b in pairs:
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
     # ...and trained: the zero-initialised output layer moved.
     assert np.abs(chief.network.trainable_weights[-1].numpy()).max() > 0
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--strategy", "multi-worker"], "TF_CONFIG"),
-    (["--jit-compile", "true", "--mixed-precision", "bfloat16"], "cannot be combined"),
-    (["--devices", "/gpu:0"], "--devices is only used with --strategy mirrored"),
-    (["--steps-per-execution", "0"], "--steps-per-execution must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--strategy", "multi-worker"], "TF_CONFIG"),
+        (["--jit-compile", "true", "--mixed-precision", "bfloat16"], "cannot be combined"),
+        (["--devices", "/gpu:0"], "--devices is only used with --strategy mirrored"),
+        (["--steps-per-execution", "0"], "--steps-per-execution must be at least 1"),
+    ],
+)
 def test_bad_speed_flags_are_usage_errors(monkeypatch, tmp_path, capsys, flags, message):
-    from ddim_keras import train
-    from ddim_keras.errors import run_cli
+    from ddim_keras.cli import train
+    from ddim_keras.cli.runner import run_cli
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     config = write_config(tmp_path / "tiny.json")
-    code = run_cli(train.main, ["--dataset", "shapes", "--config", config, "--output",
-                                str(tmp_path / "run"), *flags])
+    code = run_cli(
+        train.main,
+        ["--dataset", "shapes", "--config", config, "--output", str(tmp_path / "run"), *flags],
+    )
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
 def test_chief_is_worker_zero_without_a_chief_task():
-    from ddim_keras.distribute import is_chief
+    from ddim_keras.model.distribute import is_chief
 
     def env(task_type, index, chief=False):
         cluster = {"worker": ["a:1", "b:2"]}
         if chief:
             cluster["chief"] = ["c:3"]
-        return {"TF_CONFIG": json.dumps({"cluster": cluster,
-                                         "task": {"type": task_type, "index": index}})}
+        return {
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": task_type, "index": index}}
+            )
+        }
 
     assert is_chief({})
     assert is_chief(env("worker", 0))

@@ -1,4 +1,4 @@
-"""ddim_keras.durable: every file is written to a temporary file, fsynced, renamed, and its
+"""ddim_keras.core.durable: every file is written to a temporary file, fsynced, renamed, and its
 folder fsynced, through one function that every writer in the package uses."""
 
 import errno
@@ -8,14 +8,14 @@ import re
 
 import pytest
 
-from ddim_keras import durable
-from ddim_keras.errors import DdimError
+from ddim_keras.core import durable
+from ddim_keras.core.errors import DdimError
 
-PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "ddim_keras")
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ddim_keras")
 
-needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"),
-                                reason="needs /proc/self/fd to name fsynced descriptors")
+needs_proc = pytest.mark.skipif(
+    not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd to name fsynced descriptors"
+)
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def assert_durable(events, path):
     at = replaces[0]
     assert events[at][1] == tmp
     assert ("fsync", tmp) in events[:at], "the file was not fsynced before the rename"
-    assert ("fsync", folder) in events[at + 1:], "the folder was not fsynced after the rename"
+    assert ("fsync", folder) in events[at + 1 :], "the folder was not fsynced after the rename"
     assert not os.path.exists(tmp)
 
 
@@ -68,10 +68,13 @@ def test_the_file_is_fsynced_before_the_rename_and_the_folder_after(tmp_path, ev
     assert os.listdir(tmp_path) == ["state.json"]
 
 
-@pytest.mark.parametrize("write", [
-    lambda path: durable.write_bytes(path, b"half"),
-    lambda path: durable.write_text(path, "half"),
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: durable.write_bytes(path, b"half"),
+        lambda path: durable.write_text(path, "half"),
+    ],
+)
 def test_conveniences_write_their_content(tmp_path, write):
     path = tmp_path / "x.txt"
     write(path)
@@ -116,10 +119,10 @@ def test_user_error_turns_an_os_error_into_a_one_line_ddim_error(tmp_path):
 
 
 @needs_proc
-@pytest.mark.parametrize("code, ignored", [(errno.EINVAL, True), (errno.EBADF, True),
-                                           (errno.EIO, False)])
-def test_only_a_folder_fsync_the_platform_refuses_is_ignored(tmp_path, monkeypatch, code,
-                                                             ignored):
+@pytest.mark.parametrize(
+    "code, ignored", [(errno.EINVAL, True), (errno.EBADF, True), (errno.EIO, False)]
+)
+def test_only_a_folder_fsync_the_platform_refuses_is_ignored(tmp_path, monkeypatch, code, ignored):
     real_fsync = os.fsync
 
     def fsync(fd):
@@ -154,10 +157,13 @@ def test_durable_imports_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, ddim_keras.durable; "
-            "print(sorted(m for m in ('keras', 'tensorflow', 'numpy') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, ddim_keras.core.durable; "
+        "print(sorted(m for m in ('keras', 'tensorflow', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -181,7 +187,7 @@ def test_the_checkpoint_callback_writes_durably(tmp_path, events):
 
 @needs_proc
 def test_config_save_writes_durably(tmp_path, events, tiny_config):
-    from ddim_keras.config import DiffusionConfig
+    from ddim_keras.core.config import DiffusionConfig
 
     path = tmp_path / "config.json"
     tiny_config.save(str(path))
@@ -191,7 +197,7 @@ def test_config_save_writes_durably(tmp_path, events, tiny_config):
 
 @needs_proc
 def test_run_json_files_write_durably(tmp_path, events):
-    from ddim_keras.run_dir import write_json_atomic
+    from ddim_keras.io.run_dir import write_json_atomic
 
     path = tmp_path / "state.json"
     write_json_atomic(str(path), {"epoch": 1})
@@ -204,8 +210,8 @@ def test_run_json_files_write_durably(tmp_path, events):
 def test_generated_images_write_durably(tmp_path, events):
     import numpy as np
 
-    from ddim_keras import images
-    from ddim_keras.generate import write_atomically
+    from ddim_keras.cli.generate import write_atomically
+    from ddim_keras.io import images
 
     path = tmp_path / "grid.png"
     write_atomically(images.save_png, np.zeros((4, 4, 3), np.float32), str(path))
@@ -215,11 +221,12 @@ def test_generated_images_write_durably(tmp_path, events):
 
 @needs_proc
 def test_csv_writers_write_durably(tmp_path, events):
-    from ddim_keras import sweep, train
+    from ddim_keras.cli import sweep
+    from ddim_keras.io import resume
 
     history = tmp_path / "history.csv"
     history.write_text("epoch,n_loss\r\n0,1.0\r\n1,0.5\r\n2,0.4\r\n")
-    train.completed_history_rows(str(history), 2)
+    resume.completed_history_rows(str(history), 2)
     assert history.read_bytes() == b"epoch,n_loss\r\n0,1.0\r\n1,0.5\r\n"
     assert_durable(events, history)
 
@@ -237,8 +244,11 @@ def test_sample_grids_and_curves_write_durably(tmp_path, events):
     from ddim_keras.callbacks import LossCurvePlot, SampleGrid
 
     grid = SampleGrid(str(tmp_path / "samples"), num_rows=1, num_cols=2, inline=False)
-    grid.set_model(types.SimpleNamespace(
-        generate=lambda count, steps, eta, seed: np.zeros((count, 4, 4, 3), np.float32)))
+    grid.set_model(
+        types.SimpleNamespace(
+            generate=lambda count, steps, eta, seed: np.zeros((count, 4, 4, 3), np.float32)
+        )
+    )
     grid.on_epoch_end(0, {"n_loss": 0.5})
     assert_durable(events, grid.last_path)
 

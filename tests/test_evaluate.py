@@ -11,10 +11,10 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import assert_one_error, run_command, write_config
 from PIL import Image
 
-from conftest import assert_one_error, run_command, write_config
-from ddim_keras import evaluate
+from ddim_keras.cli import evaluate
 
 FAST = ["--kid-weights", "none", "--steps", "1", "--no-progress"]
 
@@ -24,9 +24,21 @@ def run_evaluate(capsys, *argv):
 
 
 def test_kid_of_the_tiny_run(run_copy, capsys):
-    code, out, err = run_evaluate(capsys, "--run", run_copy, "--num-images", 10,
-                                  "--batch-size", 4, "--kid-weights", "none", "--steps", 2,
-                                  "--seed", 3)
+    code, out, err = run_evaluate(
+        capsys,
+        "--run",
+        run_copy,
+        "--num-images",
+        10,
+        "--batch-size",
+        4,
+        "--kid-weights",
+        "none",
+        "--steps",
+        2,
+        "--seed",
+        3,
+    )
     assert code == 0, err
     assert "Traceback" not in err
     # The dataset comes from the run's run.json; the result lands beside the run.
@@ -53,8 +65,9 @@ def test_kid_of_the_tiny_run(run_copy, capsys):
 
     # An existing result is kept unless --overwrite.
     before = path.read_bytes()
-    code, _, err = run_evaluate(capsys, "--run", run_copy, "--num-images", 10,
-                                "--batch-size", 4, *FAST[:2], "--steps", 2)
+    code, _, err = run_evaluate(
+        capsys, "--run", run_copy, "--num-images", 10, "--batch-size", 4, *FAST[:2], "--steps", 2
+    )
     assert code == 2 and "already exists" in err and "--overwrite" in err
     assert path.read_bytes() == before
 
@@ -68,9 +81,22 @@ def test_small_validation_set_is_used_whole(tiny_run, tmp_path, capsys):
         pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{index}.png")
     output = tmp_path / "kid.json"
-    code, out, err = run_evaluate(capsys, "--run", tiny_run, "--dataset", "folder",
-                                  "--data-dir", folder, "--num-images", 8, *FAST,
-                                  "--eta", 1, "--output", output)
+    code, out, err = run_evaluate(
+        capsys,
+        "--run",
+        tiny_run,
+        "--dataset",
+        "folder",
+        "--data-dir",
+        folder,
+        "--num-images",
+        8,
+        *FAST,
+        "--eta",
+        1,
+        "--output",
+        output,
+    )
     assert code == 0, err
     assert "has only 2 images" in " ".join(err.split())
     result = json.loads(output.read_text())
@@ -99,8 +125,12 @@ BAD_INPUT = [
     ("steps 0", ["--run", "{run}", "--steps", "0"], 2, ["--steps"]),
     ("negative eta", ["--run", "{run}", "--eta", "-1"], 2, ["--eta"]),
     ("eta above 1", ["--run", "{run}", "--eta", "2"], 2, ["--eta", "between 0", "and 1"]),
-    ("eta with an ODE solver", ["--run", "{run}", "--sampler", "dpmpp_3m", "--eta", "0.5"], 2,
-     ["--eta", "ddim"]),
+    (
+        "eta with an ODE solver",
+        ["--run", "{run}", "--sampler", "dpmpp_3m", "--eta", "0.5"],
+        2,
+        ["--eta", "ddim"],
+    ),
     ("one image", ["--run", "{run}", "--num-images", "1"], 2, ["--num-images", "at least 2"]),
     ("batch of one", ["--run", "{run}", "--batch-size", "1"], 2, ["--batch-size", "at least 2"]),
     ("unknown dataset", ["--run", "{run}", "--dataset", "mnist"], 2, ["--dataset"]),
@@ -109,8 +139,12 @@ BAD_INPUT = [
     ("config mismatch", ["--run", "{run}", "--config", "{config32}"], 1, ["image_size 16 vs 32"]),
     ("no dataset known", ["--checkpoint", "{bare}", "--config", "{config32}"], 2, ["--dataset"]),
     ("missing KID weights", ["--run", "{run}", "--kid-weights", "{missing}"], 2, ["KID weights"]),
-    ("output in a missing folder", ["--run", "{run}", "--output", "{missing_dir_out}"], 2,
-     ["does not exist"]),
+    (
+        "output in a missing folder",
+        ["--run", "{run}", "--output", "{missing_dir_out}"],
+        2,
+        ["does not exist"],
+    ),
     ("existing output", ["--run", "{run}", "--output", "{existing}"], 2, ["already exists"]),
     ("folder without --data-dir", ["--run", "{run}", "--dataset", "folder"], 2, ["--data-dir"]),
 ]
@@ -120,8 +154,12 @@ BAD_INPUT = [
 def test_bad_input(paths, tiny_run, capsys, name, argv, code, words):
     shutil.copy(os.path.join(tiny_run, "checkpoints", "best.weights.h5"), paths["bare"])
     argv = [arg.format(**paths) for arg in argv]
-    for flag, value in (("--kid-weights", "none"), ("--steps", "1"), ("--num-images", "4"),
-                        ("--output", paths["out"])):
+    for flag, value in (
+        ("--kid-weights", "none"),
+        ("--steps", "1"),
+        ("--num-images", "4"),
+        ("--output", paths["out"]),
+    ):
         if flag not in argv:
             argv += [flag, value]
     exit_code, _, err = run_evaluate(capsys, *argv)
@@ -132,19 +170,34 @@ def test_bad_input(paths, tiny_run, capsys, name, argv, code, words):
 
 
 def test_another_sampler_is_recorded_under_its_own_name(run_copy, capsys, monkeypatch):
-    from ddim_keras import kid_eval
+    from ddim_keras.metrics import evaluation
 
     seen = []
-    real_compute_kid = kid_eval.compute_kid
+    real_compute_kid = evaluation.compute_kid
 
     def recording_compute_kid(*args, **kwargs):
         seen.append((kwargs["sampler"], kwargs["spacing"]))
         return real_compute_kid(*args, **kwargs)
 
-    monkeypatch.setattr(kid_eval, "compute_kid", recording_compute_kid)
-    code, out, err = run_evaluate(capsys, "--run", run_copy, "--num-images", 8,
-                                  "--batch-size", 4, "--kid-weights", "none", "--steps", 3,
-                                  "--sampler", "heun", "--spacing", "karras", "--no-progress")
+    monkeypatch.setattr(evaluation, "compute_kid", recording_compute_kid)
+    code, out, err = run_evaluate(
+        capsys,
+        "--run",
+        run_copy,
+        "--num-images",
+        8,
+        "--batch-size",
+        4,
+        "--kid-weights",
+        "none",
+        "--steps",
+        3,
+        "--sampler",
+        "heun",
+        "--spacing",
+        "karras",
+        "--no-progress",
+    )
     assert code == 0, err
     assert seen == [("heun", "karras")]
     path = run_copy / "kid_shapes_3steps_eta0_heun_karras.json"

@@ -5,12 +5,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import assert_not_saturated, injected_draws, unsaturate, write_config
-from ddim_keras import distribute, train
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.model import DiffusionModel
-from ddim_keras.network import SinusoidalEmbedding, build_network
+
+from ddim_keras.cli import train
+from ddim_keras.core import devices
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.model.diffusion_model import DiffusionModel
+from ddim_keras.model.network import SinusoidalEmbedding, build_network
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +24,7 @@ def float32_policy():
 
 def _images(config, count=8, seed=0):
     rng = np.random.default_rng(seed)
-    return rng.uniform(0.0, 1.0, (count, config.image_size, config.image_size, 3)).astype(
-        "float32")
+    return rng.uniform(0.0, 1.0, (count, config.image_size, config.image_size, 3)).astype("float32")
 
 
 def test_ema_update_equals_the_reference_formula_on_every_weight(tiny_config):
@@ -49,6 +49,7 @@ def test_ema_update_equals_the_reference_formula_on_every_weight(tiny_config):
 
     # The same inside a compiled function (the train step's case).
     ema_before = [weight.numpy() for weight in model.ema_network.weights]
+
     @tf.function(autograph=False)  # the Python loop unrolls while tracing
     def compiled_update():
         model.update_ema()
@@ -74,14 +75,26 @@ def _compiled_model(monkeypatch, tmp_path, *flags):
     monkeypatch.setattr(DiffusionModel, "fit", fake_fit)
     config = write_config(tmp_path / "tiny.json")
     with pytest.raises(_Stop):
-        train.main(["--dataset", "shapes", "--config", config, "--output",
-                    str(tmp_path / "run"), "--verbose", "0", *flags])
+        train.main(
+            [
+                "--dataset",
+                "shapes",
+                "--config",
+                config,
+                "--output",
+                str(tmp_path / "run"),
+                "--verbose",
+                "0",
+                *flags,
+            ]
+        )
     return seen
 
 
 def test_train_flags_reach_model_compile(monkeypatch, tmp_path):
-    seen = _compiled_model(monkeypatch, tmp_path, "--steps-per-execution", "2",
-                           "--jit-compile", "false")
+    seen = _compiled_model(
+        monkeypatch, tmp_path, "--steps-per-execution", "2", "--jit-compile", "false"
+    )
     model = seen["model"]
     assert model.steps_per_execution == 2
     assert model.jit_compile is False
@@ -127,8 +140,9 @@ def _train_steps(config, policy, initial_weights, images, noises, times):
     with injected_draws(noises, times) as queues:
         for batch in images:
             logs = model.train_step(tf.constant(batch))
-            weights.append(np.concatenate([np.ravel(w.numpy())
-                                           for w in model.network.trainable_weights]))
+            weights.append(
+                np.concatenate([np.ravel(w.numpy()) for w in model.network.trainable_weights])
+            )
             losses.append(float(logs["n_loss"]))
         assert not queues["normal"]
     keras.mixed_precision.set_global_policy("float32")
@@ -155,8 +169,9 @@ def test_mixed_precision_training_follows_float32(policy):
     float16 (every step was skipped before the train step took the mean's
     gradients under loss scaling).
     """
-    config = DiffusionConfig(image_size=32, widths=(8, 16), block_depth=1, batch_size=8,
-                             kid=False, embedding_dims=8)
+    config = DiffusionConfig(
+        image_size=32, widths=(8, 16), block_depth=1, batch_size=8, kid=False, embedding_dims=8
+    )
     rng = np.random.default_rng(7)
     images = rng.uniform(0.0, 1.0, (MIXED_STEPS, 8, 32, 32, 3)).astype("float32")
     noises = rng.standard_normal(images.shape).astype("float32")
@@ -168,13 +183,13 @@ def test_mixed_precision_training_follows_float32(policy):
     initial = start.get_weights()
     origin = np.concatenate([np.ravel(w.numpy()) for w in start.network.trainable_weights])
 
-    reference, exact, exact_losses = _train_steps(config, "float32", initial, images, noises,
-                                                  times)
+    reference, exact, exact_losses = _train_steps(config, "float32", initial, images, noises, times)
     model, mixed, mixed_losses = _train_steps(config, policy, initial, images, noises, times)
 
     assert model.network.layers[-1].compute_dtype == policy.split("_")[1]
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (
-        policy == "mixed_float16")
+        policy == "mixed_float16"
+    )
     for weight in model.network.weights + model.ema_network.weights:
         assert weight.dtype == "float32"
         assert np.all(np.isfinite(weight.numpy()))
@@ -185,14 +200,16 @@ def test_mixed_precision_training_follows_float32(policy):
         before = origin if step == 0 else mixed[step - 1]
         exact_before = origin if step == 0 else exact[step - 1]
         assert np.linalg.norm(mixed[step] - before) == pytest.approx(
-            np.linalg.norm(exact[step] - exact_before), rel=0.1)
+            np.linalg.norm(exact[step] - exact_before), rel=0.1
+        )
     gap = np.linalg.norm(mixed[-1] - exact[-1]) / travelled
     # The gradients themselves, through Adam's first moments: a gradient left
     # scaled by the loss scale or the pixel count would be off by orders of
     # magnitude (Adam's steps, nearly scale-invariant, would not show it).
     exact_moments = _first_moments(reference)
     moment_gap = np.linalg.norm(_first_moments(model) - exact_moments) / np.linalg.norm(
-        exact_moments)
+        exact_moments
+    )
     print(policy, "gap / travelled", gap, "moment gap", moment_gap)
     assert gap < GAP_LIMITS[policy]
     assert moment_gap < 0.1
@@ -225,8 +242,11 @@ def test_embedding_computes_in_float32_under_mixed_policies(tiny_config, policy)
     assert embedding.compute_dtype == "float32"
     assert network.layers[-1].compute_dtype == policy.split("_")[1]
     variances = np.array([0.013, 0.37, 0.91], "float32").reshape(3, 1, 1, 1)
-    frequencies = np.exp(np.linspace(0.0, np.log(tiny_config.embedding_max_frequency),
-                                     tiny_config.embedding_dims // 2))
+    frequencies = np.exp(
+        np.linspace(
+            0.0, np.log(tiny_config.embedding_max_frequency), tiny_config.embedding_dims // 2
+        )
+    )
     angles = 2.0 * np.pi * frequencies * variances
     expected = np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)
     np.testing.assert_allclose(np.asarray(embedding(variances)), expected, atol=2e-3)
@@ -237,7 +257,8 @@ def sampling_model():
     """A tiny model with distinct network and EMA outputs, whose samples are not
     clipped flat (conftest.unsaturate)."""
     from conftest import TINY
-    from ddim_keras.config import DiffusionConfig
+
+    from ddim_keras.core.config import DiffusionConfig
 
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(7)
@@ -248,8 +269,7 @@ def sampling_model():
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
-def test_reduced_precision_sampling_is_close_to_float32_but_not_equal(sampling_model,
-                                                                     precision):
+def test_reduced_precision_sampling_is_close_to_float32_but_not_equal(sampling_model, precision):
     model = sampling_model
     exact = model.generate(4, 3, seed=2)
     reduced = model.generate(4, 3, seed=2, precision=precision)
@@ -269,7 +289,8 @@ def test_reduced_precision_sampling_is_close_to_float32_but_not_equal(sampling_m
 
 
 def test_reduced_precision_copy_follows_the_ema_weights_and_stays_out_of_checkpoints(
-        sampling_model, tmp_path):
+    sampling_model, tmp_path
+):
     model = sampling_model
     weight_count = len(model.weights)
     model.generate(2, 2, seed=0, precision="bfloat16")
@@ -303,10 +324,10 @@ def test_sampling_precision_choices(tmp_path):
     with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
     without = tmp_path / "cpuinfo"
     without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
-    assert distribute.cpu_has_bfloat16(str(with_bf16))
-    assert not distribute.cpu_has_bfloat16(str(without))
-    assert not distribute.cpu_has_bfloat16(str(tmp_path / "missing"))
-    resolve = distribute.resolve_precision_name
+    assert devices.cpu_has_bfloat16(str(with_bf16))
+    assert not devices.cpu_has_bfloat16(str(without))
+    assert not devices.cpu_has_bfloat16(str(tmp_path / "missing"))
+    resolve = devices.resolve_precision_name
     assert resolve("off", cpuinfo=str(with_bf16)) == "float32"
     assert resolve("bfloat16", cpuinfo=str(without)) == "bfloat16"
     assert resolve("float16", cpuinfo=str(without)) == "float16"
@@ -316,4 +337,4 @@ def test_sampling_precision_choices(tmp_path):
     else:
         assert resolve("auto", cpuinfo=str(without)) == "float16"
     assert resolve("auto", tpu=True, cpuinfo=str(without)) == "bfloat16"
-    assert distribute.POLICIES[resolve("float16")] == "mixed_float16"
+    assert devices.POLICIES[resolve("float16")] == "mixed_float16"

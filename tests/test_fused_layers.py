@@ -6,17 +6,17 @@ statistics must agree. Runs in the PyTorch pass of ``make test`` (elsewhere the
 fused classes are the stock code, so there is nothing to compare).
 """
 
+import keras
 import numpy as np
 import pytest
 
-import keras
-
-from ddim_keras.fused_layers import BatchNormalization, Conv2D
+from ddim_keras.model.fused_layers import BatchNormalization, Conv2D
 
 pytestmark = [
     pytest.mark.backends,
-    pytest.mark.skipif(keras.backend.backend() != "torch",
-                       reason="the fused path exists on PyTorch only"),
+    pytest.mark.skipif(
+        keras.backend.backend() != "torch", reason="the fused path exists on PyTorch only"
+    ),
 ]
 
 
@@ -41,14 +41,14 @@ def _forward_and_gradients(layer, inputs, **call_kwargs):
 
     images = torch.tensor(inputs, requires_grad=True)
     outputs = layer(images, **call_kwargs)
-    probe = torch.tensor(np.random.default_rng(3).normal(size=tuple(outputs.shape)),
-                         dtype=outputs.dtype)
+    probe = torch.tensor(
+        np.random.default_rng(3).normal(size=tuple(outputs.shape)), dtype=outputs.dtype
+    )
     weights = [w.value for w in layer.trainable_weights]
     for weight in weights:
         weight.grad = None
     (outputs * probe).sum().backward()
-    return (outputs.detach().numpy(), images.grad.numpy(),
-            [w.grad.numpy() for w in weights])
+    return (outputs.detach().numpy(), images.grad.numpy(), [w.grad.numpy() for w in weights])
 
 
 def _assert_close(fused, stock, tolerance):
@@ -108,14 +108,20 @@ def test_batch_normalization_training_matches_keras(center_scale):
         for got_gradient, expected_gradient in zip(got[2], expected[2]):
             _assert_close(got_gradient, expected_gradient, 2e-5)
         for name in ("moving_mean", "moving_variance"):
-            np.testing.assert_allclose(keras.ops.convert_to_numpy(getattr(fused, name)),
-                                       keras.ops.convert_to_numpy(getattr(stock, name)),
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(getattr(fused, name)),
+                keras.ops.convert_to_numpy(getattr(stock, name)),
+                rtol=1e-5,
+                atol=1e-6,
+            )
     # And against the biased batch variance computed here: after two equal batches
     # from moving variance v0 at momentum 0.9, v = 0.81 v0 + 0.19 var.
     variance = inputs.reshape(-1, 3).astype("float64").var(axis=0)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(fused.moving_variance),
-                               0.81 * initial + 0.19 * variance, rtol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(fused.moving_variance),
+        0.81 * initial + 0.19 * variance,
+        rtol=1e-5,
+    )
 
 
 def test_batch_normalization_inference_matches_keras():
@@ -133,16 +139,22 @@ def test_fused_layers_follow_mixed_precision_policies(policy):
     shape = (2, 8, 8, 4)
     inputs = np.random.default_rng(5).normal(size=shape).astype("float32")
     for fused_class, stock_class, kwargs in [
-            (Conv2D, keras.layers.Conv2D, dict(filters=6, kernel_size=3, padding="same",
-                                               activation="swish")),
-            (BatchNormalization, keras.layers.BatchNormalization, dict(center=False,
-                                                                       scale=False))]:
+        (
+            Conv2D,
+            keras.layers.Conv2D,
+            dict(filters=6, kernel_size=3, padding="same", activation="swish"),
+        ),
+        (BatchNormalization, keras.layers.BatchNormalization, dict(center=False, scale=False)),
+    ]:
         fused, stock = _pair(fused_class, stock_class, shape, dtype=policy, **kwargs)
         got = fused(inputs, training=True)
         expected = stock(inputs, training=True)
         assert keras.backend.standardize_dtype(got.dtype) == policy.split("_")[1]
-        _assert_close(keras.ops.convert_to_numpy(keras.ops.cast(got, "float32")),
-                      keras.ops.convert_to_numpy(keras.ops.cast(expected, "float32")), 2e-2)
+        _assert_close(
+            keras.ops.convert_to_numpy(keras.ops.cast(got, "float32")),
+            keras.ops.convert_to_numpy(keras.ops.cast(expected, "float32")),
+            2e-2,
+        )
 
 
 def test_fused_layers_save_under_keras_weight_paths(tmp_path):
@@ -153,8 +165,10 @@ def test_fused_layers_save_under_keras_weight_paths(tmp_path):
         inputs = keras.Input((6, 6, 2))
         return keras.Model(inputs, conv(3, 3, padding="same")(norm()(inputs)))
 
-    fused, stock = model(Conv2D, BatchNormalization), model(keras.layers.Conv2D,
-                                                           keras.layers.BatchNormalization)
+    fused, stock = (
+        model(Conv2D, BatchNormalization),
+        model(keras.layers.Conv2D, keras.layers.BatchNormalization),
+    )
     keys = []
     for network, name in [(fused, "fused"), (stock, "stock")]:
         path = tmp_path / f"{name}.weights.h5"

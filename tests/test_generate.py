@@ -8,12 +8,17 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import (
+    assert_not_saturated,
+    assert_one_error,
+    refuse_opening,
+    run_command,
+    write_config,
+)
 from PIL import Image
 
-from conftest import (assert_not_saturated, assert_one_error, refuse_opening, run_command,
-                      write_config)
-from ddim_keras import generate
-from ddim_keras.errors import run_cli
+from ddim_keras.cli import generate
+from ddim_keras.cli.runner import run_cli
 
 S = 16  # the tiny run's image size
 PAD = 2  # image_grid's padding
@@ -52,8 +57,13 @@ def grid_cells(path, rows, cols, size=T):
     """The images of an image_grid PNG, (rows * cols, size, size, 3) uint8, row by row."""
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("RGB"))
-    return np.stack([pixels[PAD + row * (size + PAD):][:size, PAD + col * (size + PAD):][:, :size]
-                     for row in range(rows) for col in range(cols)])
+    return np.stack(
+        [
+            pixels[PAD + row * (size + PAD) :][:size, PAD + col * (size + PAD) :][:, :size]
+            for row in range(rows)
+            for col in range(cols)
+        ]
+    )
 
 
 # -- pure helpers ------------------------------------------------------------------------
@@ -107,15 +117,25 @@ def test_strip_columns_and_progress_line():
 
 def test_importing_the_clis_does_not_load_tensorflow():
     # What keeps `--help` and flag errors instant.
-    code = ("import sys, ddim_keras.generate, ddim_keras.evaluate; "
-            "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
-            "assert not heavy, heavy")
+    code = (
+        "import sys, ddim_keras.generate, ddim_keras.evaluate; "
+        "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
-    result = subprocess.run([sys.executable, "-m", "ddim_keras.generate", "--help"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ddim_keras.generate", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0
-    for flag in ("--run", "--checkpoint", "--mode", "--eta", "--overwrite", "--scale",
-                 "interpolation"):
+    for flag in (
+        "--run",
+        "--checkpoint",
+        "--mode",
+        "--eta",
+        "--overwrite",
+        "--scale",
+        "interpolation",
+    ):
         assert flag in result.stdout
 
 
@@ -123,8 +143,9 @@ def test_importing_the_clis_does_not_load_tensorflow():
 
 
 @pytest.mark.backends  # also run on jax and torch by `make test`
-def test_mixed_precision_samples_close_to_float32_under_its_own_name(sampling_run, tmp_path,
-                                                                   capsys):
+def test_mixed_precision_samples_close_to_float32_under_its_own_name(
+    sampling_run, tmp_path, capsys
+):
     base = ("--run", sampling_run, "--steps", 2, "--seed", 4, "--output", tmp_path, "--no-progress")
     (exact,), _ = ok(capsys, *base)
     (reduced,), err = ok(capsys, *base, "--mixed-precision", "bfloat16")
@@ -146,17 +167,31 @@ def test_mixed_precision_samples_close_to_float32_under_its_own_name(sampling_ru
 def test_samplers_and_spacings_from_the_command_line(sampling_run, tmp_path, capsys):
     """Other samplers write under their own names and land close to the example's
     sampler at many steps (the same ODE), unlike a sample from other noise."""
-    base = ("--run", sampling_run, "--seed", 4, "--output", tmp_path, "--no-progress",
-            "--rows", 1, "--cols", 3)
+    base = (
+        "--run",
+        sampling_run,
+        "--seed",
+        4,
+        "--output",
+        tmp_path,
+        "--no-progress",
+        "--rows",
+        1,
+        "--cols",
+        3,
+    )
     (reference,), _ = ok(capsys, *base, "--steps", 60)
     assert_not_saturated(grid_cells(reference, 1, 3))
     reference_cells = grid_cells(reference, 1, 3).astype(np.int16)
     (other_seed,), _ = ok(capsys, *base, "--steps", 60, "--seed", 5)
     far = np.abs(grid_cells(other_seed, 1, 3).astype(np.int16) - reference_cells).mean()
-    for sampler, spacing, steps in (("dpmpp_2m", "logsnr", 10), ("dpmpp_3m", "karras", 10),
-                                    ("heun", "time", 6), ("ddim", "logsnr", 30)):
-        (path,), _ = ok(capsys, *base, "--steps", steps, "--sampler", sampler,
-                        "--spacing", spacing)
+    for sampler, spacing, steps in (
+        ("dpmpp_2m", "logsnr", 10),
+        ("dpmpp_3m", "karras", 10),
+        ("heun", "time", 6),
+        ("ddim", "logsnr", 30),
+    ):
+        (path,), _ = ok(capsys, *base, "--steps", steps, "--sampler", sampler, "--spacing", spacing)
         suffix = "".join(f"_{v}" for v in (sampler, spacing) if v not in ("ddim", "time"))
         assert os.path.basename(path) == f"grid_seed4_steps{steps}_eta0{suffix}.png"
         gap = np.abs(grid_cells(path, 1, 3).astype(np.int16) - reference_cells).mean()
@@ -172,8 +207,22 @@ def test_grid(tiny_run, tmp_path, capsys):
     assert "sampling" in err  # the progress bar
 
     path = tmp_path / "small.png"
-    ok(capsys, "--run", tiny_run, "--steps", 1, "--rows", 2, "--cols", 3, "--seed", 1,
-       "--output", path, "--no-progress")
+    ok(
+        capsys,
+        "--run",
+        tiny_run,
+        "--steps",
+        1,
+        "--rows",
+        2,
+        "--cols",
+        3,
+        "--seed",
+        1,
+        "--output",
+        path,
+        "--no-progress",
+    )
     assert png_size(path) == grid_size(2, 3)
 
     # --num-images alone: as many rows of (at most) 6 as needed.
@@ -184,36 +233,96 @@ def test_grid(tiny_run, tmp_path, capsys):
     # --scale 1: the model's resolution; --scale 3: three times it. Same samples.
     native, tripled = tmp_path / "native.png", tmp_path / "tripled.png"
     for path, scale in ((native, 1), (tripled, 3)):
-        ok(capsys, "--run", tiny_run, "--steps", 1, "--rows", 2, "--cols", 3, "--seed", 1,
-           "--scale", scale, "--output", path, "--no-progress")
+        ok(
+            capsys,
+            "--run",
+            tiny_run,
+            "--steps",
+            1,
+            "--rows",
+            2,
+            "--cols",
+            3,
+            "--seed",
+            1,
+            "--scale",
+            scale,
+            "--output",
+            path,
+            "--no-progress",
+        )
     assert png_size(native) == grid_size(2, 3, size=S)
     assert png_size(tripled) == grid_size(2, 3, size=3 * S)
     small = grid_cells(native, 2, 3, size=S)
-    np.testing.assert_array_equal(grid_cells(tripled, 2, 3, size=3 * S),
-                                  small.repeat(3, axis=1).repeat(3, axis=2))
-    np.testing.assert_array_equal(grid_cells(tmp_path / "small.png", 2, 3),
-                                  small.repeat(F, axis=1).repeat(F, axis=2))
+    np.testing.assert_array_equal(
+        grid_cells(tripled, 2, 3, size=3 * S), small.repeat(3, axis=1).repeat(3, axis=2)
+    )
+    np.testing.assert_array_equal(
+        grid_cells(tmp_path / "small.png", 2, 3), small.repeat(F, axis=1).repeat(F, axis=2)
+    )
 
 
 @pytest.mark.backends  # also run on jax and torch by `make test`
 def test_images(tiny_run, tmp_path, capsys):
     folder = tmp_path / "singles"
-    printed, err = ok(capsys, "--run", tiny_run, "--mode", "images", "--num-images", 3,
-                      "--steps", 2, "--seed", 2, "--output", folder)
+    printed, err = ok(
+        capsys,
+        "--run",
+        tiny_run,
+        "--mode",
+        "images",
+        "--num-images",
+        3,
+        "--steps",
+        2,
+        "--seed",
+        2,
+        "--output",
+        folder,
+    )
     assert printed == [str(folder)]
     assert sorted(os.listdir(folder)) == ["image_0000.png", "image_0001.png", "image_0002.png"]
     assert all(png_size(folder / name) == (S, S) for name in os.listdir(folder))
     assert "Wrote 3 images" in err
     # An explicit --scale enlarges them too.
-    ok(capsys, "--run", tiny_run, "--mode", "images", "--num-images", 1, "--steps", 2,
-       "--seed", 2, "--scale", 2, "--output", tmp_path / "big", "--no-progress")
+    ok(
+        capsys,
+        "--run",
+        tiny_run,
+        "--mode",
+        "images",
+        "--num-images",
+        1,
+        "--steps",
+        2,
+        "--seed",
+        2,
+        "--scale",
+        2,
+        "--output",
+        tmp_path / "big",
+        "--no-progress",
+    )
     assert png_size(tmp_path / "big" / "image_0000.png") == (2 * S, 2 * S)
 
 
 @pytest.mark.backends  # also run on jax and torch by `make test`
 def test_process(sampling_run, tmp_path, capsys):
-    printed, _ = ok(capsys, "--run", sampling_run, "--mode", "process", "--num-images", 2,
-                    "--steps", 3, "--seed", 3, "--output", tmp_path / "process.gif")
+    printed, _ = ok(
+        capsys,
+        "--run",
+        sampling_run,
+        "--mode",
+        "process",
+        "--num-images",
+        2,
+        "--steps",
+        3,
+        "--seed",
+        3,
+        "--output",
+        tmp_path / "process.gif",
+    )
     gif, png = tmp_path / "process.gif", tmp_path / "process.png"
     assert printed == [str(gif), str(png)]
     count, (width, height) = frames(gif)
@@ -225,19 +334,18 @@ def test_process(sampling_run, tmp_path, capsys):
     assert png_size(png) == grid_size(4, 3)
 
     # Top left: the first image's initial noise; bottom right: its final sample.
-    from ddim_keras.images import to_uint8, upscale
-    from ddim_keras.run_dir import load_model
+    from ddim_keras.core.pictures import to_uint8, upscale
+    from ddim_keras.io.loading import load_model
 
     model = load_model(run=sampling_run, kid_weights=None)
     strip = np.asarray(Image.open(png), np.int16)
 
     def cell(row, col):
         top, left = PAD + row * (T + PAD), PAD + col * (T + PAD)
-        return strip[top:top + T, left:left + T]
+        return strip[top : top + T, left : left + T]
 
     noise = model.initial_noise(2, seed=3)
-    np.testing.assert_array_equal(cell(0, 0),
-                                  upscale(to_uint8(model.denormalize(noise[:1])[0]), F))
+    np.testing.assert_array_equal(cell(0, 0), upscale(to_uint8(model.denormalize(noise[:1])[0]), F))
     samples = model.generate(2, 3, seed=3)
     assert_not_saturated(samples)
     final = upscale(to_uint8(samples[0]), F).astype(np.int16)
@@ -246,8 +354,21 @@ def test_process(sampling_run, tmp_path, capsys):
 
 @pytest.mark.backends  # also run on jax and torch by `make test`
 def test_steps(sampling_run, tmp_path, capsys):
-    printed, _ = ok(capsys, "--run", sampling_run, "--mode", "steps", "--num-images", 2,
-                    "--steps", 3, "--seed", 4, "--output", tmp_path / "steps")
+    printed, _ = ok(
+        capsys,
+        "--run",
+        sampling_run,
+        "--mode",
+        "steps",
+        "--num-images",
+        2,
+        "--steps",
+        3,
+        "--seed",
+        4,
+        "--output",
+        tmp_path / "steps",
+    )
     gif, png = tmp_path / "steps.gif", tmp_path / "steps.png"
     assert printed == [str(gif), str(png)]
     count, size = frames(gif)
@@ -257,18 +378,42 @@ def test_steps(sampling_run, tmp_path, capsys):
 
     # The last row is the ordinary 3-step sample of the same seed.
     grid_path = tmp_path / "reference.png"
-    ok(capsys, "--run", sampling_run, "--num-images", 2, "--steps", 3, "--seed", 4,
-       "--output", grid_path)
+    ok(
+        capsys,
+        "--run",
+        sampling_run,
+        "--num-images",
+        2,
+        "--steps",
+        3,
+        "--seed",
+        4,
+        "--output",
+        grid_path,
+    )
     assert_not_saturated(grid_cells(grid_path, 1, 2))
     strip = np.asarray(Image.open(png))
     reference = np.asarray(Image.open(grid_path))
-    np.testing.assert_array_equal(strip[-(T + 2 * PAD):], reference)
+    np.testing.assert_array_equal(strip[-(T + 2 * PAD) :], reference)
 
 
 @pytest.mark.backends  # also run on jax and torch by `make test`
 def test_interpolation(sampling_run, tmp_path, capsys):
-    printed, _ = ok(capsys, "--run", sampling_run, "--mode", "interpolation", "--num-images", 4,
-                    "--steps", 2, "--seed", 5, "--output", tmp_path / "walk.png")
+    printed, _ = ok(
+        capsys,
+        "--run",
+        sampling_run,
+        "--mode",
+        "interpolation",
+        "--num-images",
+        4,
+        "--steps",
+        2,
+        "--seed",
+        5,
+        "--output",
+        tmp_path / "walk.png",
+    )
     gif, png = tmp_path / "walk.gif", tmp_path / "walk.png"
     assert printed == [str(gif), str(png)]
     count, size = frames(gif)
@@ -278,12 +423,25 @@ def test_interpolation(sampling_run, tmp_path, capsys):
 
     # The end frames are the samples of the two noises themselves.
     ends = tmp_path / "ends.png"
-    ok(capsys, "--run", sampling_run, "--num-images", 2, "--steps", 2, "--seed", 5, "--cols", 2,
-       "--output", ends)
+    ok(
+        capsys,
+        "--run",
+        sampling_run,
+        "--num-images",
+        2,
+        "--steps",
+        2,
+        "--seed",
+        5,
+        "--cols",
+        2,
+        "--output",
+        ends,
+    )
     assert_not_saturated(grid_cells(ends, 1, 2))
     strip, pair = np.asarray(Image.open(png)), np.asarray(Image.open(ends))
-    np.testing.assert_array_equal(strip[:, :T + 2 * PAD], pair[:, :T + 2 * PAD])
-    np.testing.assert_array_equal(strip[:, -(T + 2 * PAD):], pair[:, -(T + 2 * PAD):])
+    np.testing.assert_array_equal(strip[:, : T + 2 * PAD], pair[:, : T + 2 * PAD])
+    np.testing.assert_array_equal(strip[:, -(T + 2 * PAD) :], pair[:, -(T + 2 * PAD) :])
 
 
 # -- repeatability, default paths, ways of loading -------------------------------------------
@@ -293,8 +451,7 @@ def test_interpolation(sampling_run, tmp_path, capsys):
 def test_same_seed_gives_byte_identical_files(sampling_run, tmp_path, capsys):
     # Stochastic sampling (eta=1) too; eta=0 is compared across ways of loading
     # and across processes below.
-    common = ["--run", sampling_run, "--num-images", 4, "--steps", 2, "--eta", 1,
-              "--no-progress"]
+    common = ["--run", sampling_run, "--num-images", 4, "--steps", 2, "--eta", 1, "--no-progress"]
     ok(capsys, *common, "--seed", 7, "--output", tmp_path / "a.png")
     ok(capsys, *common, "--seed", 7, "--output", tmp_path / "b.png")
     ok(capsys, *common, "--seed", 8, "--output", tmp_path / "c.png")
@@ -307,28 +464,37 @@ def test_same_seed_gives_byte_identical_files(sampling_run, tmp_path, capsys):
 def test_default_output_is_inside_the_run(tiny_run, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    printed, err = ok(capsys, "--run", run, "--mode", "process", "--num-images", 1,
-                      "--steps", 2)
+    printed, err = ok(capsys, "--run", run, "--mode", "process", "--num-images", 1, "--steps", 2)
     seed = int(err.split("Seed ")[1].split()[0])  # a random seed is chosen and printed
     stem = run / "generated" / f"process_seed{seed}_steps2_eta0"
     assert printed == [f"{stem}.gif", f"{stem}.png"]
     assert os.path.isfile(f"{stem}.gif") and os.path.isfile(f"{stem}.png")
 
     # An existing folder as --output gets the default names.
-    printed, _ = ok(capsys, "--run", run, "--steps", 1, "--seed", 3, "--num-images", 2,
-                    "--output", tmp_path)
+    printed, _ = ok(
+        capsys, "--run", run, "--steps", 1, "--seed", 3, "--num-images", 2, "--output", tmp_path
+    )
     assert printed == [str(tmp_path / "grid_seed3_steps1_eta0.png")]
 
     # With --checkpoint the default folder is ./generated.
     monkeypatch.chdir(tmp_path)
-    printed, _ = ok(capsys, "--checkpoint", run / "checkpoints" / "best.weights.h5",
-                    "--steps", 1, "--seed", 3, "--num-images", 2)
+    printed, _ = ok(
+        capsys,
+        "--checkpoint",
+        run / "checkpoints" / "best.weights.h5",
+        "--steps",
+        1,
+        "--seed",
+        3,
+        "--num-images",
+        2,
+    )
     assert printed == [str(tmp_path / "generated" / "grid_seed3_steps1_eta0.png")]
 
 
 @pytest.mark.backends  # also run on jax and torch by `make test`
 def test_every_way_of_loading_gives_the_same_images(sampling_run, tmp_path, capsys):
-    from ddim_keras.run_dir import load_model
+    from ddim_keras.io.loading import load_model
 
     common = ["--num-images", 3, "--steps", 2, "--seed", 9, "--no-progress"]
     ok(capsys, "--run", sampling_run, *common, "--output", tmp_path / "run.png")
@@ -345,9 +511,14 @@ def test_every_way_of_loading_gives_the_same_images(sampling_run, tmp_path, caps
     sources = {
         "checkpoint in the run (its config.json found)": ["--checkpoint", best],
         "bare weights + --config": ["--checkpoint", bare, "--config", config],
-        "run + explicit checkpoint + matching --config": ["--run", sampling_run,
-                                                          "--checkpoint", best,
-                                                          "--config", config],
+        "run + explicit checkpoint + matching --config": [
+            "--run",
+            sampling_run,
+            "--checkpoint",
+            best,
+            "--config",
+            config,
+        ],
         ".keras file": ["--checkpoint", keras_file],
     }
     for index, (name, flags) in enumerate(sources.items()):
@@ -359,14 +530,38 @@ def test_every_way_of_loading_gives_the_same_images(sampling_run, tmp_path, caps
 def test_module_entry_point_in_a_subprocess(sampling_run, tmp_path, capsys):
     path = tmp_path / "sub.png"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-m", "ddim_keras.generate", "--run", sampling_run, "--steps", "2",
-               "--num-images", "2", "--seed", "11", "--output", str(path)]
+    command = [
+        sys.executable,
+        "-m",
+        "ddim_keras.generate",
+        "--run",
+        sampling_run,
+        "--steps",
+        "2",
+        "--num-images",
+        "2",
+        "--seed",
+        "11",
+        "--output",
+        str(path),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(path)
     # Same bytes as in this process: nothing depends on the process.
-    ok(capsys, "--run", sampling_run, "--steps", 2, "--num-images", 2, "--seed", 11,
-       "--output", tmp_path / "here.png")
+    ok(
+        capsys,
+        "--run",
+        sampling_run,
+        "--steps",
+        2,
+        "--num-images",
+        2,
+        "--seed",
+        11,
+        "--output",
+        tmp_path / "here.png",
+    )
     assert_not_saturated(grid_cells(path, 1, 2))
     assert path.read_bytes() == (tmp_path / "here.png").read_bytes()
 
@@ -421,34 +616,78 @@ BAD_INPUT = [
     ("negative seed", ["--run", "{run}", "--seed", "-1"], 2, ["--seed"]),
     ("not an int", ["--run", "{run}", "--steps", "many"], 2, ["--steps", "invalid int"]),
     ("unknown mode", ["--run", "{run}", "--mode", "video"], 2, ["--mode"]),
-    ("grid too small", ["--run", "{run}", "--num-images", "7", "--rows", "2", "--cols", "3"],
-     2, ["do not fit"]),
-    ("one-frame interpolation", ["--run", "{run}", "--mode", "interpolation",
-                                 "--num-images", "1"], 2, ["at least 2"]),
+    (
+        "grid too small",
+        ["--run", "{run}", "--num-images", "7", "--rows", "2", "--cols", "3"],
+        2,
+        ["do not fit"],
+    ),
+    (
+        "one-frame interpolation",
+        ["--run", "{run}", "--mode", "interpolation", "--num-images", "1"],
+        2,
+        ["at least 2"],
+    ),
     ("missing checkpoint", ["--checkpoint", "{missing}"], 1, ["does not exist"]),
     ("missing run", ["--run", "{missing}"], 1, ["does not exist"]),
     ("folder without config.json", ["--run", "{not_a_run}"], 1, ["not a run directory"]),
     ("not a checkpoint file", ["--checkpoint", "{text}"], 2, ["neither", ".keras"]),
-    ("corrupt weights", ["--checkpoint", "{garbage}", "--config", "{config32}"], 1,
-     ["not a valid weights file"]),
-    ("16px run, 32px --config", ["--run", "{run}", "--config", "{config32}"], 1,
-     ["does not match", "image_size 16 vs 32"]),
-    ("16px checkpoint, 32px --config", ["--checkpoint", "{best}", "--config", "{config32}"], 1,
-     ["belongs to run", "image_size 16 vs 32"]),
-    ("bare weights, other widths", ["--checkpoint", "{bare}", "--config", "{config_widths}"],
-     1, ["does not match the model's config", "widths [8, 32]"]),
-    ("bare weights, default config", ["--checkpoint", "{bare}"], 1,
-     ["does not match the model's config", "image_size 64"]),
-    ("output in a missing folder", ["--run", "{run}", "--output", "{missing_dir_out}"], 2,
-     ["does not exist"]),
-    ("existing output", ["--run", "{run}", "--output", "{existing}"], 2,
-     ["already exists", "--overwrite"]),
-    ("missing KID weights file", ["--run", "{run}", "--kid-weights", "{missing}",
-                                  "--output", "{out}"], 2, ["KID weights"]),
+    (
+        "corrupt weights",
+        ["--checkpoint", "{garbage}", "--config", "{config32}"],
+        1,
+        ["not a valid weights file"],
+    ),
+    (
+        "16px run, 32px --config",
+        ["--run", "{run}", "--config", "{config32}"],
+        1,
+        ["does not match", "image_size 16 vs 32"],
+    ),
+    (
+        "16px checkpoint, 32px --config",
+        ["--checkpoint", "{best}", "--config", "{config32}"],
+        1,
+        ["belongs to run", "image_size 16 vs 32"],
+    ),
+    (
+        "bare weights, other widths",
+        ["--checkpoint", "{bare}", "--config", "{config_widths}"],
+        1,
+        ["does not match the model's config", "widths [8, 32]"],
+    ),
+    (
+        "bare weights, default config",
+        ["--checkpoint", "{bare}"],
+        1,
+        ["does not match the model's config", "image_size 64"],
+    ),
+    (
+        "output in a missing folder",
+        ["--run", "{run}", "--output", "{missing_dir_out}"],
+        2,
+        ["does not exist"],
+    ),
+    (
+        "existing output",
+        ["--run", "{run}", "--output", "{existing}"],
+        2,
+        ["already exists", "--overwrite"],
+    ),
+    (
+        "missing KID weights file",
+        ["--run", "{run}", "--kid-weights", "{missing}", "--output", "{out}"],
+        2,
+        ["KID weights"],
+    ),
     ("unknown sampler", ["--run", "{run}", "--sampler", "euler"], 2, ["--sampler", "euler"]),
     ("unknown spacing", ["--run", "{run}", "--spacing", "cosine"], 2, ["--spacing"]),
-    ("eta with an ODE solver", ["--run", "{run}", "--sampler", "dpmpp_2m", "--eta", "1"], 2,
-     ["--eta", "ddim", "dpmpp_2m"]),
+    (
+        "eta with an ODE solver",
+        ["--run", "{run}", "--sampler", "dpmpp_2m", "--eta", "1"],
+        2,
+        ["--eta", "ddim", "dpmpp_2m"],
+    ),
 ]
 
 
@@ -468,13 +707,21 @@ def test_bad_input(bad_files, capsys, name, argv, code, words):
 
 
 def test_keras_file_with_a_contradicting_config(tiny_run, tmp_path, capsys):
-    from ddim_keras.run_dir import load_model
+    from ddim_keras.io.loading import load_model
 
     keras_file = tmp_path / "model.keras"
     load_model(run=tiny_run, kid_weights=None).save(str(keras_file))
-    code, _, err = run_generate(capsys, "--checkpoint", keras_file, "--config",
-                                write_config(tmp_path / "c.json", image_size=32),
-                                "--output", tmp_path / "x.png", "--steps", "1")
+    code, _, err = run_generate(
+        capsys,
+        "--checkpoint",
+        keras_file,
+        "--config",
+        write_config(tmp_path / "c.json", image_size=32),
+        "--output",
+        tmp_path / "x.png",
+        "--steps",
+        "1",
+    )
     assert code == 1 and "carries its own config" in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "x.png")
 
@@ -484,29 +731,56 @@ def test_overwrite_replaces_an_existing_output(tiny_run, tmp_path, capsys):
     path.write_bytes(b"old")
     code, _, err = run_generate(capsys, "--run", tiny_run, "--output", path, "--steps", "1")
     assert code == 2 and path.read_bytes() == b"old"
-    ok(capsys, "--run", tiny_run, "--output", path, "--steps", 1, "--num-images", 2,
-       "--overwrite")
+    ok(capsys, "--run", tiny_run, "--output", path, "--steps", 1, "--num-images", 2, "--overwrite")
     assert png_size(path) == grid_size(1, 2)
     assert not os.path.exists(f"{path}.tmp")
 
     # An images folder with files of the same names is refused as well.
     folder = tmp_path / "singles"
-    ok(capsys, "--run", tiny_run, "--mode", "images", "--num-images", 2, "--steps", 1,
-       "--seed", 0, "--output", folder)
-    code, _, err = run_generate(capsys, "--run", tiny_run, "--mode", "images", "--num-images",
-                                "2", "--steps", "1", "--seed", "0", "--output", folder)
+    ok(
+        capsys,
+        "--run",
+        tiny_run,
+        "--mode",
+        "images",
+        "--num-images",
+        2,
+        "--steps",
+        1,
+        "--seed",
+        0,
+        "--output",
+        folder,
+    )
+    code, _, err = run_generate(
+        capsys,
+        "--run",
+        tiny_run,
+        "--mode",
+        "images",
+        "--num-images",
+        "2",
+        "--steps",
+        "1",
+        "--seed",
+        "0",
+        "--output",
+        folder,
+    )
     assert code == 2 and "image_0000.png" in err
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root may write into read-only folders")
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write into read-only folders"
+)
 def test_read_only_output_folder(tiny_run, tmp_path, capsys):
     folder = tmp_path / "locked"
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        code, _, err = run_generate(capsys, "--run", tiny_run, "--steps", "1",
-                                    "--output", folder / "grid.png")
+        code, _, err = run_generate(
+            capsys, "--run", tiny_run, "--steps", "1", "--output", folder / "grid.png"
+        )
     finally:
         folder.chmod(0o700)
     assert code == 2 and "not writable" in err and "Traceback" not in err
@@ -515,8 +789,11 @@ def test_read_only_output_folder(tiny_run, tmp_path, capsys):
 def test_read_only_output_folder_check(tmp_path, monkeypatch):
     # The same check, made to fail the way it does for a non-root user.
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path)
-                        else real_access(path, mode))
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda path, mode: False if str(path) == str(tmp_path) else real_access(path, mode),
+    )
     with pytest.raises(generate.UsageError, match="not writable"):
         generate.check_writable_folder(str(tmp_path))
 
@@ -529,8 +806,9 @@ def test_unreadable_checkpoint(bad_files, tmp_path, capsys, monkeypatch):
     # for root on a root-squashed NFS share: os.access passes, the read fails.
     refuse_opening(monkeypatch, locked)
     try:
-        code, _, err = run_generate(capsys, "--checkpoint", locked, "--steps", "1",
-                                    "--output", tmp_path / "out.png")
+        code, _, err = run_generate(
+            capsys, "--checkpoint", locked, "--steps", "1", "--output", tmp_path / "out.png"
+        )
     finally:
         locked.chmod(0o600)
     assert code == 1, err

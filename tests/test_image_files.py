@@ -15,8 +15,14 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 from ddim_keras import data
-from ddim_keras.config import DiffusionConfig, dataset_slug, format_background, parse_background
-from ddim_keras.errors import DataError, UsageError
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.core.datasets import dataset_slug, format_background, parse_background
+from ddim_keras.core.errors import DataError, UsageError
+from ddim_keras.data import cache as data_cache
+from ddim_keras.data import decode as data_decode
+from ddim_keras.data import loaders as data_loaders
+from ddim_keras.data import tf_pipeline as data_tf_pipeline
+from ddim_keras.io import resume
 
 SIZE = 16
 GARBAGE = [(197, 40, 40), (74, 74, 74)]  # colours seen under alpha 0 in real icon sets
@@ -34,14 +40,18 @@ def config():
 
 def decode(path, background=None, size=SIZE):
     """The pipeline's uint8 image of one file (as a folder's files are decoded)."""
-    (image,) = list(data.image_files_dataset([str(path)], size, background).as_numpy_iterator())
+    (image,) = list(
+        data_tf_pipeline.image_files_dataset([str(path)], size, background).as_numpy_iterator()
+    )
     assert image.shape == (size, size, 3) and image.dtype == np.uint8
     return image
 
 
 def reference(rgba, background=None, size=SIZE):
     """What the pipeline should make of decoded RGBA pixels."""
-    return data.preprocess_image_uint8(np.asarray(rgba, np.uint8), size, background).numpy()
+    return data_tf_pipeline.preprocess_image_uint8(
+        np.asarray(rgba, np.uint8), size, background
+    ).numpy()
 
 
 def blocks(height, width, seed=0):
@@ -58,8 +68,8 @@ def half_transparent_rgba(garbage, height=32, width=32):
     """Left half fully transparent over a garbage colour, right half opaque OPAQUE."""
     rgba = np.zeros((height, width, 4), np.uint8)
     rgba[:, : width // 2, :3] = garbage
-    rgba[:, width // 2:, :3] = OPAQUE
-    rgba[:, width // 2:, 3] = 255
+    rgba[:, width // 2 :, :3] = OPAQUE
+    rgba[:, width // 2 :, 3] = 255
     return rgba
 
 
@@ -77,8 +87,9 @@ def write_transparent(path, kind, garbage):
     if kind == "png_rgba":
         Image.fromarray(rgba, "RGBA").save(path)
     elif kind == "png_la":
-        gray = np.dstack([np.where(rgba[..., 3] == 255, 90, garbage[0]).astype(np.uint8),
-                          rgba[..., 3]])
+        gray = np.dstack(
+            [np.where(rgba[..., 3] == 255, 90, garbage[0]).astype(np.uint8), rgba[..., 3]]
+        )
         Image.fromarray(gray, "LA").save(path)
     elif kind == "png_palette":
         _palette_image(garbage).save(path, transparency=0)
@@ -95,8 +106,15 @@ def write_transparent(path, kind, garbage):
     return path
 
 
-TRANSPARENT_KINDS = {"png_rgba": ".png", "png_la": ".png", "png_palette": ".png",
-                     "png_colour_key": ".png", "gif": ".gif", "webp": ".webp", "tiff": ".tiff"}
+TRANSPARENT_KINDS = {
+    "png_rgba": ".png",
+    "png_la": ".png",
+    "png_palette": ".png",
+    "png_colour_key": ".png",
+    "gif": ".gif",
+    "webp": ".webp",
+    "tiff": ".tiff",
+}
 
 
 @pytest.mark.parametrize("garbage", GARBAGE)
@@ -129,15 +147,14 @@ def test_half_transparent_pixels_blend_with_the_background(tmp_path):
 def test_training_batches_of_a_transparent_folder_have_clean_backgrounds(tmp_path, config):
     for index in range(10):  # 8 for training, 2 for validation
         write_transparent(str(tmp_path / f"{index}.png"), "png_rgba", GARBAGE[index % 2])
-    train_ds, val_ds = data.load_datasets("folder", config, data_dir=tmp_path,
-                                          background="black")
+    train_ds, val_ds = data.load_datasets("folder", config, data_dir=tmp_path, background="black")
     for batch in list(train_ds) + list(val_ds):
         batch = batch.numpy()
         assert batch.dtype == np.float32
         assert (batch[:, :, :6] == 0.0).all()
-        np.testing.assert_allclose(batch[:, :, 10:],
-                                   np.broadcast_to(np.array(OPAQUE) / 255.0, (2, 16, 6, 3)),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            batch[:, :, 10:], np.broadcast_to(np.array(OPAQUE) / 255.0, (2, 16, 6, 3)), atol=1e-6
+        )
 
 
 # -- formats --------------------------------------------------------------------------
@@ -151,8 +168,9 @@ def write_format(folder, kind):
     """A file of each kind users have; returns (path, expected RGBA, tolerance)."""
     rgb = _rgb()
     gray = rgb[..., 0]
-    rgba = np.dstack([rgb, np.where(np.arange(48) < 24, 255, 128)[None, :]
-                      .repeat(32, 0).astype(np.uint8)])
+    rgba = np.dstack(
+        [rgb, np.where(np.arange(48) < 24, 255, 128)[None, :].repeat(32, 0).astype(np.uint8)]
+    )
     opaque = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     path = os.path.join(folder, kind)
     if kind == "rgb.jpg":
@@ -208,10 +226,27 @@ def write_format(folder, kind):
     return path, expected, (6 if lossy else 0), opaque
 
 
-FORMAT_KINDS = ["rgb.jpg", "gray.jpg", "cmyk.jpg", "progressive.jpeg", "rgb.png", "gray.png",
-                "gray16.png", "gray_alpha.png", "rgba.png", "palette.png", "first_frame.gif",
-                "rgb.bmp", "one_bit.bmp", "palette.bmp", "lossy.webp", "lossless_rgba.webp",
-                "rgb.tif", "rgba_deflate.tiff", "gray16.tiff"]
+FORMAT_KINDS = [
+    "rgb.jpg",
+    "gray.jpg",
+    "cmyk.jpg",
+    "progressive.jpeg",
+    "rgb.png",
+    "gray.png",
+    "gray16.png",
+    "gray_alpha.png",
+    "rgba.png",
+    "palette.png",
+    "first_frame.gif",
+    "rgb.bmp",
+    "one_bit.bmp",
+    "palette.bmp",
+    "lossy.webp",
+    "lossless_rgba.webp",
+    "rgb.tif",
+    "rgba_deflate.tiff",
+    "gray16.tiff",
+]
 
 
 @pytest.mark.parametrize("kind", FORMAT_KINDS)
@@ -236,12 +271,21 @@ def test_tensorflow_and_pillow_share_the_work(tmp_path):
     decoders = {}
     for kind in FORMAT_KINDS:
         path = write_format(str(tmp_path), kind)[0]
-        decoders[kind] = data._inspect_image(path)[1]
-    for kind in ("rgb.jpg", "gray.jpg", "cmyk.jpg", "rgb.png", "gray16.png", "rgba.png",
-                 "palette.png", "first_frame.gif", "rgb.bmp"):
-        assert decoders[kind] in (data._DECODE_TF_RGB, data._DECODE_TF_RGBA), kind
+        decoders[kind] = data_decode.inspect_image(path)[1]
+    for kind in (
+        "rgb.jpg",
+        "gray.jpg",
+        "cmyk.jpg",
+        "rgb.png",
+        "gray16.png",
+        "rgba.png",
+        "palette.png",
+        "first_frame.gif",
+        "rgb.bmp",
+    ):
+        assert decoders[kind] in (data_decode.DECODE_TF_RGB, data_decode.DECODE_TF_RGBA), kind
     for kind in ("one_bit.bmp", "lossy.webp", "rgb.tif", "gray16.tiff"):
-        assert decoders[kind] == data._DECODE_PILLOW, kind
+        assert decoders[kind] == data_decode.DECODE_PILLOW, kind
 
 
 def test_a_folder_of_every_format_is_read_and_bad_files_are_counted(tmp_path, config):
@@ -251,8 +295,9 @@ def test_a_folder_of_every_format_is_read_and_bad_files_are_counted(tmp_path, co
     (tmp_path / "broken.tiff").write_bytes(b"II*\x00 not a tiff")
     with pytest.warns(data.UnreadableImagesWarning, match="skipping 2 of 21") as caught:
         splits = data.load_datasets("folder", config.replace(batch_size=1), data_dir=tmp_path)
-    [message] = [str(w.message) for w in caught
-                 if issubclass(w.category, data.UnreadableImagesWarning)]
+    [message] = [
+        str(w.message) for w in caught if issubclass(w.category, data.UnreadableImagesWarning)
+    ]
     assert "broken.webp" in message and "broken.tiff" in message
     assert sum(1 for split in splits for _ in split) == len(FORMAT_KINDS)
 
@@ -260,12 +305,19 @@ def test_a_folder_of_every_format_is_read_and_bad_files_are_counted(tmp_path, co
 # -- orientation ----------------------------------------------------------------------
 
 # What Pillow's exif_transpose does to show an image of each EXIF orientation upright.
-UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-           4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-           6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-           8: Image.Transpose.ROTATE_90}
-INVERSE = {Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
-           Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+INVERSE = {
+    Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270,
+}
 
 
 def write_oriented_jpeg(path, upright, orientation):
@@ -305,9 +357,12 @@ def test_exif_orientation_is_applied_to_jpegs(tmp_path, orientation):
 def test_orientation_op_matches_pillow_for_every_value():
     array = np.arange(5 * 3 * 4, dtype=np.uint8).reshape(5, 3, 4)
     for orientation in range(1, 9):
-        want = np.asarray(Image.fromarray(array, "RGBA").transpose(UPRIGHT[orientation])) \
-            if orientation != 1 else array
-        got = data.apply_orientation(tf.constant(array), orientation).numpy()
+        want = (
+            np.asarray(Image.fromarray(array, "RGBA").transpose(UPRIGHT[orientation]))
+            if orientation != 1
+            else array
+        )
+        got = data_tf_pipeline.apply_orientation(tf.constant(array), orientation).numpy()
         np.testing.assert_array_equal(got, want, err_msg=str(orientation))
 
 
@@ -330,8 +385,9 @@ def test_small_images_are_upscaled_and_counted_in_one_warning(tmp_path, config):
 # -- TFDS datasets by name --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["tfds:cifar10", "tfds:mnist", "tfds:mnist:train,test",
-                                  "tfds:stanford_dogs:test"])
+@pytest.mark.parametrize(
+    "name", ["tfds:cifar10", "tfds:mnist", "tfds:mnist:train,test", "tfds:stanford_dogs:test"]
+)
 def test_any_tfds_image_dataset_with_mock_data(name, config, tmp_path, no_network):
     import tensorflow_datasets as tfds
 
@@ -340,7 +396,7 @@ def test_any_tfds_image_dataset_with_mock_data(name, config, tmp_path, no_networ
         for dataset in (train_ds, val_ds):
             batch = next(iter(dataset)).numpy()
             assert batch.shape == (2, SIZE, SIZE, 3) and batch.dtype == np.float32
-            assert 0.0 <= batch.min() and batch.max() <= 1.0
+            assert batch.min() >= 0.0 and batch.max() <= 1.0
     assert no_network == []
 
 
@@ -357,8 +413,10 @@ def test_small_tfds_images_are_reported(tmp_path):
     import tensorflow_datasets as tfds
 
     config = DiffusionConfig(image_size=64, batch_size=2, dataset_repetitions=1, kid=False)
-    with tfds.testing.mock_data(num_examples=2), \
-            pytest.warns(data.SmallImagesWarning, match="32x32, smaller than image_size 64"):
+    with (
+        tfds.testing.mock_data(num_examples=2),
+        pytest.warns(data.SmallImagesWarning, match="32x32, smaller than image_size 64"),
+    ):
         data.load_images("tfds:cifar10", config, data_dir=tmp_path)
 
 
@@ -392,24 +450,27 @@ def prepared_dummy_mnist(tmp_path_factory):
     return root
 
 
-def test_prepared_tfds_dataset_by_name_and_its_splits(prepared_dummy_mnist, config,
-                                                     no_network):
-    train_ds, val_ds = data.load_datasets("tfds:dummy_mnist", config,
-                                          data_dir=prepared_dummy_mnist)
+def test_prepared_tfds_dataset_by_name_and_its_splits(prepared_dummy_mnist, config, no_network):
+    train_ds, val_ds = data.load_datasets("tfds:dummy_mnist", config, data_dir=prepared_dummy_mnist)
     # 20 train images split 80/20 (16 / 4), batches of 2.
     assert sum(1 for _ in train_ds) == 8 and sum(1 for _ in val_ds) == 2
-    given = data.load_images("tfds:dummy_mnist:train,test", config, "validation",
-                             data_dir=prepared_dummy_mnist)
+    given = data.load_images(
+        "tfds:dummy_mnist:train,test", config, "validation", data_dir=prepared_dummy_mnist
+    )
     assert sum(1 for _ in given) == 20  # the whole test split
     with pytest.raises(UsageError, match="no split 'valid'.*test, train"):
-        data.load_datasets("tfds:dummy_mnist:train,valid", config,
-                           data_dir=prepared_dummy_mnist)
+        data.load_datasets("tfds:dummy_mnist:train,valid", config, data_dir=prepared_dummy_mnist)
     assert no_network == []
 
 
-@pytest.mark.parametrize("name, slug", [("tfds:cifar10", "tfds_cifar10"),
-                                        ("tfds:mnist:train[:50%],test", "tfds_mnist_train_50_test"),
-                                        ("folder", "folder")])
+@pytest.mark.parametrize(
+    "name, slug",
+    [
+        ("tfds:cifar10", "tfds_cifar10"),
+        ("tfds:mnist:train[:50%],test", "tfds_mnist_train_50_test"),
+        ("folder", "folder"),
+    ],
+)
 def test_dataset_names_become_file_names(name, slug):
     assert dataset_slug(name) == slug
 
@@ -433,14 +494,15 @@ def test_background_values():
 
 
 def test_cached_images_are_uint8_and_batches_float(config):
-    images, _ = data._load_split_images("shapes", config, ("train",), None, 0, 8)
+    images, _ = data_loaders._load_split_images("shapes", config, ("train",), None, 0, 8)
     assert images["train"].element_spec.dtype == tf.uint8
     train_ds, _ = data.load_datasets("shapes", config, shapes_count=8)
     assert train_ds.element_spec.dtype == tf.float32
     # The same images as the float pipeline gave, to the last bit.
     uint8 = np.stack(list(images["train"].as_numpy_iterator()))
-    float_images = np.stack(list(data.load_images("shapes", config, "train", shapes_count=8)
-                                 .as_numpy_iterator()))
+    float_images = np.stack(
+        list(data.load_images("shapes", config, "train", shapes_count=8).as_numpy_iterator())
+    )
     np.testing.assert_array_equal(float_images, uint8.astype(np.float32) / 255.0)
 
 
@@ -448,8 +510,9 @@ def test_disk_cache_is_written_once_and_keyed_by_the_images(tmp_path, config):
     cache = tmp_path / "cache"
 
     def load(**changes):
-        train_ds, val_ds = data.load_datasets("shapes", config.replace(**changes),
-                                              shapes_count=6, cache="disk", cache_dir=cache)
+        train_ds, val_ds = data.load_datasets(
+            "shapes", config.replace(**changes), shapes_count=6, cache="disk", cache_dir=cache
+        )
         return np.concatenate([b.numpy() for b in train_ds] + [b.numpy() for b in val_ds])
 
     first = load()
@@ -465,12 +528,13 @@ def test_disk_cache_left_unfinished_by_a_killed_run_is_rebuilt(tmp_path, config)
     cache = tmp_path / "cache"
     data.load_datasets("shapes", config, shapes_count=4, cache="disk", cache_dir=cache)
     # What a process killed while filling the cache leaves behind (no .index yet).
-    identities = data._load_split_images("shapes", config, data.SPLITS, None, 0, 4)[1]
-    name = f"train_{data._fingerprint(identities['train'])}"
+    identities = data_loaders._load_split_images("shapes", config, data.SPLITS, None, 0, 4)[1]
+    name = f"train_{data_cache.fingerprint(identities['train'])}"
     (cache / f"{name}_0.lockfile").write_text("")
     (cache / f"{name}_0.data-00000-of-00001.tempstate123").write_text("")
-    train_ds, _ = data.load_datasets("shapes", config, shapes_count=4, cache="disk",
-                                     cache_dir=cache)
+    train_ds, _ = data.load_datasets(
+        "shapes", config, shapes_count=4, cache="disk", cache_dir=cache
+    )
     assert sum(1 for _ in train_ds) == 2
     assert os.path.exists(cache / f"{name}.index")
     assert not [n for n in os.listdir(cache) if n.endswith(".lockfile")]
@@ -490,9 +554,11 @@ def test_cache_none_and_bad_cache_values(config, tmp_path):
 
 def test_training_on_transparent_pngs_records_and_keeps_its_background(tmp_path, capsys):
     from conftest import write_config
-    from ddim_keras import kid_eval, train
-    from ddim_keras.errors import run_cli
-    from ddim_keras.run_dir import RunDir
+
+    from ddim_keras.cli import train
+    from ddim_keras.cli.runner import run_cli
+    from ddim_keras.io import run_info
+    from ddim_keras.io.run_dir import RunDir
 
     folder = tmp_path / "icons"
     folder.mkdir()
@@ -500,32 +566,47 @@ def test_training_on_transparent_pngs_records_and_keeps_its_background(tmp_path,
         write_transparent(str(folder / f"{index}.png"), "png_rgba", GARBAGE[index % 2])
     config = write_config(tmp_path / "c.json", batch_size=2)
     run = tmp_path / "run"
-    args = ["--dataset", "folder", "--data-dir", str(folder), "--config", config,
-            "--output", str(run), "--steps-per-epoch", "1", "--verbose", "0"]
+    args = [
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--config",
+        config,
+        "--output",
+        str(run),
+        "--steps-per-epoch",
+        "1",
+        "--verbose",
+        "0",
+    ]
     assert train.main(args + ["--background", "black", "--cache", "disk"]) == 0
     info = RunDir(run).read_run_info()
     assert info["background"] == "black"
     assert len([n for n in os.listdir(run / "cache") if n.endswith(".index")]) == 2
     # Resumed, evaluated and swept on the same background unless told otherwise.
     parsed = train.build_parser().parse_args(args)
-    assert train.resolve_background(parsed, RunDir(run)) == (0, 0, 0)
-    assert kid_eval.training_background(None, str(run)) == (0, 0, 0)
-    assert kid_eval.training_background((1, 2, 3), str(run)) == (1, 2, 3)
+    assert resume.resolve_background(parsed.background, RunDir(run), parsed.overwrite) == (0, 0, 0)
+    assert run_info.training_background(None, str(run)) == (0, 0, 0)
+    assert run_info.training_background((1, 2, 3), str(run)) == (1, 2, 3)
     assert run_cli(train.main, args + ["--background", "white", "--epochs", "2"]) == 2
     err = capsys.readouterr().err
     assert "--background black" in err and "Nothing was changed" in err
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--dataset", "tfds:"], ["--dataset", "tfds:NAME"]),
-    (["--dataset", "mnist"], ["unknown dataset 'mnist'", "tfds:NAME"]),
-    (["--dataset", "shapes", "--background", "grey"], ["--background", "R,G,B"]),
-    (["--dataset", "shapes", "--cache", "ssd"], ["--cache"]),
-    (["--dataset", "shapes", "--cache", "memory", "--cache-dir", "x"], ["--cache-dir"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--dataset", "tfds:"], ["--dataset", "tfds:NAME"]),
+        (["--dataset", "mnist"], ["unknown dataset 'mnist'", "tfds:NAME"]),
+        (["--dataset", "shapes", "--background", "grey"], ["--background", "R,G,B"]),
+        (["--dataset", "shapes", "--cache", "ssd"], ["--cache"]),
+        (["--dataset", "shapes", "--cache", "memory", "--cache-dir", "x"], ["--cache-dir"]),
+    ],
+)
 def test_train_refuses_bad_data_flags(argv, words, capsys):
-    from ddim_keras import train
-    from ddim_keras.errors import run_cli
+    from ddim_keras.cli import train
+    from ddim_keras.cli.runner import run_cli
 
     assert run_cli(train.main, argv) == 2
     err = capsys.readouterr().err
@@ -534,14 +615,16 @@ def test_train_refuses_bad_data_flags(argv, words, capsys):
 
 
 def test_commands_take_tfds_names_and_backgrounds():
-    from ddim_keras import evaluate, sweep, train
+    from ddim_keras.cli import evaluate, sweep, train
 
-    args = train.build_parser().parse_args(["--dataset", "tfds:cifar10", "--background",
-                                            "10,20,30"])
+    args = train.build_parser().parse_args(
+        ["--dataset", "tfds:cifar10", "--background", "10,20,30"]
+    )
     assert args.dataset == "tfds:cifar10" and args.background == (10, 20, 30)
     args = evaluate.build_parser().parse_args(["--run", "r", "--dataset", "tfds:mnist"])
     assert args.dataset == "tfds:mnist" and args.background is None
     args = sweep.build_parser().parse_args(["--run", "r", "--background", "black"])
     assert args.background == (0, 0, 0)
-    assert evaluate.default_output("r", None, "tfds:mnist:train,test", 5, 0.0) == \
-        os.path.join("r", "kid_tfds_mnist_train_test_5steps_eta0.json")
+    assert evaluate.default_output("r", None, "tfds:mnist:train,test", 5, 0.0) == os.path.join(
+        "r", "kid_tfds_mnist_train_test_5steps_eta0.json"
+    )

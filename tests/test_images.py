@@ -1,69 +1,73 @@
-"""ddim_keras.images: nearest-neighbour enlargement and its default factor (NumPy only)."""
+"""core.pictures and io.images: nearest-neighbour enlargement and its default factor."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ddim_keras import images
+from ddim_keras.core import pictures
+from ddim_keras.io import images
 
 PAD = 2  # image_grid's padding
 
 
-@pytest.mark.parametrize("size,factor", [(16, 8), (32, 4), (64, 2), (128, 1), (256, 1),
-                                         (48, 3), (100, 2)])
+@pytest.mark.parametrize(
+    "size,factor", [(16, 8), (32, 4), (64, 2), (128, 1), (256, 1), (48, 3), (100, 2)]
+)
 def test_default_scale_gives_tiles_of_at_least_128_pixels(size, factor):
-    assert images.default_scale(size) == factor
-    assert size * factor >= images.MIN_TILE_PIXELS or factor == 1
+    assert pictures.default_scale(size) == factor
+    assert size * factor >= pictures.MIN_TILE_PIXELS or factor == 1
 
 
 def test_upscale_is_nearest_neighbour_by_a_whole_factor():
     rng = np.random.default_rng(0)
     native = rng.random((2, 5, 7, 3)).astype(np.float32)
     for factor in (1, 2, 3):
-        big = images.upscale(native, factor)
+        big = pictures.upscale(native, factor)
         assert big.shape == (2, 5 * factor, 7 * factor, 3)
         assert big.dtype == native.dtype
         # Every factor x factor block is one native pixel.
         for row in range(5):
             for col in range(7):
-                block = big[:, row * factor:(row + 1) * factor, col * factor:(col + 1) * factor]
-                np.testing.assert_array_equal(block, np.broadcast_to(
-                    native[:, row:row + 1, col:col + 1], block.shape))
+                block = big[:, row * factor : (row + 1) * factor, col * factor : (col + 1) * factor]
+                np.testing.assert_array_equal(
+                    block, np.broadcast_to(native[:, row : row + 1, col : col + 1], block.shape)
+                )
     # One image (H, W, C) too.
-    assert images.upscale(native[0], 4).shape == (20, 28, 3)
+    assert pictures.upscale(native[0], 4).shape == (20, 28, 3)
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError):
-            images.upscale(native, bad)
+            pictures.upscale(native, bad)
 
 
 def test_upscaled_grid_is_the_native_grid_times_the_factor():
     rng = np.random.default_rng(1)
     tiles = rng.random((6, 8, 8, 3)).astype(np.float32)
-    native = images.image_grid(tiles, 2, 3)
+    native = pictures.image_grid(tiles, 2, 3)
     assert native.shape == (2 * 8 + 3 * PAD, 3 * 8 + 4 * PAD, 3)
-    np.testing.assert_array_equal(images.upscale(native, 4).shape,
-                                  np.array(native.shape) * (4, 4, 1))
+    np.testing.assert_array_equal(
+        pictures.upscale(native, 4).shape, np.array(native.shape) * (4, 4, 1)
+    )
 
 
 def test_scaled_grid_enlarges_the_tiles_and_keeps_thin_separators():
     rng = np.random.default_rng(2)
     tiles = rng.random((5, 8, 8, 3)).astype(np.float32)  # 5 images in a 2 x 3 grid
     factor, size = 4, 8 * 4
-    grid = images.image_grid(tiles, 2, 3, scale=factor)
+    grid = pictures.image_grid(tiles, 2, 3, scale=factor)
     assert grid.shape == (2 * size + 3 * PAD, 3 * size + 4 * PAD, 3)
     for index in range(6):
         row, col = divmod(index, 3)
         top, left = PAD + row * (size + PAD), PAD + col * (size + PAD)
-        cell = grid[top:top + size, left:left + size]
+        cell = grid[top : top + size, left : left + size]
         if index < 5:
-            np.testing.assert_array_equal(cell, images.upscale(tiles[index], factor))
+            np.testing.assert_array_equal(cell, pictures.upscale(tiles[index], factor))
             # Constant blocks: nearest neighbour, no blur across native pixels.
             blocks = cell.reshape(8, factor, 8, factor, 3)
             assert np.all(blocks == blocks[:, :1, :, :1])
         else:
             assert np.all(cell == 1.0)  # a missing cell is padding colour
     # The separators stay PAD pixels of padding colour.
-    assert np.all(grid[:PAD] == 1.0) and np.all(grid[PAD + size:2 * PAD + size] == 1.0)
+    assert np.all(grid[:PAD] == 1.0) and np.all(grid[PAD + size : 2 * PAD + size] == 1.0)
     assert np.all(grid[:, :PAD] == 1.0)
 
 

@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, sys.argv[3])
 import jax, keras
 from conftest import TINY
-from ddim_keras import distribute
-from ddim_keras.config import DiffusionConfig
+from ddim_keras.model import distribute
+from ddim_keras.core.config import DiffusionConfig
 from ddim_keras.model import DiffusionModel
 
 placement = distribute.make_strategy(sys.argv[1])
@@ -46,10 +46,19 @@ print(json.dumps({"devices": len(jax.devices()), "replicas": placement.num_repli
 
 
 def train(strategy, path):
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    done = subprocess.run([sys.executable, "-c", TRAIN, strategy, str(path), HERE], env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN, strategy, str(path), HERE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -75,18 +84,36 @@ def test_data_parallel_over_two_jax_devices_trains_as_one_device(runs):
     assert max(gaps) < 1e-5, max(gaps)
 
 
-@pytest.mark.parametrize("backend,argv,words", [
-    ("torch", ["--strategy", "mirrored"], "trains on one device under the PyTorch backend"),
-    ("jax", ["--strategy", "multi-worker"], "needs JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES"),
-    ("jax", ["--strategy", "mirrored", "--devices", "gpu:7"], "which JAX does not see here"),
-])
+@pytest.mark.parametrize(
+    "backend,argv,words",
+    [
+        ("torch", ["--strategy", "mirrored"], "trains on one device under the PyTorch backend"),
+        ("jax", ["--strategy", "multi-worker"], "needs JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES"),
+        ("jax", ["--strategy", "mirrored", "--devices", "gpu:7"], "which JAX does not see here"),
+    ],
+)
 def test_strategies_a_backend_cannot_run_are_refused(tmp_path, backend, argv, words):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env.update(KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
     output = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "ddim_keras.train", "--dataset", "shapes",
-                           "--epochs", "1", "--output", str(output), *argv], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddim_keras.train",
+            "--dataset",
+            "shapes",
+            "--epochs",
+            "1",
+            "--output",
+            str(output),
+            *argv,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr
     assert words in done.stderr and "Traceback" not in done.stderr
     assert not output.exists()  # nothing written for a run that cannot start

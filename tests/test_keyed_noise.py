@@ -1,4 +1,4 @@
-"""The backend-independent noise of stochastic sampling (ddim_keras.keyed_noise).
+"""The backend-independent noise of stochastic sampling (ddim_keras.sampling.keyed_noise).
 
 The integer hash is checked bit for bit against a NumPy uint32 restatement of
 lowbias32; the normals against the standard normal distribution (moments, the
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from ddim_keras import keyed_noise
+from ddim_keras.sampling import keyed_noise
 
 pytestmark = pytest.mark.backends
 
@@ -30,10 +30,12 @@ def numpy_lowbias32(values):
 
 
 def test_hash_is_lowbias32_bit_for_bit():
-    values = np.concatenate([
-        np.array([0, 1, 2, -1, -2**31, 2**31 - 1, 123456789], np.int64),
-        np.random.default_rng(0).integers(-2**31, 2**31, 5000),
-    ])
+    values = np.concatenate(
+        [
+            np.array([0, 1, 2, -1, -(2**31), 2**31 - 1, 123456789], np.int64),
+            np.random.default_rng(0).integers(-(2**31), 2**31, 5000),
+        ]
+    )
     got = ops.convert_to_numpy(keyed_noise.hash32(values.astype(np.int32)))
     np.testing.assert_array_equal(got, numpy_lowbias32(values))
     # A bijection of the 32-bit integers: distinct inputs stay distinct.
@@ -78,13 +80,17 @@ def test_neighbours_images_steps_and_seeds_are_uncorrelated():
 
 def test_an_image_keeps_its_noise_whatever_its_chunk():
     whole = ops.convert_to_numpy(keyed_noise.keyed_normal((10, 4, 4, 3), seed=1, step=2))
-    tail = ops.convert_to_numpy(keyed_noise.keyed_normal((4, 4, 4, 3), seed=1, step=2,
-                                                         first_image=6))
+    tail = ops.convert_to_numpy(
+        keyed_noise.keyed_normal((4, 4, 4, 3), seed=1, step=2, first_image=6)
+    )
     np.testing.assert_array_equal(whole[6:], tail)
     # Tensors and Python ints key the same noise (a compiled loop passes tensors).
-    as_tensors = keyed_noise.keyed_normal((4, 4, 4, 3), ops.convert_to_tensor(1, "int32"),
-                                          ops.convert_to_tensor(2, "int32"),
-                                          ops.convert_to_tensor(6, "int32"))
+    as_tensors = keyed_noise.keyed_normal(
+        (4, 4, 4, 3),
+        ops.convert_to_tensor(1, "int32"),
+        ops.convert_to_tensor(2, "int32"),
+        ops.convert_to_tensor(6, "int32"),
+    )
     np.testing.assert_array_equal(ops.convert_to_numpy(as_tensors), tail)
 
 

@@ -1,4 +1,4 @@
-"""Tests for ddim_keras.kid: the KID estimator, the metric, and the encoder."""
+"""Tests for ddim_keras.metrics.kid: the KID estimator, the metric, and the encoder."""
 
 import os
 import warnings
@@ -9,13 +9,12 @@ import h5py
 import keras
 import numpy as np
 import pytest
-
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.errors import UsageError
-from ddim_keras.kid import KID, build_encoder, kernel_inception_distance
-from ddim_keras.model import DiffusionModel
-
 from conftest import TINY
+
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.core.errors import UsageError
+from ddim_keras.metrics.kid import KID, build_encoder, kernel_inception_distance
+from ddim_keras.model.diffusion_model import DiffusionModel
 
 
 def numpy_kid(real, generated):
@@ -73,12 +72,15 @@ def test_kid_near_zero_for_one_distribution_and_large_between_two():
     assert shifted > 20 * abs(same)
     # Symmetric in its arguments.
     np.testing.assert_allclose(
-        float(kernel_inception_distance(features(2, shift=1.0), features(1))), shifted, rtol=1e-5)
+        float(kernel_inception_distance(features(2, shift=1.0), features(1))), shifted, rtol=1e-5
+    )
 
 
 def test_kid_grows_with_the_shift():
-    values = [float(kernel_inception_distance(features(1), features(2, shift=s)))
-              for s in (0.0, 0.25, 0.5, 1.0)]
+    values = [
+        float(kernel_inception_distance(features(1), features(2, shift=s)))
+        for s in (0.0, 0.25, 0.5, 1.0)
+    ]
     assert values == sorted(values)
 
 
@@ -93,8 +95,13 @@ def flatten_encoder(size=4):
 def test_kid_metric_averages_over_batches_and_resets():
     metric = KID(name="kid", image_size=4, encoder=flatten_encoder())
     rng = np.random.default_rng(0)
-    batches = [(rng.uniform(size=(6, 4, 4, 3)).astype("float32"),
-                rng.uniform(0.2, 1.0, size=(6, 4, 4, 3)).astype("float32")) for _ in range(3)]
+    batches = [
+        (
+            rng.uniform(size=(6, 4, 4, 3)).astype("float32"),
+            rng.uniform(0.2, 1.0, size=(6, 4, 4, 3)).astype("float32"),
+        )
+        for _ in range(3)
+    ]
     expected = []
     for real, generated in batches:
         metric.update_state(real, generated)
@@ -150,14 +157,16 @@ def test_encoder_is_not_saved_with_the_model(tmp_path):
 
     with h5py.File(path, "r") as handle:
         groups, datasets = [], []
-        handle.visititems(lambda name, obj: (datasets if isinstance(obj, h5py.Dataset)
-                                             else groups).append(name))
+        handle.visititems(
+            lambda name, obj: (datasets if isinstance(obj, h5py.Dataset) else groups).append(name)
+        )
     assert "kid/encoder" not in groups
     assert not any("encoder" in name or "inception" in name for name in groups + datasets)
     # Exactly the model's own variables were written: the two networks and the
     # normalizer's statistics, nothing of the 22M-parameter encoder.
-    own = len(model.network.weights) + len(model.ema_network.weights) + len(
-        model.normalizer.weights)
+    own = (
+        len(model.network.weights) + len(model.ema_network.weights) + len(model.normalizer.weights)
+    )
     assert len(datasets) == own
     assert path.stat().st_size < 2_000_000
     # The model's weights still load back (and the encoder is still there).
@@ -168,8 +177,8 @@ def test_encoder_is_not_saved_with_the_model(tmp_path):
 def test_failed_imagenet_download_names_the_offline_options(monkeypatch):
     import keras
 
-    from ddim_keras.errors import DdimError
-    from ddim_keras.kid import build_encoder
+    from ddim_keras.core.errors import DdimError
+    from ddim_keras.metrics.kid import build_encoder
 
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure: Temporary failure in name resolution")

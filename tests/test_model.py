@@ -1,4 +1,4 @@
-"""Tests for ddim_keras.model.DiffusionModel on a tiny config (16 px, batch 4)."""
+"""Tests for ddim_keras.model.diffusion_model.DiffusionModel on a tiny config (16 px, batch 4)."""
 
 import math
 import os
@@ -9,11 +9,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 import pytest
-
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.model import DiffusionModel
-
 from conftest import TINY, assert_not_saturated, unsaturate
+
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.model.diffusion_model import DiffusionModel
 
 pytestmark = pytest.mark.backends  # the core suite: `make test` runs it on every backend
 
@@ -29,7 +28,7 @@ def tiny_images(num, seed=0, mean=None):
     for i in range(num):
         images[i] = 0.5 * ramp[None, :, None] + 0.25
         x, y = rng.integers(0, SIZE // 2, size=2)
-        images[i, y:y + SIZE // 2, x:x + SIZE // 2] = rng.uniform(0.0, 1.0, size=3)
+        images[i, y : y + SIZE // 2, x : x + SIZE // 2] = rng.uniform(0.0, 1.0, size=3)
     if mean is not None:
         images = np.clip(images - images.mean() + mean, 0.0, 1.0)
     return images
@@ -46,7 +45,7 @@ class _Batches(keras.utils.PyDataset):
         return self.count
 
     def __getitem__(self, index):
-        return self.images[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.images[index * self.batch_size : (index + 1) * self.batch_size]
 
 
 def dataset(images, batch_size=BATCH, drop_remainder=False):
@@ -103,7 +102,9 @@ def test_model_is_built_on_construction(model, tiny_config):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(normalizer.variance).ravel(), 1.0)
     # The EMA network starts as a copy of the network.
     for weight, ema_weight in zip(model.network.weights, model.ema_network.weights):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(ema_weight))
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(ema_weight)
+        )
     assert model.network is not model.ema_network
     assert model.network.count_params() == model.ema_network.count_params()
 
@@ -127,8 +128,9 @@ def test_save_and_load_weights_before_fit(tmp_path, tiny_config):
     for a, b in zip(weights_of(first), weights_of(second)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(network_outputs(first.network), network_outputs(second.network))
-    np.testing.assert_array_equal(network_outputs(first.ema_network),
-                                  network_outputs(second.ema_network))
+    np.testing.assert_array_equal(
+        network_outputs(first.ema_network), network_outputs(second.ema_network)
+    )
 
 
 # -- compile ---------------------------------------------------------------------------------
@@ -140,7 +142,9 @@ def test_compile_defaults_to_adamw_from_the_config(tiny_config):
     model.compile()
     optimizer = model.optimizer
     assert isinstance(optimizer, keras.optimizers.AdamW)
-    assert math.isclose(float(keras.ops.convert_to_numpy(optimizer.learning_rate)), 3e-3, rel_tol=1e-6)
+    assert math.isclose(
+        float(keras.ops.convert_to_numpy(optimizer.learning_rate)), 3e-3, rel_tol=1e-6
+    )
     assert math.isclose(float(optimizer.weight_decay), 2e-4, rel_tol=1e-6)
 
 
@@ -153,8 +157,9 @@ def test_compile_accepts_another_optimizer(model):
 def test_loss_is_selected_by_the_config(tiny_config, loss, expected):
     model = DiffusionModel(tiny_config.replace(loss=loss))
     model.compile()
-    function = {"mae": keras.losses.mean_absolute_error,
-                "mse": keras.losses.mean_squared_error}[loss]
+    function = {"mae": keras.losses.mean_absolute_error, "mse": keras.losses.mean_squared_error}[
+        loss
+    ]
     assert model.loss_fn is function
     zeros = np.zeros((2, 4, 4, 3), "float32")
     twos = np.full((2, 4, 4, 3), 2.0, "float32")
@@ -216,19 +221,32 @@ def test_ema_update_follows_the_momentum(tiny_config):
 
     paths = [w.path for w in model.network.weights]
     # The first convolution's kernel: (1, 1, 3, widths[0]).
-    kernel = next(i for i, w in enumerate(model.network.weights)
-                  if w.trainable and tuple(w.shape) == (1, 1, 3, TINY["widths"][0]))
+    kernel = next(
+        i
+        for i, w in enumerate(model.network.weights)
+        if w.trainable and tuple(w.shape) == (1, 1, 3, TINY["widths"][0])
+    )
     moving = next(i for i, path in enumerate(paths) if path.endswith("moving_mean"))
     for i in (kernel, moving):
         # The step changed the network's weight (the BN statistic included) ...
         assert not np.allclose(new_network[i], old_network[i]), paths[i]
         # ... and the EMA moved halfway from its old value to the new weight.
-        np.testing.assert_allclose(new_ema[i], 0.5 * old_ema[i] + 0.5 * new_network[i],
-                                   rtol=1e-5, atol=1e-6, err_msg=paths[i])
+        np.testing.assert_allclose(
+            new_ema[i],
+            0.5 * old_ema[i] + 0.5 * new_network[i],
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=paths[i],
+        )
     # Every other weight too.
     for i in range(len(paths)):
-        np.testing.assert_allclose(new_ema[i], 0.5 * old_ema[i] + 0.5 * new_network[i],
-                                   rtol=1e-5, atol=1e-6, err_msg=paths[i])
+        np.testing.assert_allclose(
+            new_ema[i],
+            0.5 * old_ema[i] + 0.5 * new_network[i],
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=paths[i],
+        )
 
 
 def test_model_checkpoint_callback_saves_weights(tmp_path, model):
@@ -237,15 +255,22 @@ def test_model_checkpoint_callback_saves_weights(tmp_path, model):
     images = tiny_images(8)
     model.normalizer.adapt(images)
     path = str(tmp_path / "ckpt.weights.h5")
-    fit(model, dataset(images), epochs=1,
-              callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=True)])
+    fit(
+        model,
+        dataset(images),
+        epochs=1,
+        callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=True)],
+    )
     assert os.path.isfile(path)
     other = DiffusionModel(model.diffusion_config)
     other.load_weights(path)
-    np.testing.assert_array_equal(network_outputs(model.ema_network),
-                                  network_outputs(other.ema_network))
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.normalizer.mean),
-                                  keras.ops.convert_to_numpy(other.normalizer.mean))
+    np.testing.assert_array_equal(
+        network_outputs(model.ema_network), network_outputs(other.ema_network)
+    )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model.normalizer.mean),
+        keras.ops.convert_to_numpy(other.normalizer.mean),
+    )
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -270,14 +295,18 @@ def trained_model():
 def assert_same_model(a, b):
     np.testing.assert_array_equal(network_outputs(a.network), network_outputs(b.network))
     np.testing.assert_array_equal(network_outputs(a.ema_network), network_outputs(b.ema_network))
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.normalizer.mean), keras.ops.convert_to_numpy(b.normalizer.mean))
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.normalizer.variance),
-                                  keras.ops.convert_to_numpy(b.normalizer.variance))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(a.normalizer.mean), keras.ops.convert_to_numpy(b.normalizer.mean)
+    )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(a.normalizer.variance),
+        keras.ops.convert_to_numpy(b.normalizer.variance),
+    )
     generated_a = a.generate(5, 3, seed=11)
     generated_b = b.generate(5, 3, seed=11)
     assert generated_a.shape == (5, SIZE, SIZE, 3)
     np.testing.assert_array_equal(generated_a, generated_b)
-    assert 0.0 <= generated_a.min() and generated_a.max() <= 1.0
+    assert generated_a.min() >= 0.0 and generated_a.max() <= 1.0
     assert_not_saturated(generated_a)
 
 
@@ -293,10 +322,12 @@ def test_keras_file_round_trip_in_safe_mode(tmp_path, trained_model):
     assert_same_model(trained_model, loaded)
     assert not np.array_equal(
         network_outputs(trained_model.ema_network),
-        network_outputs(DiffusionModel(trained_model.diffusion_config).ema_network))
+        network_outputs(DiffusionModel(trained_model.diffusion_config).ema_network),
+    )
     uncompiled = keras.models.load_model(path, compile=False)
-    np.testing.assert_array_equal(network_outputs(trained_model.ema_network),
-                                  network_outputs(uncompiled.ema_network))
+    np.testing.assert_array_equal(
+        network_outputs(trained_model.ema_network), network_outputs(uncompiled.ema_network)
+    )
 
 
 def test_loaded_keras_model_can_resume_training(tmp_path, trained_model):
@@ -333,16 +364,22 @@ def test_normalizer_statistics_survive_saving(tmp_path, model):
     other = DiffusionModel(model.diffusion_config)
     other.load_weights(weights_path)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(other.normalizer.mean).ravel(), mean)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(other.normalizer.variance).ravel(), variance)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(other.normalizer.variance).ravel(), variance
+    )
 
     keras_path = str(tmp_path / "n.keras")
     model.save(keras_path)
     loaded = keras.models.load_model(keras_path)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded.normalizer.mean).ravel(), mean)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded.normalizer.variance).ravel(), variance)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded.normalizer.variance).ravel(), variance
+    )
     # denormalize() uses them: normalized zero is the data mean.
     zeros = np.zeros((1, SIZE, SIZE, 3), "float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.denormalize(zeros))[0, 0, 0], mean, rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded.denormalize(zeros))[0, 0, 0], mean, rtol=1e-6
+    )
 
 
 # -- sampling ---------------------------------------------------------------------------------
@@ -359,7 +396,9 @@ def test_generate_is_seeded_and_independent_of_chunking(trained_model):
 
 def test_compiled_sampler_matches_the_python_loop(trained_model):
     noise = trained_model.initial_noise(3, seed=2)
-    loop = keras.ops.convert_to_numpy(trained_model.reverse_diffusion(keras.ops.convert_to_tensor(noise), 4))
+    loop = keras.ops.convert_to_numpy(
+        trained_model.reverse_diffusion(keras.ops.convert_to_tensor(noise), 4)
+    )
     graph = keras.ops.convert_to_numpy(trained_model.compiled_reverse_diffusion(noise, 4))
     np.testing.assert_allclose(loop, graph, rtol=1e-5, atol=1e-5)
 
@@ -411,7 +450,8 @@ def test_mixed_precision_training_follows_float32(tiny_config, policy):
     model, history, mixed = two_steps(policy)
     assert model.network.layers[-1].compute_dtype == policy.split("_")[1]
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (
-        policy == "mixed_float16")
+        policy == "mixed_float16"
+    )
     assert math.isfinite(history.history["n_loss"][0])
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2
     exact_flat = np.concatenate([u.ravel() for u in exact])

@@ -1,19 +1,18 @@
-"""Tests for ddim_keras.network: the example's residual U-Net, layer for layer."""
+"""Tests for ddim_keras.model.network: the example's residual U-Net, layer for layer."""
 
 import os
 import zipfile
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import example_layout
 import keras
 import numpy as np
 import pytest
-
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.network import SinusoidalEmbedding, build_network, build_unet
-
-import example_layout
 from conftest import TINY
+
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.model.network import SinusoidalEmbedding, build_network, build_unet
 
 
 def numpy_embedding(x, dims, max_frequency):
@@ -54,9 +53,11 @@ def test_default_network_has_the_example_parameter_count():
     # Everything is trainable but the batch-norm statistics (mean and variance
     # of the 14 residual blocks' inputs).
     non_trainable = sum(int(np.prod(w.shape)) for w in network.non_trainable_weights)
-    batch_norms = [l for l in network.layers if isinstance(l, keras.layers.BatchNormalization)]
+    batch_norms = [
+        layer for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     assert len(batch_norms) == 14
-    assert non_trainable == sum(2 * l.input.shape[-1] for l in batch_norms)
+    assert non_trainable == sum(2 * layer.input.shape[-1] for layer in batch_norms)
 
 
 def test_parameter_count_follows_the_config():
@@ -80,7 +81,9 @@ def test_untrained_network_outputs_zeros(tiny_network):
     assert conv.filters == 3 and conv.kernel_size == (1, 1)
     assert np.all(np.asarray(conv.kernel) == 0.0)
     # The rest of the network is randomly initialised, not zero.
-    first_conv = next(l for l in tiny_network.layers if isinstance(l, keras.layers.Conv2D))
+    first_conv = next(
+        layer for layer in tiny_network.layers if isinstance(layer, keras.layers.Conv2D)
+    )
     assert np.std(np.asarray(first_conv.kernel)) > 0
 
 
@@ -124,7 +127,7 @@ def test_sinusoidal_embedding_matches_numpy(dims, max_frequency):
     np.testing.assert_allclose(embedded[angles < 10.0], expected[angles < 10.0], atol=1e-5)
     # sin(0) = 0 and cos(0) = 1 for the first row.
     np.testing.assert_allclose(embedded[0, 0, 0, : dims // 2], 0.0, atol=1e-7)
-    np.testing.assert_allclose(embedded[0, 0, 0, dims // 2:], 1.0, atol=1e-7)
+    np.testing.assert_allclose(embedded[0, 0, 0, dims // 2 :], 1.0, atol=1e-7)
 
 
 def test_sinusoidal_embedding_symbolic_shape_and_config():
@@ -149,16 +152,16 @@ def test_network_embedding_matches_the_example_lambda():
 
 def test_no_lambda_layers():
     network = build_network(DiffusionConfig(image_size=16))
-    assert not any(isinstance(l, keras.layers.Lambda) for l in network.layers)
-    assert any(isinstance(l, SinusoidalEmbedding) for l in network.layers)
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in network.layers)
+    assert any(isinstance(layer, SinusoidalEmbedding) for layer in network.layers)
 
 
 def test_layers_match_the_example_in_class_order_and_weight_shapes():
     """Keras addresses .weights.h5 entries by layer class and position."""
     ours = build_network(DiffusionConfig(image_size=16))
     theirs = example_layout.get_network(16, [32, 64, 96, 128], 2)
-    our_classes = [type(l).__name__ for l in ours.layers]
-    their_classes = [type(l).__name__ for l in theirs.layers]
+    our_classes = [type(layer).__name__ for layer in ours.layers]
+    their_classes = [type(layer).__name__ for layer in theirs.layers]
     assert our_classes == [
         "SinusoidalEmbedding" if name == "Lambda" else name for name in their_classes
     ]
@@ -169,7 +172,9 @@ def test_layers_match_the_example_in_class_order_and_weight_shapes():
 def test_residual_blocks_shortcut_then_unscaled_batch_norm():
     network = build_network(DiffusionConfig(image_size=16))
     layers = network.layers
-    batch_norms = [i for i, l in enumerate(layers) if isinstance(l, keras.layers.BatchNormalization)]
+    batch_norms = [
+        i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     # 2 per down block (3), 2 in the middle, 2 per up block (3).
     assert len(batch_norms) == 14
     for i in batch_norms:
@@ -218,5 +223,5 @@ def test_bare_network_keras_round_trip_in_safe_mode(tmp_path, tiny_network):
     np.testing.assert_array_equal(before, after)
     assert np.any(after != 0.0)
     assert loaded.count_params() == tiny_network.count_params()
-    embedding = next(l for l in loaded.layers if isinstance(l, SinusoidalEmbedding))
+    embedding = next(layer for layer in loaded.layers if isinstance(layer, SinusoidalEmbedding))
     assert embedding.embedding_dims == TINY["embedding_dims"]

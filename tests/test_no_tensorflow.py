@@ -18,14 +18,18 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np
 import pytest
+from conftest import assert_one_error, without_tensorflow_env
 from PIL import Image, ImageOps
 
-from conftest import assert_one_error, without_tensorflow_env
-from ddim_keras import data, numpy_data
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.errors import DataError
+from ddim_keras import data
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.core.errors import DataError
+from ddim_keras.data import loaders as data_loaders
+from ddim_keras.data import numpy_pipeline as numpy_data
+from ddim_keras.data import tf_pipeline as data_tf_pipeline
 
 SIZE = 16
+
 
 @pytest.fixture(scope="module")
 def without_tensorflow(tmp_path_factory):
@@ -34,15 +38,22 @@ def without_tensorflow(tmp_path_factory):
     env = without_tensorflow_env(hide)
 
     def run(*argv):
-        return subprocess.run([sys.executable, *map(str, argv)], capture_output=True,
-                              text=True, env=env, cwd=str(hide), timeout=300)
+        return subprocess.run(
+            [sys.executable, *map(str, argv)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=str(hide),
+            timeout=300,
+        )
 
     return run
 
 
 def config(**changes):
-    return DiffusionConfig(image_size=SIZE, batch_size=4, dataset_repetitions=1,
-                           kid=False).replace(**changes)
+    return DiffusionConfig(image_size=SIZE, batch_size=4, dataset_repetitions=1, kid=False).replace(
+        **changes
+    )
 
 
 def photo(rng, height, width):
@@ -94,12 +105,14 @@ def as_uint8(images):
 
 # -- without TensorFlow: subprocesses ------------------------------------------------------
 
-IMPORTS = r'''
+IMPORTS = r"""
 import importlib.util, os, sys, warnings
 import numpy as np
-import ddim_keras.data, ddim_keras.callbacks, ddim_keras.quiet, ddim_keras.numpy_data
-import ddim_keras.kid_eval, ddim_keras.train, ddim_keras.evaluate, ddim_keras.shapes_classifier
-from ddim_keras import callbacks, quiet
+import ddim_keras.data, ddim_keras.callbacks, ddim_keras.cli.quiet, ddim_keras.data.numpy_pipeline
+import ddim_keras.metrics.evaluation, ddim_keras.cli.train, ddim_keras.cli.evaluate
+import ddim_keras.metrics.shapes_classifier
+from ddim_keras import callbacks
+from ddim_keras.cli import quiet
 
 assert importlib.util.find_spec("tensorflow") is None
 try:
@@ -126,7 +139,7 @@ assert "ddim_keras[tensorflow]" in str(caught[0].message)
 assert not os.path.exists(logs)
 print(sorted(name for name in sys.modules
              if name.partition(".")[0].startswith(("tensorflow", "tensorboard"))))
-'''
+"""
 
 
 def test_modules_import_and_side_jobs_skip_tensorflow(without_tensorflow, tmp_path):
@@ -135,13 +148,13 @@ def test_modules_import_and_side_jobs_skip_tensorflow(without_tensorflow, tmp_pa
     assert result.stdout.strip() == "[]"
 
 
-PIPELINES = r'''
+PIPELINES = r"""
 import json, sys, warnings
 import keras
 import numpy as np
 from ddim_keras import data
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.errors import DataError
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.core.errors import DataError
 
 out, folder = sys.argv[1], sys.argv[2]
 config = DiffusionConfig(image_size=16, batch_size=4, dataset_repetitions=2, kid=False)
@@ -191,7 +204,7 @@ facts["tensorflow_loaded"] = any(name.startswith("tensorflow") for name in sys.m
 np.savez(out + ".npz", **arrays)
 with open(out + ".json", "w") as handle:
     json.dump(facts, handle)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +232,8 @@ def test_shapes_batches_without_tensorflow(no_tf_results):
     drawn = data.shapes_images(10, SIZE, seed=3)  # the generator, without any pipeline
     for epoch in epochs:
         assert multiset(epoch.reshape(-1, SIZE, SIZE, 3)) == multiset(
-            np.concatenate([drawn, drawn]) / 255.0)
+            np.concatenate([drawn, drawn]) / 255.0
+        )
     assert not np.array_equal(epochs[0], epochs[1])  # a new order every epoch
     np.testing.assert_array_equal(arrays["shapes_again"][0], epochs[0])  # same seed, same order
     # repeat(): epoch after epoch without end, the same orders.
@@ -234,10 +248,12 @@ def test_normalizer_statistics_without_tensorflow(no_tf_results):
     reference = keras.layers.Normalization()
     # Keras' own adapt on the first epoch's batches (float64: the sum is exact to float32).
     reference.adapt(arrays["shapes"][0].reshape(-1, SIZE, SIZE, 3).astype(np.float64))
-    np.testing.assert_allclose(arrays["mean"], keras.ops.convert_to_numpy(reference.mean),
-                               rtol=1e-6)
-    np.testing.assert_allclose(arrays["variance"],
-                               keras.ops.convert_to_numpy(reference.variance), rtol=1e-6)
+    np.testing.assert_allclose(
+        arrays["mean"], keras.ops.convert_to_numpy(reference.mean), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        arrays["variance"], keras.ops.convert_to_numpy(reference.variance), rtol=1e-6
+    )
 
 
 def test_folder_pipeline_without_tensorflow(no_tf_results, image_folder):
@@ -247,8 +263,13 @@ def test_folder_pipeline_without_tensorflow(no_tf_results, image_folder):
     assert train.shape == (16, SIZE, SIZE, 3) and validation.shape == (4, SIZE, SIZE, 3)
     # The same images as the tf.data pipeline reads from the same folder, in the same order.
     for split, images in (("train", train), ("validation", validation)):
-        by_tf = np.stack(list(quietly(data.load_images, "folder", config(), split,
-                                      data_dir=image_folder).as_numpy_iterator()))
+        by_tf = np.stack(
+            list(
+                quietly(
+                    data.load_images, "folder", config(), split, data_dir=image_folder
+                ).as_numpy_iterator()
+            )
+        )
         assert np.abs(as_uint8(images).astype(int) - as_uint8(by_tf)).max() <= 8, split
     epochs = arrays["folder_epochs"]
     assert epochs.shape == (2, 4, 4, SIZE, SIZE, 3)
@@ -263,21 +284,25 @@ def test_tfds_sources_name_what_to_install(no_tf_results):
     _, facts = no_tf_results
     for name in ("flowers", "tfds:mnist"):
         message = facts[name]
-        for words in (f"--dataset {name}", "TensorFlow Datasets",
-                      "pip install 'ddim_keras[tensorflow]'", "--dataset shapes",
-                      "--dataset folder"):
+        for words in (
+            f"--dataset {name}",
+            "TensorFlow Datasets",
+            "pip install 'ddim_keras[tensorflow]'",
+            "--dataset shapes",
+            "--dataset folder",
+        ):
             assert words in message, message
 
 
 @pytest.mark.parametrize("dataset", ["flowers", "celeba"])
-def test_train_cli_refuses_tfds_sources_without_tensorflow(without_tensorflow, tmp_path,
-                                                           dataset):
+def test_train_cli_refuses_tfds_sources_without_tensorflow(without_tensorflow, tmp_path, dataset):
     run = tmp_path / "run"
-    result = without_tensorflow("-m", "ddim_keras.train", "--dataset", dataset,
-                                "--output", run)
+    result = without_tensorflow("-m", "ddim_keras.train", "--dataset", dataset, "--output", run)
     assert result.returncode == DataError.exit_code != 0
-    assert_one_error(result.stderr, [f"--dataset {dataset}", "ddim_keras[tensorflow]",
-                                     "--dataset shapes", "--dataset folder"])
+    assert_one_error(
+        result.stderr,
+        [f"--dataset {dataset}", "ddim_keras[tensorflow]", "--dataset shapes", "--dataset folder"],
+    )
     assert not run.exists()
 
 
@@ -286,16 +311,23 @@ def test_train_cli_refuses_tfds_sources_without_tensorflow(without_tensorflow, t
 
 def test_preprocessing_matches_tensorflow():
     rng = np.random.default_rng(0)
-    cases = [((37, 50, 3), np.uint8, None), ((64, 48, 4), np.uint8, "black"),
-             ((9, 12, 1), np.uint8, None), ((120, 90, 2), np.uint8, (0, 128, 255)),
-             ((50, 70, 3), np.uint16, None), ((16, 16, 3), np.uint8, None),
-             ((255, 311, 4), np.uint8, "white")]
+    cases = [
+        ((37, 50, 3), np.uint8, None),
+        ((64, 48, 4), np.uint8, "black"),
+        ((9, 12, 1), np.uint8, None),
+        ((120, 90, 2), np.uint8, (0, 128, 255)),
+        ((50, 70, 3), np.uint16, None),
+        ((16, 16, 3), np.uint8, None),
+        ((255, 311, 4), np.uint8, "white"),
+    ]
     differing = total = 0
     for shape, dtype, background in cases:
         image = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
         for size in (SIZE, 32):
             ours = numpy_data.preprocess_uint8(image, size, background).astype(int)
-            theirs = data.preprocess_image_uint8(image, size, background).numpy().astype(int)
+            theirs = (
+                data_tf_pipeline.preprocess_image_uint8(image, size, background).numpy().astype(int)
+            )
             assert ours.shape == theirs.shape == (size, size, 3)
             assert np.abs(ours - theirs).max() <= 1, (shape, dtype, size)  # rounding at .5
             differing += int(np.count_nonzero(ours != theirs))
@@ -306,9 +338,11 @@ def test_preprocessing_matches_tensorflow():
 def test_shapes_images_are_those_of_tf_data():
     for split in data.SPLITS:
         ours, _ = numpy_data.split_images("shapes", config(), (split,), None, 3, 12)
-        theirs, _ = data._load_split_images("shapes", config(), (split,), None, 3, 12)
-        np.testing.assert_array_equal(ours[split].uint8(range(len(ours[split]))),
-                                      np.stack(list(theirs[split].as_numpy_iterator())))
+        theirs, _ = data_loaders._load_split_images("shapes", config(), (split,), None, 3, 12)
+        np.testing.assert_array_equal(
+            ours[split].uint8(range(len(ours[split]))),
+            np.stack(list(theirs[split].as_numpy_iterator())),
+        )
 
 
 def test_orientation_matches_pillow():
@@ -319,8 +353,9 @@ def test_orientation_matches_pillow():
             exif[0x0112] = orientation
             image.info["exif"] = exif.tobytes()
             upright = np.asarray(ImageOps.exif_transpose(image))
-            np.testing.assert_array_equal(numpy_data.apply_orientation(array, orientation),
-                                          upright, err_msg=str(orientation))
+            np.testing.assert_array_equal(
+                numpy_data.apply_orientation(array, orientation), upright, err_msg=str(orientation)
+            )
 
 
 def test_folder_images_match_tf_data_and_pillow(image_folder):
@@ -328,10 +363,12 @@ def test_folder_images_match_tf_data_and_pillow(image_folder):
     tf.data differs only where TensorFlow decodes a JPEG itself (its fast integer IDCT)."""
     for size in (SIZE, 48):
         cfg = config(image_size=size)
-        ours, _ = quietly(numpy_data.split_images, "folder", cfg, data.SPLITS, image_folder,
-                          0, None)
-        theirs, _ = quietly(data._load_split_images, "folder", cfg, data.SPLITS, image_folder,
-                            0, None)
+        ours, _ = quietly(
+            numpy_data.split_images, "folder", cfg, data.SPLITS, image_folder, 0, None
+        )
+        theirs, _ = quietly(
+            data_loaders._load_split_images, "folder", cfg, data.SPLITS, image_folder, 0, None
+        )
         for split in data.SPLITS:
             images = ours[split]
             by_numpy = images.uint8(range(len(images))).astype(int)
@@ -339,7 +376,7 @@ def test_folder_images_match_tf_data_and_pillow(image_folder):
             for (path, _, _), mine, tfs in zip(images.entries, by_numpy, by_tf):
                 with Image.open(path) as opened:
                     upright = np.asarray(ImageOps.exif_transpose(opened).convert("RGBA"))
-                pillow = data.preprocess_image_uint8(upright, size).numpy().astype(int)
+                pillow = data_tf_pipeline.preprocess_image_uint8(upright, size).numpy().astype(int)
                 assert np.abs(mine - pillow).max() <= 1, path
                 jpeg = path.endswith((".jpg", ".jpeg"))
                 difference = np.abs(mine - tfs)
@@ -348,30 +385,48 @@ def test_folder_images_match_tf_data_and_pillow(image_folder):
 
 
 def test_load_datasets_without_tensorflow_in_process(image_folder, monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "tensorflow_installed", lambda: False)
-    train, val = quietly(data.load_datasets, "folder", config(), data_dir=image_folder,
-                         cache="disk", cache_dir=tmp_path)
+    monkeypatch.setattr(data_loaders, "tensorflow_installed", lambda: False)
+    train, val = quietly(
+        data.load_datasets,
+        "folder",
+        config(),
+        data_dir=image_folder,
+        cache="disk",
+        cache_dir=tmp_path,
+    )
     assert isinstance(train, numpy_data.ImageBatches) and train.num_batches == 4
     assert val.num_batches == 1
     partial = sorted(p.name for p in tmp_path.iterdir())
     assert all(name.endswith(".partial.npy") for name in partial) and len(partial) == 2
     first = np.concatenate([train[index] for index in range(train.num_batches)])
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 2 and files[0].startswith("train_") and files[0].endswith(".npy") \
+    assert (
+        len(files) == 2
+        and files[0].startswith("train_")
+        and files[0].endswith(".npy")
         and not files[0].endswith(".partial.npy")
+    )
     written = os.path.getmtime(tmp_path / files[0])
-    again, _ = quietly(data.load_datasets, "folder", config(), data_dir=image_folder,
-                       cache="disk", cache_dir=tmp_path)
+    again, _ = quietly(
+        data.load_datasets,
+        "folder",
+        config(),
+        data_dir=image_folder,
+        cache="disk",
+        cache_dir=tmp_path,
+    )
     assert isinstance(again.images._store, np.memmap)  # read from the finished cache
     np.testing.assert_array_equal(
-        np.concatenate([again[index] for index in range(again.num_batches)]), first)
+        np.concatenate([again[index] for index in range(again.num_batches)]), first
+    )
     assert os.path.getmtime(tmp_path / files[0]) == written
     with pytest.raises(DataError, match="fewer than one batch"):
         quietly(data.load_datasets, "folder", config(batch_size=5), data_dir=image_folder)
     cached = quietly(data.load_images, "folder", config(), "train", data_dir=image_folder)
     uncached = numpy_data.prepare_batches(cached, config(), cache="none", seed=0)
     np.testing.assert_array_equal(
-        np.concatenate([uncached[index] for index in range(uncached.num_batches)]), first)
+        np.concatenate([uncached[index] for index in range(uncached.num_batches)]), first
+    )
 
 
 def test_a_file_that_stops_decoding_is_replaced_with_a_warning(image_folder, tmp_path):
@@ -392,7 +447,7 @@ def test_a_file_that_stops_decoding_is_replaced_with_a_warning(image_folder, tmp
 def test_kid_helpers_agree_between_pipelines(image_folder, monkeypatch):
     by_tf = quietly(data.load_images, "folder", config(), "validation", data_dir=image_folder)
     by_tf, tf_count = data.counted_images(by_tf, 3)
-    monkeypatch.setattr(data, "tensorflow_installed", lambda: False)
+    monkeypatch.setattr(data_loaders, "tensorflow_installed", lambda: False)
     by_numpy = quietly(data.load_images, "folder", config(), "validation", data_dir=image_folder)
     by_numpy, numpy_count = data.counted_images(by_numpy, 3)
     assert isinstance(by_numpy, numpy_data.SplitImages)
@@ -406,25 +461,55 @@ def test_kid_helpers_agree_between_pipelines(image_folder, monkeypatch):
 
 
 @pytest.mark.parametrize("backend,dataset", [("jax", "shapes"), ("torch", "folder")])
-def test_train_and_generate_without_tensorflow(without_tensorflow, tmp_path, image_folder,
-                                               backend, dataset):
+def test_train_and_generate_without_tensorflow(
+    without_tensorflow, tmp_path, image_folder, backend, dataset
+):
     """The whole command line on a machine without TensorFlow: train two short epochs
     (NumPy/Pillow pipeline, checkpoints, history, sample grids), then sample from the run."""
     config_path = tmp_path / "tiny.json"
-    config_path.write_text(json.dumps(config(widths=[8, 16], block_depth=1, embedding_dims=8,
-                                             epochs=2, plot_diffusion_steps=2).to_dict()))
+    config_path.write_text(
+        json.dumps(
+            config(
+                widths=[8, 16], block_depth=1, embedding_dims=8, epochs=2, plot_diffusion_steps=2
+            ).to_dict()
+        )
+    )
     run = tmp_path / "run"
-    code = ("import os, sys; os.environ['KERAS_BACKEND'] = sys.argv[1]; "
-            "from ddim_keras import train, generate; import importlib.util; "
-            "assert importlib.util.find_spec('tensorflow') is None; "
-            "argv = sys.argv[2:]; cut = argv.index('--then'); "
-            "code = train.main(argv[:cut]) or generate.main(argv[cut + 1:]); "
-            "assert 'tensorflow' not in sys.modules; sys.exit(code)")
+    code = (
+        "import os, sys; os.environ['KERAS_BACKEND'] = sys.argv[1]; "
+        "from ddim_keras import train, generate; import importlib.util; "
+        "assert importlib.util.find_spec('tensorflow') is None; "
+        "argv = sys.argv[2:]; cut = argv.index('--then'); "
+        "code = train.main(argv[:cut]) or generate.main(argv[cut + 1:]); "
+        "assert 'tensorflow' not in sys.modules; sys.exit(code)"
+    )
     folder = ["--data-dir", image_folder] if dataset == "folder" else []
     done = without_tensorflow(
-        "-c", code, backend, "--dataset", dataset, *folder, "--config", config_path,
-        "--output", run, "--steps-per-epoch", 2, "--verbose", 0,
-        "--then", "--run", run, "--mode", "grid", "--seed", 0, "--steps", 2, "--no-progress")
+        "-c",
+        code,
+        backend,
+        "--dataset",
+        dataset,
+        *folder,
+        "--config",
+        config_path,
+        "--output",
+        run,
+        "--steps-per-epoch",
+        2,
+        "--verbose",
+        0,
+        "--then",
+        "--run",
+        run,
+        "--mode",
+        "grid",
+        "--seed",
+        0,
+        "--steps",
+        2,
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     state = json.loads((run / "state.json").read_text())

@@ -6,8 +6,11 @@ import sys
 import nbformat
 import pytest
 
-NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "experiments", "colab_quickstart.ipynb")
+NOTEBOOK = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "experiments",
+    "colab_quickstart.ipynb",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def test_committed_notebook_is_valid_and_has_no_outputs(notebook):
 def test_notebook_guards_install_and_tensorboard_magics(notebook):
     sources = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
     install = next(source for source in sources if "%pip install" in source)
-    assert 'if IN_COLAB:' in install and 'IN_COLAB = "google.colab" in sys.modules' in install
+    assert "if IN_COLAB:" in install and 'IN_COLAB = "google.colab" in sys.modules' in install
     board = next(source for source in sources if "%tensorboard" in source)
     assert "if IN_COLAB or not TINY:" in board
     assert any('os.environ.get("DDIM_NOTEBOOK_TINY") == "1"' in source for source in sources)
@@ -53,12 +56,12 @@ def test_notebook_runs_tiny_top_to_bottom(notebook, tmp_path, monkeypatch):
     run = nbformat.from_dict(notebook)  # a copy: the module fixture stays clean
     probe = nbformat.v4.new_code_cell("import sys; print(sys.executable)")
     run.cells.append(probe)
-    client = NotebookClient(run, kernel_name="python3", timeout=300,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        run, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
 
-    outputs = [output for cell in run.cells if cell.cell_type == "code"
-               for output in cell.outputs]
+    outputs = [output for cell in run.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     executable = "".join(output.get("text", "") for output in run.cells[-1].outputs).strip()
     assert os.path.realpath(executable) == os.path.realpath(sys.executable)

@@ -9,12 +9,12 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import write_config
 from PIL import Image
 
-from conftest import write_config
-from ddim_keras import quiet
-from ddim_keras.data import UnreadableImagesWarning
-from ddim_keras.errors import run_cli
+from ddim_keras.cli import quiet
+from ddim_keras.cli.runner import run_cli
+from ddim_keras.core.errors import UnreadableImagesWarning
 
 COMMANDS = ("train", "generate", "evaluate", "sweep", "report", "benchmark")
 
@@ -33,9 +33,14 @@ def clean_env(**extra):
 
 
 def command(module, *args, **kwargs):
-    return subprocess.run([sys.executable, "-m", f"ddim_keras.{module}", *args],
-                          capture_output=True, text=True, env=clean_env(), timeout=600,
-                          **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", f"ddim_keras.{module}", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=600,
+        **kwargs,
+    )
 
 
 def test_train_and_generate_print_no_tensorflow_logs(tmp_path):
@@ -51,25 +56,40 @@ def test_train_and_generate_print_no_tensorflow_logs(tmp_path):
     config = write_config(tmp_path / "tiny.json")
     run = tmp_path / "run"
 
-    train = command("train", "--dataset", "folder", "--data-dir", str(folder),
-                    "--config", config, "--output", str(run), "--verbose", "0")
+    train = command(
+        "train",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--config",
+        config,
+        "--output",
+        str(run),
+        "--verbose",
+        "0",
+    )
     assert train.returncode == 0, train.stderr
     assert not NOISE.search(train.stderr), train.stderr
     assert "UnreadableImagesWarning: skipping 1 of 21 image file(s)" in train.stderr
 
-    generate = command("generate", "--run", str(run), "--steps", "2", "--num-images", "2",
-                       "--no-progress")
+    generate = command(
+        "generate", "--run", str(run), "--steps", "2", "--num-images", "2", "--no-progress"
+    )
     assert generate.returncode == 0, generate.stderr
     assert not NOISE.search(generate.stderr), generate.stderr
     assert re.search(r"Seed \d+ \(pass --seed \d+ to repeat\)", generate.stderr), generate.stderr
 
 
 def test_command_modules_do_not_import_tensorflow_before_run_cli():
-    code = ("import sys\n"
-            + "".join(f"import ddim_keras.{name}\n" for name in COMMANDS)
-            + "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=clean_env(), timeout=300)
+    code = (
+        "import sys\n"
+        + "".join(f"import ddim_keras.{name}\n" for name in COMMANDS)
+        + "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -103,12 +123,18 @@ def test_keras_internal_warnings_hidden_package_warnings_kept(monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         quiet.quiet_tensorflow([])
-        warnings.warn("Your input ran out of data; interrupting training. Make sure ...")
-        warnings.warn("`shuffle=True` was passed, but will be ignored since the data ...")
-        warnings.warn("skipping 1 of 3 image file(s) in x", UnreadableImagesWarning)
-        warnings.warn("something else from Keras")
-    assert [str(w.message) for w in caught] == ["skipping 1 of 3 image file(s) in x",
-                                                "something else from Keras"]
+        warnings.warn(
+            "Your input ran out of data; interrupting training. Make sure ...", stacklevel=1
+        )
+        warnings.warn(
+            "`shuffle=True` was passed, but will be ignored since the data ...", stacklevel=1
+        )
+        warnings.warn("skipping 1 of 3 image file(s) in x", UnreadableImagesWarning, stacklevel=1)
+        warnings.warn("something else from Keras", stacklevel=1)
+    assert [str(w.message) for w in caught] == [
+        "skipping 1 of 3 image file(s) in x",
+        "something else from Keras",
+    ]
 
 
 FAKE_TENSORFLOW = """
@@ -120,7 +146,7 @@ if os.environ.get("FAKE_TF_FAILS"):
 
 IMPORT_QUIETLY = """
 import sys
-from ddim_keras.quiet import quiet_tensorflow
+from ddim_keras.cli.quiet import quiet_tensorflow
 quiet_tensorflow(sys.argv[1:])
 print("before", file=sys.stderr, flush=True)
 import tensorflow
@@ -137,8 +163,13 @@ def test_import_hook_holds_back_stderr_and_replays_it_on_failure(tmp_path):
     path = os.pathsep.join([str(tmp_path), root])
 
     def run(*args, **env):
-        return subprocess.run([sys.executable, "-c", IMPORT_QUIETLY, *args], capture_output=True,
-                              text=True, env=clean_env(PYTHONPATH=path, **env), timeout=120)
+        return subprocess.run(
+            [sys.executable, "-c", IMPORT_QUIETLY, *args],
+            capture_output=True,
+            text=True,
+            env=clean_env(PYTHONPATH=path, **env),
+            timeout=120,
+        )
 
     quiet_run = run()
     assert quiet_run.returncode == 0, quiet_run.stderr
@@ -160,9 +191,26 @@ def test_other_backends_print_no_tensorflow_logs_either(tiny_run, backend, tmp_p
     hold back the import's lines."""
     env = clean_env(KERAS_BACKEND=backend)
     generate = subprocess.run(
-        [sys.executable, "-m", "ddim_keras.generate", "--run", tiny_run, "--steps", "2",
-         "--num-images", "2", "--seed", "0", "--no-progress", "--output",
-         str(tmp_path / "grid.png")],
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "ddim_keras.generate",
+            "--run",
+            tiny_run,
+            "--steps",
+            "2",
+            "--num-images",
+            "2",
+            "--seed",
+            "0",
+            "--no-progress",
+            "--output",
+            str(tmp_path / "grid.png"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert generate.returncode == 0, generate.stderr
     assert not NOISE.search(generate.stderr), generate.stderr

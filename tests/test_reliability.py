@@ -18,12 +18,12 @@ import time
 
 import numpy as np
 import pytest
+from conftest import TINY, write_config
 from PIL import Image
 
-from conftest import TINY, write_config
-from ddim_keras import train
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.errors import run_cli
+from ddim_keras.cli import train
+from ddim_keras.cli.runner import run_cli
+from ddim_keras.core.config import DiffusionConfig
 
 #: Batches per epoch in the SIGKILL test: 4 epochs x 125 batches of 4 use the
 #: 2000 `shapes` training images once, and an epoch lasts a few seconds.
@@ -71,8 +71,8 @@ def snapshot(model):
 
 def checkpoint_snapshot(path, config):
     """Load a run's checkpoint into a model built the way train builds one."""
-    from ddim_keras.model import DiffusionModel
-    from ddim_keras.run_dir import load_weights
+    from ddim_keras.io.loading import load_weights
+    from ddim_keras.model.diffusion_model import DiffusionModel
 
     model = DiffusionModel(config, kid_weights=None)
     model.compile()
@@ -93,7 +93,7 @@ class FitSpy:
     """Wraps DiffusionModel.fit to record the model's state when fit starts and ends."""
 
     def __init__(self, monkeypatch):
-        from ddim_keras.model import DiffusionModel
+        from ddim_keras.model.diffusion_model import DiffusionModel
 
         self.calls = []
         real_fit = DiffusionModel.fit
@@ -102,8 +102,11 @@ class FitSpy:
         def fit(model, *args, **kwargs):
             call = {
                 "initial_epoch": kwargs.get("initial_epoch", 0),
-                "best": [c.best for c in kwargs.get("callbacks", [])
-                         if getattr(c, "monitor", None) and hasattr(c, "best")],
+                "best": [
+                    c.best
+                    for c in kwargs.get("callbacks", [])
+                    if getattr(c, "monitor", None) and hasattr(c, "best")
+                ],
                 "before": snapshot(model),
             }
             calls.append(call)
@@ -115,8 +118,19 @@ class FitSpy:
 
 
 def train_argv(config, run, steps, *extra):
-    return ["--dataset", "shapes", "--config", str(config), "--output", str(run),
-            "--steps-per-epoch", str(steps), "--verbose", "0", *extra]
+    return [
+        "--dataset",
+        "shapes",
+        "--config",
+        str(config),
+        "--output",
+        str(run),
+        "--steps-per-epoch",
+        str(steps),
+        "--verbose",
+        "0",
+        *extra,
+    ]
 
 
 # -- resume ----------------------------------------------------------------------------
@@ -140,8 +154,7 @@ def test_resume_restores_the_whole_training_state(tmp_path, monkeypatch, capsys)
     before = second["before"]
     assert before["iterations"] == 3
     assert any(np.any(v) for v in before["optimizer"][2:])  # Adam moments, not fresh zeros
-    assert not all(np.array_equal(a, b) for a, b in zip(before["network"],
-                                                        before["ema_network"]))
+    assert not all(np.array_equal(a, b) for a, b in zip(before["network"], before["ema_network"]))
     assert second["initial_epoch"] == 1
     assert second["best"] == [state["best"]]  # best-so-far carried over
     assert second["after"]["iterations"] == 6  # the step counter went on
@@ -155,13 +168,16 @@ def test_sigkill_mid_epoch_then_rerun_resumes(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     argv = train_argv(config_path, run, KILL_STEPS, "--epochs", "4")
     with open(tmp_path / "killed.log", "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "ddim_keras.train", *argv],
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ddim_keras.train", *argv], stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 120
             while True:
-                assert process.poll() is None, "training ended before it could be killed:\n" \
+                assert process.poll() is None, (
+                    "training ended before it could be killed:\n"
                     + (tmp_path / "killed.log").read_text()
+                )
                 assert time.monotonic() < deadline, "no epoch completed within 120 s"
                 if os.path.isfile(run / "state.json") and read_state(run)["epoch"] >= 1:
                     break
@@ -196,12 +212,13 @@ def test_sigkill_mid_epoch_then_rerun_resumes(tmp_path, monkeypatch, capsys):
 # -- checkpoints are never half-written --------------------------------------------------
 
 
-def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch,
-                                                                   tiny_config):
+def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(
+    tmp_path, monkeypatch, tiny_config
+):
     import keras
 
     from ddim_keras import callbacks
-    from ddim_keras.model import DiffusionModel
+    from ddim_keras.model.diffusion_model import DiffusionModel
 
     model = DiffusionModel(tiny_config, kid_weights=None)
     path = str(tmp_path / "last.weights.h5")
@@ -246,8 +263,12 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
 
     path = tmp_path / "model.weights.h5"
     tmp = tmp_path / "model.tmp.weights.h5"
-    process = subprocess.Popen([sys.executable, "-c", WRITER, str(path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         for line in process.stdout:
             if line.split() == ["writing", "3"]:
@@ -275,8 +296,9 @@ def test_divergence_stops_training_and_keeps_the_checkpoints(tmp_path, capsys):
     run = tmp_path / "run"
     assert run_cli(train.main, train_argv(good, run, 3, "--epochs", "1")) == 0
     checkpoints = run / "checkpoints"
-    before = {name: file_bytes(checkpoints / name)
-              for name in ("best.weights.h5", "last.weights.h5")}
+    before = {
+        name: file_bytes(checkpoints / name) for name in ("best.weights.h5", "last.weights.h5")
+    }
     state = read_state(run)
     capsys.readouterr()
 
@@ -310,17 +332,37 @@ def test_folder_run_with_tiny_and_huge_images(tmp_path, recwarn):
     ramp = np.linspace(0, 255, 3000, dtype=np.float32)
     for index in range(5):
         # 3000 x 2000 photos (a smooth JPEG stays small on disk) ...
-        huge = np.stack([np.broadcast_to(ramp, (2000, 3000)),
-                         np.broadcast_to(ramp[::-1], (2000, 3000)),
-                         np.full((2000, 3000), 50.0 * index)], axis=-1).astype(np.uint8)
+        huge = np.stack(
+            [
+                np.broadcast_to(ramp, (2000, 3000)),
+                np.broadcast_to(ramp[::-1], (2000, 3000)),
+                np.full((2000, 3000), 50.0 * index),
+            ],
+            axis=-1,
+        ).astype(np.uint8)
         Image.fromarray(huge).save(folder / f"huge_{index}.jpg", quality=80)
         # ... and 4 x 4 icons, which are upscaled.
         Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(
-            folder / f"tiny_{index}.png")
+            folder / f"tiny_{index}.png"
+        )
     config = write_config(tmp_path / "c.json", batch_size=2)
     run = tmp_path / "run"
-    code = train.main(["--dataset", "folder", "--data-dir", str(folder), "--config", config,
-                       "--output", str(run), "--steps-per-epoch", "3", "--verbose", "0"])
+    code = train.main(
+        [
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(folder),
+            "--config",
+            config,
+            "--output",
+            str(run),
+            "--steps-per-epoch",
+            "3",
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     assert not [w for w in recwarn if "skipping" in str(w.message)]
     rows = read_history(run)
@@ -328,7 +370,12 @@ def test_folder_run_with_tiny_and_huge_images(tmp_path, recwarn):
 
     from ddim_keras import data
 
-    images = np.stack(list(data.load_images("folder", DiffusionConfig(**TINY), "train",
-                                            data_dir=str(folder)).as_numpy_iterator()))
+    images = np.stack(
+        list(
+            data.load_images(
+                "folder", DiffusionConfig(**TINY), "train", data_dir=str(folder)
+            ).as_numpy_iterator()
+        )
+    )
     assert images.shape == (8, 16, 16, 3)
     assert np.isfinite(images).all() and images.min() >= 0.0 and images.max() <= 1.0

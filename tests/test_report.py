@@ -7,10 +7,11 @@ import os
 
 import pytest
 
-from ddim_keras import report
-from ddim_keras.config import DiffusionConfig, preset
-from ddim_keras.errors import run_cli
-from ddim_keras.sweep import COLUMNS
+from ddim_keras.cli import report
+from ddim_keras.cli.runner import run_cli
+from ddim_keras.cli.sweep import COLUMNS
+from ddim_keras.core.config import DiffusionConfig, preset
+from ddim_keras.io import experiments as report_tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,8 +20,9 @@ def make_run(root, name, dataset, config, sweep_rows=(), kid_json=None, final=Tr
     path = root / name
     (path / "samples").mkdir(parents=True)
     config.save(str(path / "config.json"))
-    (path / "run.json").write_text(json.dumps({"dataset": dataset, "data_dir": None,
-                                               "kid_weights": "imagenet", "seed": 0}))
+    (path / "run.json").write_text(
+        json.dumps({"dataset": dataset, "data_dir": None, "kid_weights": "imagenet", "seed": 0})
+    )
     (path / "state.json").write_text(json.dumps({"epoch": config.epochs, "best": 0.5}))
     (path / "history.csv").write_text("epoch,n_loss\n0,0.5\n")
     config_time = os.path.getmtime(path / "config.json")
@@ -41,13 +43,28 @@ def make_run(root, name, dataset, config, sweep_rows=(), kid_json=None, final=Tr
 
 
 def sweep_row(name, dataset, steps, eta, kid, weights, machine="Test CPU (2 cores); no GPU"):
-    return {"run": name, "dataset": dataset, "config": name, "loss": "mae",
-            "schedule": "cosine", "steps": steps, "eta": eta,
-            "sampler": "DDIM" if eta == 0 else "DDPM", "kid": kid, "kid_std": 0.01,
-            "num_images": 200, "kid_weights": weights, "seconds": 1.5, "machine": machine,
-            "batch_size": 50, "seed": 0, "num_images_requested": 200,
-            "checkpoint": "checkpoints/best.weights.h5", "checkpoint_size": 1,
-            "checkpoint_mtime": 1.0}
+    return {
+        "run": name,
+        "dataset": dataset,
+        "config": name,
+        "loss": "mae",
+        "schedule": "cosine",
+        "steps": steps,
+        "eta": eta,
+        "sampler": "DDIM" if eta == 0 else "DDPM",
+        "kid": kid,
+        "kid_std": 0.01,
+        "num_images": 200,
+        "kid_weights": weights,
+        "seconds": 1.5,
+        "machine": machine,
+        "batch_size": 50,
+        "seed": 0,
+        "num_images_requested": 200,
+        "checkpoint": "checkpoints/best.weights.h5",
+        "checkpoint_size": 1,
+        "checkpoint_mtime": 1.0,
+    }
 
 
 @pytest.fixture
@@ -55,21 +72,43 @@ def results(tmp_path):
     experiments = tmp_path / "experiments"
     experiments.mkdir()
     flowers = DiffusionConfig()
-    for name, config in (("flowers", flowers), ("flowers_mse", flowers.replace(loss="mse")),
-                         ("flowers_linear", flowers.replace(schedule="linear")),
-                         ("celeba", preset("celeba")), ("shapes", preset("shapes"))):
+    for name, config in (
+        ("flowers", flowers),
+        ("flowers_mse", flowers.replace(loss="mse")),
+        ("flowers_linear", flowers.replace(schedule="linear")),
+        ("celeba", preset("celeba")),
+        ("shapes", preset("shapes")),
+    ):
         config.save(str(experiments / f"{name}.json"))
     readme = experiments / "README.md"
     readme.write_text("# Experiments\n\nIntro kept.\n\n## Benchmark\n\nBenchmark kept.\n")
     runs = tmp_path / "runs"
     # shapes: a sweep with random KID weights.
-    make_run(runs, "shapes", "shapes", preset("shapes"), sweep_rows=[
-        sweep_row("shapes", "shapes", 5, 0, 0.0123, "none"),
-        sweep_row("shapes", "shapes", 5, 1, 0.0456, "none"),
-        sweep_row("shapes", "shapes", 20, 0, 0.0078, "none")])
+    make_run(
+        runs,
+        "shapes",
+        "shapes",
+        preset("shapes"),
+        sweep_rows=[
+            sweep_row("shapes", "shapes", 5, 0, 0.0123, "none"),
+            sweep_row("shapes", "shapes", 5, 1, 0.0456, "none"),
+            sweep_row("shapes", "shapes", 20, 0, 0.0078, "none"),
+        ],
+    )
     # flowers: trained, evaluated with imagenet weights by ddim_keras.evaluate, no sweep.
-    make_run(runs, "flowers", "flowers", flowers, kid_json={
-        "kid": 0.2718, "num_images": 1000, "steps": 5, "eta": 0.0, "kid_weights": "imagenet"})
+    make_run(
+        runs,
+        "flowers",
+        "flowers",
+        flowers,
+        kid_json={
+            "kid": 0.2718,
+            "num_images": 1000,
+            "steps": 5,
+            "eta": 0.0,
+            "kid_weights": "imagenet",
+        },
+    )
     # flowers_mse: trained, never measured.
     make_run(runs, "flowers_mse", "flowers", flowers.replace(loss="mse"), final=False)
     # demo: no experiment, no measurement: not listed.
@@ -78,9 +117,17 @@ def results(tmp_path):
 
 
 def run_report(capsys, root):
-    code = run_cli(report.main, ["--runs-dir", str(root / "runs"), "--experiments-dir",
-                                 str(root / "experiments"), "--output",
-                                 str(root / "experiments" / "README.md")])
+    code = run_cli(
+        report.main,
+        [
+            "--runs-dir",
+            str(root / "runs"),
+            "--experiments-dir",
+            str(root / "experiments"),
+            "--output",
+            str(root / "experiments" / "README.md"),
+        ],
+    )
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -95,7 +142,7 @@ def table_rows(text, dataset):
     rows = {}
     for line in table[2:]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[cells[0].strip("`")] = dict(zip(report.HEADER, cells))
+        rows[cells[0].strip("`")] = dict(zip(report_tables.HEADER, cells))
     return rows
 
 
@@ -112,7 +159,7 @@ def test_report_tables(results, capsys):
     row = flowers["flowers"]
     assert row["KID, 5 DDIM steps (lower is better)"] == "0.2718"
     assert row["KID measured on"] == "1000 images, ImageNet weights"
-    assert row[f"{report.ANCHOR_SOURCE} KID"] == "0.259 (mae)"
+    assert row[f"{report_tables.ANCHOR_SOURCE} KID"] == "0.259 (mae)"
     assert row["training time"] == "≈10 min, 50/50 epochs (file times)"
     assert row["machine (sweep)"] == "not recorded"
     assert row["KID vs steps"] == "not run yet"
@@ -123,17 +170,17 @@ def test_report_tables(results, capsys):
     row = flowers["flowers_mse"]
     assert row["KID, 5 DDIM steps (lower is better)"] == "not run yet"
     assert row["KID measured on"] == "not run yet"
-    assert row[f"{report.ANCHOR_SOURCE} KID"] == "0.399 (mse)"
+    assert row[f"{report_tables.ANCHOR_SOURCE} KID"] == "0.399 (mse)"
     assert row["samples"] == "not run yet"
     # Never run: every measured cell says so; no anchor for another schedule.
     row = flowers["flowers_linear"]
     assert row["config (loss, schedule)"] == "mae, linear, 50 epochs, 64 px"
-    assert row[f"{report.ANCHOR_SOURCE} KID"] == "—"
-    for column in report.HEADER[2:4] + report.HEADER[5:]:
+    assert row[f"{report_tables.ANCHOR_SOURCE} KID"] == "—"
+    for column in report_tables.HEADER[2:4] + report_tables.HEADER[5:]:
         assert row[column] == "not run yet"
 
     celeba = table_rows(text, "celeba")
-    assert celeba["celeba"][f"{report.ANCHOR_SOURCE} KID"] == "0.148 (mae)"
+    assert celeba["celeba"][f"{report_tables.ANCHOR_SOURCE} KID"] == "0.148 (mae)"
     assert celeba["celeba"]["KID, 5 DDIM steps (lower is better)"] == "not run yet"
 
     shapes = table_rows(text, "shapes")
@@ -142,8 +189,9 @@ def test_report_tables(results, capsys):
     assert row["KID, 5 DDIM steps (lower is better)"] == "0.0123 (random weights, not comparable)"
     assert row["KID measured on"] == "200 images, random weights, not comparable"
     assert row["machine (sweep)"] == "Test CPU (2 cores); no GPU"
-    assert row["KID vs steps"] == ("[csv](results/shapes/sweep.csv), "
-                                   "[plot](results/shapes/kid_vs_steps.png)")
+    assert row["KID vs steps"] == (
+        "[csv](results/shapes/sweep.csv), [plot](results/shapes/kid_vs_steps.png)"
+    )
     assert "| 5 | 0.0123 (1.5 s) | 0.0456 (1.5 s) |" in text
     assert "| 20 | 0.0078 (1.5 s) | not run yet |" in text
     assert "`demo`" in text.split("### KID against")[1]  # named as not listed
@@ -151,7 +199,7 @@ def test_report_tables(results, capsys):
     # Every KID-like number in the report comes from the files or the anchors.
     import re
 
-    section = text[text.index(report.START):text.index(report.END)]
+    section = text[text.index(report.START) : text.index(report.END)]
     numbers = set(re.findall(r"\b0\.\d+", section))
     assert numbers == {"0.2718", "0.0123", "0.0456", "0.0078", "0.259", "0.399", "0.148"}
 
@@ -170,7 +218,7 @@ def test_report_without_runs(tmp_path, capsys):
     assert code == 0, err
     text = (experiments / "README.md").read_text()
     row = table_rows(text, "celeba")["celeba_mse"]
-    assert row[f"{report.ANCHOR_SOURCE} KID"] == "0.104 (mse)"
+    assert row[f"{report_tables.ANCHOR_SOURCE} KID"] == "0.104 (mse)"
     assert row["KID, 5 DDIM steps (lower is better)"] == "not run yet"
 
 
@@ -180,8 +228,9 @@ def test_bad_input(tmp_path, capsys):
     assert code == 2 and "does not exist" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "experiments", "*.json"))),
-                         ids=os.path.basename)
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(REPO, "experiments", "*.json"))), ids=os.path.basename
+)
 def test_experiment_configs_load(path):
     config = DiffusionConfig.load(path)
     name = os.path.basename(path)
@@ -193,5 +242,11 @@ def test_experiment_configs_load(path):
 
 def test_variants_exist():
     names = {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "experiments", "*.json"))}
-    assert {"flowers.json", "celeba.json", "shapes.json", "flowers_mse.json",
-            "flowers_linear.json", "celeba_mse.json"} <= names
+    assert {
+        "flowers.json",
+        "celeba.json",
+        "shapes.json",
+        "flowers_mse.json",
+        "flowers_linear.json",
+        "celeba_mse.json",
+    } <= names

@@ -1,4 +1,4 @@
-"""ddim_keras.run_dir.load_model and the architecture check it shares with the CLIs."""
+"""ddim_keras.io.loading.load_model and the architecture check it shares with the CLIs."""
 
 import json
 import os
@@ -6,11 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import TINY, assert_not_saturated, refuse_opening, write_config
-from ddim_keras import run_dir
-from ddim_keras.config import ARCHITECTURE_FIELDS, DiffusionConfig, architecture_differences
-from ddim_keras.errors import CheckpointError
+
+from ddim_keras.core.config import ARCHITECTURE_FIELDS, DiffusionConfig, architecture_differences
+from ddim_keras.core.errors import CheckpointError
+from ddim_keras.io import loading, run_dir
 
 
 def best_of(run):
@@ -24,15 +24,20 @@ def test_architecture_differences_name_only_the_network_fields():
     tiny = DiffusionConfig(**TINY)
     assert architecture_differences(tiny, tiny) == []
     # Training and sampling fields do not change which weights fit.
-    assert architecture_differences(tiny, tiny.replace(epochs=9, learning_rate=0.1,
-                                                       batch_size=2, schedule="linear")) == []
+    assert (
+        architecture_differences(
+            tiny, tiny.replace(epochs=9, learning_rate=0.1, batch_size=2, schedule="linear")
+        )
+        == []
+    )
     other = tiny.replace(image_size=32, widths=(8, 32), embedding_max_frequency=500.0)
     assert architecture_differences(tiny, other) == [
-        "image_size 16 vs 32", "widths [8, 16] vs [8, 32]",
-        "embedding_max_frequency 1000.0 vs 500.0"]
+        "image_size 16 vs 32",
+        "widths [8, 16] vs [8, 32]",
+        "embedding_max_frequency 1000.0 vs 500.0",
+    ]
     # A config's dict (as in config.json) works too.
-    assert architecture_differences(tiny.to_dict(), other) == architecture_differences(tiny,
-                                                                                      other)
+    assert architecture_differences(tiny.to_dict(), other) == architecture_differences(tiny, other)
     assert set(ARCHITECTURE_FIELDS) <= set(tiny.to_dict())
 
 
@@ -53,39 +58,46 @@ def test_weights_of_a_16px_run_into_a_32px_config_are_refused(tiny_run, tmp_path
     path = write_config(tmp_path / "tiny32.json", image_size=32)
     kwargs = {
         "config file": dict(checkpoint=best_of(tiny_run), config=path),
-        "DiffusionConfig": dict(checkpoint=best_of(tiny_run),
-                                config=DiffusionConfig.load(path)),
+        "DiffusionConfig": dict(checkpoint=best_of(tiny_run), config=DiffusionConfig.load(path)),
         "run + config": dict(run=tiny_run, config=path),
     }[how]
     with pytest.raises(CheckpointError) as info:
-        run_dir.load_model(kid_weights=None, **kwargs)
+        loading.load_model(kid_weights=None, **kwargs)
     message = str(info.value)
     assert "\n" not in message  # one paragraph
-    for words in ("best.weights.h5", f"belongs to run {os.path.abspath(tiny_run)}",
-                  "image_size 16 vs 32", "would not fit", "the run's own config"):
+    for words in (
+        "best.weights.h5",
+        f"belongs to run {os.path.abspath(tiny_run)}",
+        "image_size 16 vs 32",
+        "would not fit",
+        "the run's own config",
+    ):
         assert words in message, message
 
 
 def test_keras_alone_would_load_them(tiny_run, tmp_path):
     # What the check guards against: no error from Keras, a model that only makes noise.
-    from ddim_keras.model import DiffusionModel
+    from ddim_keras.model.diffusion_model import DiffusionModel
 
     bare = tmp_path / "bare.weights.h5"  # outside any run directory: nothing to compare with
     shutil.copy(best_of(tiny_run), bare)
-    model = run_dir.load_model(checkpoint=str(bare), kid_weights=None,
-                               config=DiffusionConfig(**dict(TINY, image_size=32)))
+    model = loading.load_model(
+        checkpoint=str(bare), kid_weights=None, config=DiffusionConfig(**dict(TINY, image_size=32))
+    )
     assert isinstance(model, DiffusionModel) and model.image_size == 32
 
 
 def test_weights_into_the_same_config_give_the_same_images(sampling_run, tmp_path):
-    reference = run_dir.load_model(run=sampling_run, kid_weights=None)
+    reference = loading.load_model(run=sampling_run, kid_weights=None)
     expected = reference.generate(3, 2, seed=4)
     assert_not_saturated(expected)
     same = write_config(tmp_path / "same.json", epochs=5, learning_rate=0.5)  # same network
-    for kwargs in (dict(checkpoint=best_of(sampling_run), config=same),
-                   dict(checkpoint=best_of(sampling_run)),  # the run's own config.json
-                   dict(run=sampling_run, config=DiffusionConfig.load(same))):
-        model = run_dir.load_model(kid_weights=None, **kwargs)
+    for kwargs in (
+        dict(checkpoint=best_of(sampling_run), config=same),
+        dict(checkpoint=best_of(sampling_run)),  # the run's own config.json
+        dict(run=sampling_run, config=DiffusionConfig.load(same)),
+    ):
+        model = loading.load_model(kid_weights=None, **kwargs)
         assert model.image_size == TINY["image_size"]
         np.testing.assert_array_equal(model.generate(3, 2, seed=4), expected)
 
@@ -96,20 +108,20 @@ def test_a_config_json_that_is_not_a_run_is_no_reason_to_refuse(tiny_run, tmp_pa
     (folder / "config.json").write_text(json.dumps({"tool": "something else"}))
     weights = folder / "model.weights.h5"
     shutil.copy(best_of(tiny_run), weights)
-    model = run_dir.load_model(checkpoint=str(weights), config=DiffusionConfig(**TINY),
-                               kid_weights=None)
+    model = loading.load_model(
+        checkpoint=str(weights), config=DiffusionConfig(**TINY), kid_weights=None
+    )
     assert model.image_size == TINY["image_size"]
     # Without a config it is needed, and the error says what is wrong with it.
     with pytest.raises(CheckpointError, match="config.json is unusable"):
-        run_dir.load_model(checkpoint=str(weights), kid_weights=None)
+        loading.load_model(checkpoint=str(weights), kid_weights=None)
 
 
 def test_mismatch_message_lists_every_architecture_field(tmp_path):
     bare = tmp_path / "garbage.weights.h5"
     bare.write_bytes(b"not HDF5")
     with pytest.raises(CheckpointError) as info:
-        run_dir.load_model(checkpoint=str(bare), config=DiffusionConfig(**TINY),
-                           kid_weights=None)
+        loading.load_model(checkpoint=str(bare), config=DiffusionConfig(**TINY), kid_weights=None)
     message = str(info.value)
     for field in ARCHITECTURE_FIELDS:
         assert f"{field} " in message, message
@@ -122,6 +134,5 @@ def test_a_checkpoint_that_cannot_be_opened(tiny_run, tmp_path, monkeypatch):
     shutil.copy(best_of(tiny_run), locked)
     refuse_opening(monkeypatch, locked)
     with pytest.raises(CheckpointError, match="not readable") as info:
-        run_dir.load_model(checkpoint=str(locked), config=DiffusionConfig(**TINY),
-                           kid_weights=None)
+        loading.load_model(checkpoint=str(locked), config=DiffusionConfig(**TINY), kid_weights=None)
     assert "Permission denied" in str(info.value)

@@ -1,4 +1,4 @@
-"""ddim_keras.sampler_cache: precision copies hold the current EMA weights; one trace per key."""
+"""The sampler cache: precision copies hold the current EMA weights; one trace per key."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,9 @@ import pytest
 pytestmark = pytest.mark.backends  # the core suite: `make test` runs it on every backend
 
 from conftest import TINY, unsaturate
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.model import DiffusionModel
+
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.model.diffusion_model import DiffusionModel
 
 
 @pytest.fixture
@@ -45,8 +46,9 @@ def test_the_compiled_sampler_sees_weights_that_change_after_compiling(model):
     assert np.abs(after - before).max() > 1e-3
     bfloat16_before = np.asarray(model.compiled_reverse_diffusion(noise, 2, precision="bfloat16"))
     kernel.assign(kernel.numpy() * 0.5)
-    np.testing.assert_allclose(np.asarray(model.compiled_reverse_diffusion(noise, 2)), before,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(model.compiled_reverse_diffusion(noise, 2)), before, atol=1e-6
+    )
     bfloat16_after = np.asarray(model.compiled_reverse_diffusion(noise, 2, precision="bfloat16"))
     assert np.abs(bfloat16_after - bfloat16_before).max() > 1e-3
 

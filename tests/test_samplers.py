@@ -13,16 +13,17 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import functools
 import math
 
 import numpy as np
 import pytest
+from conftest import BACKEND, compiled
 from keras import ops
 
-from conftest import BACKEND, compiled
-from ddim_keras import sampling
-from ddim_keras.checks import SAMPLERS, SPACINGS
-from ddim_keras.schedules import cosine_schedule
+from ddim_keras.core.checks import SAMPLERS, SPACINGS
+from ddim_keras.core.schedules import cosine_schedule
+from ddim_keras.sampling import loops, spacings, step_rules
 
 #: The step rules' exact-formula and order tests compute in float64 from NumPy arrays,
 #: which JAX (32-bit by default) and PyTorch (no mixing with NumPy) do not take; the
@@ -41,7 +42,7 @@ def toy_denoise(x, noise_rates, signal_rates):
 
 
 def exact_point(x_start, start, end):
-    """The ODE's exact solution at rates ``end`` = (noise, signal), from ``x_start`` at ``start``."""
+    """The ODE's exact solution at rates ``end`` = (noise, signal) from ``x_start`` at ``start``."""
     (noise_0, signal_0), (noise_1, signal_1) = start, end
     z = (x_start - signal_0 * MU) / math.sqrt(signal_0**2 * SCALE**2 + noise_0**2)
     return signal_1 * MU + math.sqrt(signal_1**2 * SCALE**2 + noise_1**2) * z
@@ -49,8 +50,10 @@ def exact_point(x_start, start, end):
 
 def rates_of_log_snr(log_snr):
     # float64 arrays: Keras would turn Python floats into float32 tensors.
-    return (np.float64(1.0 / math.sqrt(1.0 + math.exp(2 * log_snr))),
-            np.float64(1.0 / math.sqrt(1.0 + math.exp(-2 * log_snr))))
+    return (
+        np.float64(1.0 / math.sqrt(1.0 + math.exp(2 * log_snr))),
+        np.float64(1.0 / math.sqrt(1.0 + math.exp(-2 * log_snr))),
+    )
 
 
 def log_snr_of(noise, signal):
@@ -61,7 +64,9 @@ def log_snr_of(noise, signal):
 
 RNG = np.random.default_rng(0)
 X, D0, D1, D2, EPS0, EPS1 = (RNG.standard_normal((2, 3, 3, 3)) for _ in range(6))
-LAMBDAS = [np.float64(v) for v in (-2.9, -2.1, -1.4, -0.6)]  # lambda_{i-2}, lambda_{i-1}, lambda_i, lambda_{i+1}
+LAMBDAS = [
+    np.float64(v) for v in (-2.9, -2.1, -1.4, -0.6)
+]  # lambda_{i-2}, lambda_{i-1}, lambda_i, lambda_{i+1}
 
 
 def rates(index):
@@ -71,7 +76,7 @@ def rates(index):
 def test_dpmpp_first_order_is_ddim():
     (noise, signal), (next_noise, next_signal) = rates(2), rates(3)
     h = LAMBDAS[3] - LAMBDAS[2]
-    got = np.asarray(sampling.dpmpp_first_order_step(X, D0, noise, next_noise, next_signal, h))
+    got = np.asarray(step_rules.dpmpp_first_order_step(X, D0, noise, next_noise, next_signal, h))
     pred_noises = (X - signal * D0) / noise
     # DDIM (eta = 0): re-mix the predicted components at the next rates.
     np.testing.assert_allclose(got, next_signal * D0 + next_noise * pred_noises, rtol=1e-10)
@@ -80,8 +85,9 @@ def test_dpmpp_first_order_is_ddim():
 def test_dpmpp_2m_is_the_papers_algorithm_2():
     (noise, _), (next_noise, next_signal) = rates(2), rates(3)
     h, previous_h = LAMBDAS[3] - LAMBDAS[2], LAMBDAS[2] - LAMBDAS[1]
-    got = np.asarray(sampling.dpmpp_2m_step(X, D0, D1, noise, next_noise, next_signal, h,
-                                            previous_h))
+    got = np.asarray(
+        step_rules.dpmpp_2m_step(X, D0, D1, noise, next_noise, next_signal, h, previous_h)
+    )
     r = previous_h / h
     d = (1 + 1 / (2 * r)) * D0 - 1 / (2 * r) * D1
     expected = next_noise / noise * X - next_signal * (math.exp(-h) - 1) * d
@@ -96,8 +102,9 @@ def test_dpmpp_3m_is_the_reference_third_order_multistep_update():
     - alpha_next phi_3 D2. (Its order is checked on the toy below.)"""
     (noise, _), (next_noise, next_signal) = rates(2), rates(3)
     h, h_0, h_1 = (LAMBDAS[3] - LAMBDAS[2], LAMBDAS[2] - LAMBDAS[1], LAMBDAS[1] - LAMBDAS[0])
-    got = np.asarray(sampling.dpmpp_3m_step(X, D0, D1, D2, noise, next_noise, next_signal, h,
-                                            h_0, h_1))
+    got = np.asarray(
+        step_rules.dpmpp_3m_step(X, D0, D1, D2, noise, next_noise, next_signal, h, h_0, h_1)
+    )
     r0, r1 = h_0 / h, h_1 / h
     d1_0, d1_1 = (D0 - D1) / r0, (D1 - D2) / r1
     first = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
@@ -105,8 +112,12 @@ def test_dpmpp_3m_is_the_reference_third_order_multistep_update():
     phi_1 = math.expm1(-h)
     phi_2 = phi_1 / h + 1
     phi_3 = phi_2 / h - 0.5
-    expected = (next_noise / noise * X - next_signal * phi_1 * D0 + next_signal * phi_2 * first
-                - next_signal * phi_3 * second)
+    expected = (
+        next_noise / noise * X
+        - next_signal * phi_1 * D0
+        + next_signal * phi_2 * first
+        - next_signal * phi_3 * second
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-14)
 
 
@@ -121,12 +132,12 @@ def test_heun_is_edms_algorithm_1():
     denoised_0 = (X - noise * EPS0) / signal
     d_0 = (y - denoised_0) / s_0
     y_euler = y + (s_1 - s_0) * d_0
-    euler = np.asarray(sampling.euler_step(X, EPS0, noise, signal, next_noise, next_signal))
+    euler = np.asarray(step_rules.euler_step(X, EPS0, noise, signal, next_noise, next_signal))
     np.testing.assert_allclose(euler, next_signal * y_euler, rtol=1e-10)
     denoised_1 = (next_signal * y_euler - next_noise * EPS1) / next_signal
     d_1 = (y_euler - denoised_1) / s_1
     y_next = y + (s_1 - s_0) * 0.5 * (d_0 + d_1)
-    got = np.asarray(sampling.heun_step(X, EPS0, EPS1, noise, signal, next_noise, next_signal))
+    got = np.asarray(step_rules.heun_step(X, EPS0, EPS1, noise, signal, next_noise, next_signal))
     np.testing.assert_allclose(got, next_signal * y_next, rtol=1e-10)
 
 
@@ -143,40 +154,64 @@ def integrate(sampler, transitions, x_start):
     h = np.float64((lambda_1 - lambda_0) / transitions)
     grid = [lambda_0 + h * k for k in range(-2, transitions + 1)]
     point = lambda index: rates_of_log_snr(grid[index + 2])  # noqa: E731
-    history = [toy_denoise(exact_point(x_start, START, point(k)), *point(k))[1]
-               for k in (-2, -1)]
+    history = [toy_denoise(exact_point(x_start, START, point(k)), *point(k))[1] for k in (-2, -1)]
     x = x_start
     for k in range(transitions):
         (noise, signal), (next_noise, next_signal) = point(k), point(k + 1)
         pred_noises, pred_images = toy_denoise(x, noise, signal)
         if sampler == "ddim":
-            x = np.asarray(sampling.ddim_step(x, pred_noises, pred_images, noise, signal,
-                                              next_noise, next_signal))
+            x = np.asarray(
+                step_rules.ddim_step(
+                    x, pred_noises, pred_images, noise, signal, next_noise, next_signal
+                )
+            )
         elif sampler == "dpmpp_2m":
-            x = np.asarray(sampling.dpmpp_2m_step(x, pred_images, history[-1], noise,
-                                                  next_noise, next_signal, h, h))
+            x = np.asarray(
+                step_rules.dpmpp_2m_step(
+                    x, pred_images, history[-1], noise, next_noise, next_signal, h, h
+                )
+            )
         elif sampler == "dpmpp_3m":
-            x = np.asarray(sampling.dpmpp_3m_step(x, pred_images, history[-1], history[-2],
-                                                  noise, next_noise, next_signal, h, h, h))
+            x = np.asarray(
+                step_rules.dpmpp_3m_step(
+                    x,
+                    pred_images,
+                    history[-1],
+                    history[-2],
+                    noise,
+                    next_noise,
+                    next_signal,
+                    h,
+                    h,
+                    h,
+                )
+            )
         else:
-            euler = np.asarray(sampling.euler_step(x, pred_noises, noise, signal, next_noise,
-                                                   next_signal))
+            euler = np.asarray(
+                step_rules.euler_step(x, pred_noises, noise, signal, next_noise, next_signal)
+            )
             next_pred_noises, _ = toy_denoise(euler, next_noise, next_signal)
-            x = np.asarray(sampling.heun_step(x, pred_noises, next_pred_noises, noise, signal,
-                                              next_noise, next_signal))
+            x = np.asarray(
+                step_rules.heun_step(
+                    x, pred_noises, next_pred_noises, noise, signal, next_noise, next_signal
+                )
+            )
         history.append(pred_images)
     return x
 
 
-@pytest.mark.parametrize("sampler, order", [("ddim", 1), ("dpmpp_2m", 2), ("dpmpp_3m", 3),
-                                            ("heun", 2)])
+@pytest.mark.parametrize(
+    "sampler, order", [("ddim", 1), ("dpmpp_2m", 2), ("dpmpp_3m", 3), ("heun", 2)]
+)
 def test_error_falls_at_the_samplers_order_when_steps_double(sampler, order):
     x_start = np.random.default_rng(1).standard_normal((4, 2, 2, 3))
     exact = exact_point(x_start, START, END)
-    errors = [np.sqrt(np.mean((integrate(sampler, steps, x_start) - exact) ** 2))
-              for steps in (8, 16, 32, 64)]
+    errors = [
+        np.sqrt(np.mean((integrate(sampler, steps, x_start) - exact) ** 2))
+        for steps in (8, 16, 32, 64)
+    ]
     ratios = [errors[i] / errors[i + 1] for i in range(3)]
-    print(sampler, ["%.3g" % e for e in errors], ["%.2f" % r for r in ratios])
+    print(sampler, [f"{e:.3g}" for e in errors], [f"{r:.2f}" for r in ratios])
     # The last doubling is in the asymptotic range: 2**order within 15 %.
     assert ratios[-1] == pytest.approx(2**order, rel=0.15), ratios
     assert all(r > 0.8 * 2**order for r in ratios[1:]), ratios
@@ -196,8 +231,10 @@ def toy_denoise_f32(x, noise_rates, signal_rates):
 @pytest.mark.parametrize("spacing", SPACINGS)
 def test_spacings_run_from_pure_noise_to_their_end(spacing):
     steps = 6
-    rates_at = [tuple(float(r) for r in sampling.grid_rates(schedule, spacing, i, steps))
-                for i in range(steps)]
+    rates_at = [
+        tuple(float(r) for r in spacings.grid_rates(schedule, spacing, i, steps))
+        for i in range(steps)
+    ]
     noise_first, _ = rates_at[0]
     assert noise_first == pytest.approx(math.sin(math.acos(MIN_SIGNAL)), rel=1e-5)
     noises = [noise for noise, _ in rates_at]
@@ -218,10 +255,13 @@ def test_spacings_run_from_pure_noise_to_their_end(spacing):
 
 
 def graph_sample(sampler, spacing, steps, initial):
-    return np.asarray(compiled(
-        lambda x, k: sampling.reverse_diffusion_graph(toy_denoise_f32, schedule, x, k,
-                                                      sampler=sampler, spacing=spacing)
-    )(ops.convert_to_tensor(initial, "float32"), ops.convert_to_tensor(steps, "int32")))
+    return np.asarray(
+        compiled(
+            lambda x, k: loops.reverse_diffusion_graph(
+                toy_denoise_f32, schedule, x, k, sampler=sampler, spacing=spacing
+            )
+        )(ops.convert_to_tensor(initial, "float32"), ops.convert_to_tensor(steps, "int32"))
+    )
 
 
 @pytest.mark.backends
@@ -235,7 +275,7 @@ def test_compiled_samplers_approach_the_exact_answer(sampler):
     end = tuple(float(r) for r in schedule(0.0))
 
     def error(sampler, spacing, steps):
-        last = tuple(float(r) for r in sampling.grid_rates(schedule, spacing, steps - 1, steps))
+        last = tuple(float(r) for r in spacings.grid_rates(schedule, spacing, steps - 1, steps))
         exact = toy_denoise(exact_point(initial.astype("float64"), start, last), *last)[1]
         return np.sqrt(np.mean((graph_sample(sampler, spacing, steps, initial) - exact) ** 2))
 
@@ -250,15 +290,16 @@ def test_compiled_samplers_approach_the_exact_answer(sampler):
 @pytest.mark.skipif(BACKEND == "torch", reason="PyTorch samples eagerly: nothing is traced")
 def test_no_retrace_per_step_count_for_any_sampler():
     initial = np.zeros((2, 2, 2, 3), "float32")
+
+    def traced(traces, sampler, x, k):
+        traces.append(1)  # Python runs only while tracing
+        return loops.reverse_diffusion_graph(
+            toy_denoise_f32, schedule, x, k, sampler=sampler, spacing="logsnr"
+        )
+
     for sampler in SAMPLERS:
         traces = []
-
-        def traced(x, k):
-            traces.append(1)  # Python runs only while tracing
-            return sampling.reverse_diffusion_graph(toy_denoise_f32, schedule, x, k,
-                                                    sampler=sampler, spacing="logsnr")
-
-        function = compiled(traced)
+        function = compiled(functools.partial(traced, traces, sampler))
         for steps in (1, 2, 3, 7, 12):
             output = function(ops.convert_to_tensor(initial), ops.convert_to_tensor(steps, "int32"))
             assert np.all(np.isfinite(np.asarray(output))), (sampler, steps)
@@ -267,15 +308,15 @@ def test_no_retrace_per_step_count_for_any_sampler():
 
 @pytest.mark.backends
 def test_solver_order_warms_up_and_lowers_at_the_end():
-    orders = [int(sampling.solver_order("dpmpp_3m", n, 5)) for n in range(5)]
+    orders = [int(step_rules.solver_order("dpmpp_3m", n, 5)) for n in range(5)]
     assert orders == [1, 2, 3, 2, 1]
-    orders = [int(sampling.solver_order("dpmpp_3m", n, 12)) for n in range(12)]
+    orders = [int(step_rules.solver_order("dpmpp_3m", n, 12)) for n in range(12)]
     assert orders == [1, 2] + [3] * 10
-    assert [int(sampling.solver_order("dpmpp_2m", n, 4)) for n in range(4)] == [1, 2, 2, 1]
+    assert [int(step_rules.solver_order("dpmpp_2m", n, 4)) for n in range(4)] == [1, 2, 2, 1]
 
 
 @pytest.mark.backends
 def test_network_calls():
-    assert sampling.network_calls("ddim", 10) == 10
-    assert sampling.network_calls("dpmpp_3m", 10) == 10
-    assert sampling.network_calls("heun", 10) == 19
+    assert step_rules.network_calls("ddim", 10) == 10
+    assert step_rules.network_calls("dpmpp_3m", 10) == 10
+    assert step_rules.network_calls("heun", 10) == 19

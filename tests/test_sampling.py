@@ -3,11 +3,11 @@ paper's update, the Python and graph loops, and the compiled sampler of a model.
 
 import numpy as np
 import pytest
+from conftest import BACKEND, assert_not_saturated, compiled
 from keras import ops
 
-from conftest import BACKEND, assert_not_saturated, compiled
-from ddim_keras import sampling
-from ddim_keras.schedules import cosine_schedule
+from ddim_keras.core.schedules import cosine_schedule
+from ddim_keras.sampling import loops, spacings, step_rules
 
 pytestmark = pytest.mark.backends  # the core suite: `make test` runs it on every backend
 
@@ -80,10 +80,12 @@ def random_rates(rng, shape):
 def test_step_sigmas_match_eq16(eta):
     rng = np.random.default_rng(1)
     _, signal, _, next_signal = random_rates(rng, (64,))
-    got = np.asarray(sampling.step_sigmas(signal.astype(np.float32),
-                                          next_signal.astype(np.float32), eta))
-    np.testing.assert_allclose(got, paper_sigma(signal**2, next_signal**2, eta),
-                               rtol=1e-4, atol=1e-6)
+    got = np.asarray(
+        step_rules.step_sigmas(signal.astype(np.float32), next_signal.astype(np.float32), eta)
+    )
+    np.testing.assert_allclose(
+        got, paper_sigma(signal**2, next_signal**2, eta), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_eta_one_sigma_is_the_ddpm_posterior_std():
@@ -91,8 +93,9 @@ def test_eta_one_sigma_is_the_ddpm_posterior_std():
     alpha, alpha_prev = 0.3, 0.5
     beta = 1 - alpha / alpha_prev
     expected = np.sqrt((1 - alpha_prev) / (1 - alpha) * beta)
-    got = float(sampling.step_sigmas(np.float32(np.sqrt(alpha)), np.float32(np.sqrt(alpha_prev)),
-                                     1.0))
+    got = float(
+        step_rules.step_sigmas(np.float32(np.sqrt(alpha)), np.float32(np.sqrt(alpha_prev)), 1.0)
+    )
     assert got == pytest.approx(expected, rel=1e-5)
 
 
@@ -108,16 +111,36 @@ def test_ddim_step_matches_eq12(eta):
     expected = paper_update(x_t, eps, signal**2, next_signal**2, eta, z)
 
     f32 = lambda a: ops.convert_to_tensor(np.asarray(a, np.float32))  # noqa: E731
-    got = sampling.ddim_step(f32(x_t), f32(eps), f32(x0), f32(noise), f32(signal),
-                             f32(next_noise), f32(next_signal), eta=eta, fresh_noises=f32(z))
+    got = step_rules.ddim_step(
+        f32(x_t),
+        f32(eps),
+        f32(x0),
+        f32(noise),
+        f32(signal),
+        f32(next_noise),
+        f32(next_signal),
+        eta=eta,
+        fresh_noises=f32(z),
+    )
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
 
     # Without fresh noise the step is the update's mean (z = 0).
-    mean = sampling.ddim_step(f32(x_t), f32(eps), f32(x0), f32(noise), f32(signal),
-                              f32(next_noise), f32(next_signal), eta=eta)
-    np.testing.assert_allclose(np.asarray(mean), paper_update(x_t, eps, signal**2,
-                                                              next_signal**2, eta, 0.0),
-                               rtol=1e-4, atol=1e-4)
+    mean = step_rules.ddim_step(
+        f32(x_t),
+        f32(eps),
+        f32(x0),
+        f32(noise),
+        f32(signal),
+        f32(next_noise),
+        f32(next_signal),
+        eta=eta,
+    )
+    np.testing.assert_allclose(
+        np.asarray(mean),
+        paper_update(x_t, eps, signal**2, next_signal**2, eta, 0.0),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_eta_zero_is_the_keras_io_update():
@@ -126,15 +149,18 @@ def test_eta_zero_is_the_keras_io_update():
     pred_noises = rng.standard_normal((5, 2, 2, 3)).astype(np.float32)
     pred_images = rng.standard_normal((5, 2, 2, 3)).astype(np.float32)
     tensor = ops.convert_to_tensor
-    got = sampling.reverse_step(tensor(pred_noises), tensor(pred_images),
-                                tensor(next_noise.astype(np.float32)),
-                                tensor(next_signal.astype(np.float32)))
+    got = step_rules.reverse_step(
+        tensor(pred_noises),
+        tensor(pred_images),
+        tensor(next_noise.astype(np.float32)),
+        tensor(next_signal.astype(np.float32)),
+    )
     expected = next_signal * pred_images + next_noise * pred_noises
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_step_times_run_from_one_towards_zero():
-    times = [float(sampling.step_times(step, 4)) for step in range(4)]
+    times = [float(spacings.step_times(step, 4)) for step in range(4)]
     assert times == pytest.approx([1.0, 0.75, 0.5, 0.25])
 
 
@@ -143,24 +169,27 @@ def test_step_times_run_from_one_towards_zero():
 
 def fresh_noises(shape, seed, steps, first_image=0):
     # The samplers' own stateless noise, so the reference can use the same draws.
-    return [ops.convert_to_numpy(sampling.fresh_noise(shape, seed, first_image, step))
-            .astype(np.float64)
-            for step in range(steps)]
+    return [
+        ops.convert_to_numpy(loops.fresh_noise(shape, seed, first_image, step)).astype(np.float64)
+        for step in range(steps)
+    ]
 
 
 @pytest.mark.parametrize("eta,first_image", [(eta, 0) for eta in ETAS] + [(1.0, 6)])
 def test_loops_match_the_numpy_reference(eta, first_image):
     steps, seed = 5, 7
     initial = np.random.default_rng(4).standard_normal((3, 4, 4, 3)).astype(np.float32)
-    expected = numpy_sampler(initial, steps, eta,
-                             fresh_noises(initial.shape, seed, steps, first_image))
+    expected = numpy_sampler(
+        initial, steps, eta, fresh_noises(initial.shape, seed, steps, first_image)
+    )
 
-    loop = sampling.reverse_diffusion_loop(toy_denoise, toy_schedule, initial, steps,
-                                           eta=eta, seed=seed, first_image=first_image)
+    loop = loops.reverse_diffusion_loop(
+        toy_denoise, toy_schedule, initial, steps, eta=eta, seed=seed, first_image=first_image
+    )
     graph = compiled(
-        lambda x, k: sampling.reverse_diffusion_graph(toy_denoise, toy_schedule, x, k,
-                                                      eta=eta, seed=seed,
-                                                      first_image=first_image)
+        lambda x, k: loops.reverse_diffusion_graph(
+            toy_denoise, toy_schedule, x, k, eta=eta, seed=seed, first_image=first_image
+        )
     )(ops.convert_to_tensor(initial), ops.convert_to_tensor(steps, "int32"))
     np.testing.assert_allclose(ops.convert_to_numpy(loop), expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ops.convert_to_numpy(graph), expected, rtol=1e-4, atol=1e-4)
@@ -169,12 +198,14 @@ def test_loops_match_the_numpy_reference(eta, first_image):
 def test_graph_records_the_trajectory():
     steps = 4
     initial = np.random.default_rng(5).standard_normal((2, 4, 4, 3)).astype(np.float32)
-    pred, noisy_trajectory, pred_trajectory = sampling.reverse_diffusion_graph(
-        toy_denoise, toy_schedule, initial, steps, eta=0.0, record=steps)
+    pred, noisy_trajectory, pred_trajectory = loops.reverse_diffusion_graph(
+        toy_denoise, toy_schedule, initial, steps, eta=0.0, record=steps
+    )
     assert tuple(noisy_trajectory.shape) == (steps, 2, 4, 4, 3)
     assert tuple(pred_trajectory.shape) == (steps, 2, 4, 4, 3)
-    noisy_trajectory, pred_trajectory, pred = (ops.convert_to_numpy(a) for a in
-                                               (noisy_trajectory, pred_trajectory, pred))
+    noisy_trajectory, pred_trajectory, pred = (
+        ops.convert_to_numpy(a) for a in (noisy_trajectory, pred_trajectory, pred)
+    )
     np.testing.assert_array_equal(noisy_trajectory[0], initial)
     np.testing.assert_array_equal(pred_trajectory[-1], pred)
 
@@ -189,9 +220,10 @@ def random_model():
     (A fresh network's output convolution is zero, which would make every
     sampler agree trivially; random weights clip nearly every pixel to 0 or 1.)
     """
-    from ddim_keras.config import DiffusionConfig
     from conftest import TINY, unsaturate
-    from ddim_keras.model import DiffusionModel
+
+    from ddim_keras.core.config import DiffusionConfig
+    from ddim_keras.model.diffusion_model import DiffusionModel
 
     return unsaturate(DiffusionModel(DiffusionConfig(**TINY), kid_weights=None))
 
@@ -239,14 +271,15 @@ def test_step_count_changes_do_not_retrace(random_model, monkeypatch):
 def test_record_gives_one_frame_per_step(random_model):
     noise = random_model.initial_noise(2, seed=3)
     pred, noisy_trajectory, pred_trajectory = random_model.compiled_reverse_diffusion(
-        noise, 3, record=True)
+        noise, 3, record=True
+    )
     assert tuple(noisy_trajectory.shape) == (3, 2, 16, 16, 3)
     assert tuple(pred_trajectory.shape) == (3, 2, 16, 16, 3)
     np.testing.assert_allclose(np.asarray(pred_trajectory[-1]), np.asarray(pred), atol=1e-6)
     # Recording does not change the result.
-    np.testing.assert_allclose(np.asarray(pred),
-                               np.asarray(random_model.compiled_reverse_diffusion(noise, 3)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(pred), np.asarray(random_model.compiled_reverse_diffusion(noise, 3)), atol=1e-5
+    )
 
 
 def test_seeds_make_generation_repeatable(random_model):

@@ -3,9 +3,16 @@
 import numpy as np
 import pytest
 
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.schedules import (LINEAR_BETA_END, LINEAR_BETA_START, LINEAR_NUM_STEPS,
-                                  SCHEDULES, cosine_schedule, get_schedule, linear_schedule)
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.core.schedules import (
+    LINEAR_BETA_END,
+    LINEAR_BETA_START,
+    LINEAR_NUM_STEPS,
+    SCHEDULES,
+    cosine_schedule,
+    get_schedule,
+    linear_schedule,
+)
 
 MIN_SIGNAL, MAX_SIGNAL = 0.02, 0.95
 TIMES = np.linspace(0.0, 1.0, 1001, dtype=np.float32)
@@ -33,8 +40,9 @@ def test_cosine_is_the_default_schedule():
 def test_cosine_end_points():
     noise_rates, signal_rates = rates(cosine_schedule, np.array([0.0, 1.0], np.float32))
     np.testing.assert_allclose(signal_rates, [MAX_SIGNAL, MIN_SIGNAL], atol=1e-6)
-    np.testing.assert_allclose(noise_rates, np.sqrt(1 - np.array([MAX_SIGNAL, MIN_SIGNAL]) ** 2),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        noise_rates, np.sqrt(1 - np.array([MAX_SIGNAL, MIN_SIGNAL]) ** 2), atol=1e-6
+    )
 
 
 def test_cosine_angles_are_linear_in_time():
@@ -126,17 +134,19 @@ def test_linear_ends_are_the_bounds_and_variance_is_one(low, high):
     noise_rates, signal_rates = rates(linear_schedule, TIMES, low=low, high=high)
     assert signal_rates[0] == pytest.approx(high, abs=1e-6)
     assert signal_rates[-1] == pytest.approx(low, abs=1e-6)
-    np.testing.assert_allclose(noise_rates[[0, -1]], np.sqrt(1 - np.array([high, low]) ** 2),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        noise_rates[[0, -1]], np.sqrt(1 - np.array([high, low]) ** 2), atol=1e-6
+    )
     np.testing.assert_allclose(signal_rates**2 + noise_rates**2, 1.0, atol=1e-6)
     assert np.all(np.diff(signal_rates) < 0)
 
 
 def test_linear_schedule_in_a_model(tiny_config):
-    from ddim_keras.model import DiffusionModel
+    from ddim_keras.model.diffusion_model import DiffusionModel
 
     model = DiffusionModel(tiny_config.replace(schedule="linear"), kid_weights=None)
     noise_rates, signal_rates = model.diffusion_schedule(np.array([0.5], np.float32))
     expected = rates(linear_schedule, np.array([0.5], np.float32))
-    np.testing.assert_allclose([float(noise_rates[0]), float(signal_rates[0])],
-                               [expected[0][0], expected[1][0]], atol=1e-6)
+    np.testing.assert_allclose(
+        [float(noise_rates[0]), float(signal_rates[0])], [expected[0][0], expected[1][0]], atol=1e-6
+    )

@@ -7,15 +7,20 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np
 import pytest
 
-from ddim_keras import shapes_classifier as sc
-from ddim_keras.data import SHAPE_KINDS, _draw_shapes, shapes_images, shapes_images_with_labels
-from ddim_keras.errors import UsageError
-from ddim_keras.kid import build_encoder, kernel_inception_distance
+from ddim_keras.core.errors import UsageError
+from ddim_keras.data.shapes import (
+    SHAPE_KINDS,
+    draw_shapes,
+    shapes_images,
+    shapes_images_with_labels,
+)
+from ddim_keras.metrics import shapes_classifier
+from ddim_keras.metrics.kid import build_encoder, kernel_inception_distance
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    return sc.load_classifier()
+    return shapes_classifier.load_classifier()
 
 
 # -- labels ---------------------------------------------------------------------------------
@@ -56,7 +61,7 @@ def _compactness(image):
     inside = np.linalg.norm(image.astype(float) - corners[0], axis=-1) > 50
     rows, columns = np.nonzero(inside)
     radius = np.hypot(rows - rows.mean(), columns - columns.mean()).max() + 0.5
-    return inside.sum() / (np.pi * radius ** 2)
+    return inside.sum() / (np.pi * radius**2)
 
 
 def test_single_shape_labels_match_the_drawn_outline():
@@ -76,30 +81,38 @@ def test_single_shape_labels_match_the_drawn_outline():
 
 
 def test_shipped_weights_are_small():
-    assert os.path.getsize(sc.WEIGHTS_PATH) < 600_000
+    assert os.path.getsize(shapes_classifier.WEIGHTS_PATH) < 600_000
 
 
 def test_held_out_accuracy(classifier):
     # Measured on 2000 images: exact 0.941 at 32 px (every output >= 0.97),
     # 0.921 at 16 px, 0.950 at 64 px. Errors are mostly half-hidden shapes.
-    accuracy = sc.held_out_accuracy(classifier, num_images=600)
+    accuracy = shapes_classifier.held_out_accuracy(classifier, num_images=600)
     assert accuracy["exact"] >= 0.9, accuracy
-    assert min(accuracy[name] for name in sc.OUTPUTS) >= 0.95, accuracy
-    assert sc.held_out_accuracy(classifier, num_images=300, image_size=16)["exact"] >= 0.85
+    assert min(accuracy[name] for name in shapes_classifier.OUTPUTS) >= 0.95, accuracy
+    assert (
+        shapes_classifier.held_out_accuracy(classifier, num_images=300, image_size=16)["exact"]
+        >= 0.85
+    )
 
 
 def test_recognised_fraction(classifier):
     real = shapes_images(200, 32, seed=11)
-    assert sc.recognised_fraction(real, classifier=classifier) > 0.8
+    assert shapes_classifier.recognised_fraction(real, classifier=classifier) > 0.8
     noise = np.random.default_rng(0).uniform(0, 1, (100, 32, 32, 3))
-    assert sc.recognised_fraction(noise, classifier=classifier) < 0.05
-    assert sc.recognised_fraction(sc.shapeless_images(60, 9), classifier=classifier) < 0.1
+    assert shapes_classifier.recognised_fraction(noise, classifier=classifier) < 0.05
+    assert (
+        shapes_classifier.recognised_fraction(
+            shapes_classifier.shapeless_images(60, 9), classifier=classifier
+        )
+        < 0.1
+    )
 
 
 def test_training_runs():
-    model = sc.train_classifier(num_images={32: 64, 16: 16}, epochs=1, negatives=12)
-    probabilities = sc.predict(shapes_images(4, 32, seed=1), model)
-    assert probabilities.shape == (4, len(sc.OUTPUTS))
+    model = shapes_classifier.train_classifier(num_images={32: 64, 16: 16}, epochs=1, negatives=12)
+    probabilities = shapes_classifier.predict(shapes_images(4, 32, seed=1), model)
+    assert probabilities.shape == (4, len(shapes_classifier.OUTPUTS))
     assert np.all((probabilities >= 0) & (probabilities <= 1))
 
 
@@ -109,24 +122,31 @@ def test_training_runs():
 def _box_blur(images):
     padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     size = images.shape[1]
-    return sum(padded[:, dy:dy + size, dx:dx + size]
-               for dy in range(3) for dx in range(3)) / 9.0
+    return (
+        sum(padded[:, dy : dy + size, dx : dx + size] for dy in range(3) for dx in range(3)) / 9.0
+    )
 
 
 def _kid(encoder, real, other, batch=50):
     real = encoder.predict(real.astype("float32"), verbose=0)
     other = encoder.predict(other.astype("float32"), verbose=0)
-    return float(np.mean([kernel_inception_distance(real[i:i + batch], other[i:i + batch])
-                          for i in range(0, len(real), batch)]))
+    return float(
+        np.mean(
+            [
+                kernel_inception_distance(real[i : i + batch], other[i : i + batch])
+                for i in range(0, len(real), batch)
+            ]
+        )
+    )
 
 
 @pytest.mark.parametrize("image_size", [32, 16, 64])
 def test_kid_separates_real_from_degraded(classifier, image_size):
     # The floor: the run's validation images against its training images.
     train = shapes_images(200, image_size, seed=0) / 255.0
-    validation = _draw_shapes(np.random.default_rng([0, 1]), 200, image_size) / 255.0
-    encoder = sc.build_feature_encoder(image_size, classifier)
-    assert encoder.output_shape == (None, sc.FEATURE_DIMS)
+    validation = draw_shapes(np.random.default_rng([0, 1]), 200, image_size) / 255.0
+    encoder = shapes_classifier.build_feature_encoder(image_size, classifier)
+    assert encoder.output_shape == (None, shapes_classifier.FEATURE_DIMS)
     features = encoder.predict(validation[:8].astype("float32"), verbose=0)
     assert np.all(np.isfinite(features))
 
@@ -145,7 +165,7 @@ def test_kid_separates_real_from_degraded(classifier, image_size):
 
 def test_build_encoder_dispatches_on_the_name():
     encoder = build_encoder(16, encoder_name="shapes")
-    assert encoder.output_shape == (None, sc.FEATURE_DIMS)
+    assert encoder.output_shape == (None, shapes_classifier.FEATURE_DIMS)
     with pytest.raises(UsageError, match="unknown KID encoder"):
         build_encoder(16, encoder_name="vgg")
 
@@ -158,11 +178,24 @@ def test_evaluate_with_the_shapes_encoder(run_copy, capsys):
     import math
 
     from conftest import run_command
-    from ddim_keras import evaluate
 
-    code, out, err = run_command(capsys, evaluate.main, "--run", run_copy, "--num-images", 8,
-                                 "--batch-size", 4, "--steps", 1, "--no-progress",
-                                 "--kid-encoder", "shapes")
+    from ddim_keras.cli import evaluate
+
+    code, out, err = run_command(
+        capsys,
+        evaluate.main,
+        "--run",
+        run_copy,
+        "--num-images",
+        8,
+        "--batch-size",
+        4,
+        "--steps",
+        1,
+        "--no-progress",
+        "--kid-encoder",
+        "shapes",
+    )
     assert code == 0, err
     assert "random weights" not in err
     # Its own file: an Inception KID of the same settings is another measure.
@@ -178,10 +211,21 @@ def test_sweep_keeps_encoders_apart(run_copy, capsys):
     import csv
 
     from conftest import run_command
-    from ddim_keras import sweep
 
-    common = ["--run", run_copy, "--steps", "1", "--etas", "0", "--num-images", "8",
-              "--batch-size", "4"]
+    from ddim_keras.cli import sweep
+
+    common = [
+        "--run",
+        run_copy,
+        "--steps",
+        "1",
+        "--etas",
+        "0",
+        "--num-images",
+        "8",
+        "--batch-size",
+        "4",
+    ]
     code, _, err = run_command(capsys, sweep.main, *common, "--kid-weights", "none")
     assert code == 0, err
     code, _, err = run_command(capsys, sweep.main, *common, "--kid-encoder", "shapes")
@@ -200,13 +244,30 @@ def test_train_logs_val_kid_with_the_shapes_encoder(tmp_path):
     import math
 
     from conftest import write_config
-    from ddim_keras import train
+
+    from ddim_keras.cli import train
 
     config = write_config(tmp_path / "c.json", kid=True)
     run = tmp_path / "run"
-    assert train.main(["--dataset", "shapes", "--config", config, "--output", str(run),
-                       "--steps-per-epoch", "2", "--verbose", "0",
-                       "--kid-encoder", "shapes"]) == 0
+    assert (
+        train.main(
+            [
+                "--dataset",
+                "shapes",
+                "--config",
+                config,
+                "--output",
+                str(run),
+                "--steps-per-epoch",
+                "2",
+                "--verbose",
+                "0",
+                "--kid-encoder",
+                "shapes",
+            ]
+        )
+        == 0
+    )
     with open(run / "history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert math.isfinite(float(rows[-1]["val_kid"]))

@@ -5,9 +5,10 @@ import math
 import os
 
 import pytest
-
 from conftest import assert_one_error, run_command
-from ddim_keras import kid_eval, sweep
+
+from ddim_keras.cli import sweep
+from ddim_keras.metrics import evaluation
 
 FAST = ["--kid-weights", "none", "--num-images", "8", "--batch-size", "4"]
 
@@ -23,15 +24,14 @@ def read_csv(path):
 
 def test_sweep_writes_csv_and_plot_and_reuses_the_cache(run_copy, capsys, monkeypatch):
     calls = []
-    real_compute_kid = kid_eval.compute_kid
+    real_compute_kid = evaluation.compute_kid
 
     def counting_compute_kid(*args, **kwargs):
         calls.append(args[4:6])  # (steps, eta)
         return real_compute_kid(*args, **kwargs)
 
-    monkeypatch.setattr(kid_eval, "compute_kid", counting_compute_kid)
-    code, out, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,2", "--etas", "0,1",
-                               *FAST)
+    monkeypatch.setattr(evaluation, "compute_kid", counting_compute_kid)
+    code, out, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,2", "--etas", "0,1", *FAST)
     assert code == 0, err
     assert "Traceback" not in err
     csv_path = run_copy / "sweep" / "sweep.csv"
@@ -41,12 +41,30 @@ def test_sweep_writes_csv_and_plot_and_reuses_the_cache(run_copy, capsys, monkey
 
     rows = read_csv(csv_path)
     assert len(rows) == 5  # the four cells and the floor (real images)
-    for column in ("run", "dataset", "config", "loss", "schedule", "steps", "eta", "sampler",
-                   "kid", "kid_std", "num_images", "kid_weights", "seconds", "machine"):
+    for column in (
+        "run",
+        "dataset",
+        "config",
+        "loss",
+        "schedule",
+        "steps",
+        "eta",
+        "sampler",
+        "kid",
+        "kid_std",
+        "num_images",
+        "kid_weights",
+        "seconds",
+        "machine",
+    ):
         assert column in rows[0]
     assert {(r["steps"], r["sampler"]) for r in rows} == {
-        ("1", "DDIM"), ("1", "DDPM"), ("2", "DDIM"), ("2", "DDPM"),
-        ("0", sweep.FLOOR_LABEL)}
+        ("1", "DDIM"),
+        ("1", "DDPM"),
+        ("2", "DDIM"),
+        ("2", "DDPM"),
+        ("0", evaluation.FLOOR_LABEL),
+    }
     for row in rows:
         assert row["dataset"] == "shapes" and row["kid_weights"] == "none"
         assert row["num_images"] == "8" and row["loss"] == "mae"
@@ -57,16 +75,14 @@ def test_sweep_writes_csv_and_plot_and_reuses_the_cache(run_copy, capsys, monkey
 
     # A re-run computes nothing and leaves the measurements as they were.
     calls.clear()
-    code, _, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,2", "--etas", "0,1",
-                             *FAST)
+    code, _, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,2", "--etas", "0,1", *FAST)
     assert code == 0, err
     assert calls == []
     assert "5 of 5 cells cached" in err
     assert read_csv(csv_path) == rows
 
     # A new step count only measures the new cells; other seeds are new cells too.
-    code, _, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,3", "--etas", "0",
-                             *FAST)
+    code, _, err = run_sweep(capsys, "--run", run_copy, "--steps", "1,3", "--etas", "0", *FAST)
     assert code == 0, err
     assert calls == [(3, 0.0)]
     assert len(read_csv(csv_path)) == 6
@@ -112,52 +128,98 @@ def test_bad_input(tiny_run, tmp_path, capsys, name, argv, code, words):
     assert not os.path.exists(os.path.join(tiny_run, "sweep"))
 
 
-def test_samplers_are_cells_of_their_own_plotted_by_network_calls(run_copy, capsys,
-                                                                   monkeypatch):
+def test_samplers_are_cells_of_their_own_plotted_by_network_calls(run_copy, capsys, monkeypatch):
     seen = []
-    real_compute_kid = kid_eval.compute_kid
+    real_compute_kid = evaluation.compute_kid
 
     def recording_compute_kid(*args, **kwargs):
         seen.append((args[4], args[5], kwargs["sampler"], kwargs["spacing"]))
         return real_compute_kid(*args, **kwargs)
 
-    monkeypatch.setattr(kid_eval, "compute_kid", recording_compute_kid)
-    argv = ["--run", run_copy, "--steps", "1,3", "--etas", "0,1",
-            "--samplers", "ddim,dpmpp_2m/logsnr,heun/karras", *FAST]
+    monkeypatch.setattr(evaluation, "compute_kid", recording_compute_kid)
+    argv = [
+        "--run",
+        run_copy,
+        "--steps",
+        "1,3",
+        "--etas",
+        "0,1",
+        "--samplers",
+        "ddim,dpmpp_2m/logsnr,heun/karras",
+        *FAST,
+    ]
     code, _, err = run_sweep(capsys, *argv)
     assert code == 0, err
     # ddim with every eta; the ODE solvers only with eta 0.
-    assert sorted(seen) == sorted([
-        (1, 0.0, "ddim", "time"), (3, 0.0, "ddim", "time"), (1, 1.0, "ddim", "time"),
-        (3, 1.0, "ddim", "time"), (1, 0.0, "dpmpp_2m", "logsnr"),
-        (3, 0.0, "dpmpp_2m", "logsnr"), (1, 0.0, "heun", "karras"),
-        (3, 0.0, "heun", "karras")])
+    assert sorted(seen) == sorted(
+        [
+            (1, 0.0, "ddim", "time"),
+            (3, 0.0, "ddim", "time"),
+            (1, 1.0, "ddim", "time"),
+            (3, 1.0, "ddim", "time"),
+            (1, 0.0, "dpmpp_2m", "logsnr"),
+            (3, 0.0, "dpmpp_2m", "logsnr"),
+            (1, 0.0, "heun", "karras"),
+            (3, 0.0, "heun", "karras"),
+        ]
+    )
     rows = read_csv(run_copy / "sweep" / "sweep.csv")
-    calls = {(r["sampler"], r["steps"]): r["network_calls"] for r in rows
-             if r["sampler"] != sweep.FLOOR_LABEL}
-    assert calls == {("DDIM", "1"): "1", ("DDIM", "3"): "3", ("DDPM", "1"): "1",
-                     ("DDPM", "3"): "3", ("dpmpp_2m/logsnr", "1"): "1",
-                     ("dpmpp_2m/logsnr", "3"): "3", ("heun/karras", "1"): "1",
-                     ("heun/karras", "3"): "5"}
+    calls = {
+        (r["sampler"], r["steps"]): r["network_calls"]
+        for r in rows
+        if r["sampler"] != evaluation.FLOOR_LABEL
+    }
+    assert calls == {
+        ("DDIM", "1"): "1",
+        ("DDIM", "3"): "3",
+        ("DDPM", "1"): "1",
+        ("DDPM", "3"): "3",
+        ("dpmpp_2m/logsnr", "1"): "1",
+        ("dpmpp_2m/logsnr", "3"): "3",
+        ("heun/karras", "1"): "1",
+        ("heun/karras", "3"): "5",
+    }
     assert all(math.isfinite(float(r["kid"])) for r in rows)
     # Cached per sampler and spacing: a second run measures nothing, another spacing does.
     seen.clear()
     code, _, err = run_sweep(capsys, *argv)
     assert code == 0 and seen == []
-    code, _, err = run_sweep(capsys, "--run", run_copy, "--steps", "1", "--etas", "0",
-                             "--samplers", "dpmpp_2m/karras", *FAST)
+    code, _, err = run_sweep(
+        capsys,
+        "--run",
+        run_copy,
+        "--steps",
+        "1",
+        "--etas",
+        "0",
+        "--samplers",
+        "dpmpp_2m/karras",
+        *FAST,
+    )
     assert code == 0 and seen == [(1, 0.0, "dpmpp_2m", "karras")]
 
 
 def test_offline_kid_on_shapes_ranks_real_images_first(run_copy, capsys):
     """With the shapes classifier's features: the floor row (training against validation
     images) scores lower KID than the tiny run's samples and is recognised more often."""
-    code, _, err = run_sweep(capsys, "--run", run_copy, "--steps", "2", "--etas", "0",
-                             "--kid-encoder", "shapes", "--num-images", "16",
-                             "--batch-size", "8")
+    code, _, err = run_sweep(
+        capsys,
+        "--run",
+        run_copy,
+        "--steps",
+        "2",
+        "--etas",
+        "0",
+        "--kid-encoder",
+        "shapes",
+        "--num-images",
+        "16",
+        "--batch-size",
+        "8",
+    )
     assert code == 0, err
     rows = {r["sampler"]: r for r in read_csv(run_copy / "sweep" / "sweep.csv")}
-    floor, samples = rows[sweep.FLOOR_LABEL], rows["DDIM"]
+    floor, samples = rows[evaluation.FLOOR_LABEL], rows["DDIM"]
     assert samples["kid_encoder"] == floor["kid_encoder"] == "shapes"
     assert float(floor["kid"]) < float(samples["kid"])
     assert float(floor["recognised"]) > float(samples["recognised"])

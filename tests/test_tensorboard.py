@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from ddim_keras.config import DiffusionConfig
+from ddim_keras.core.config import DiffusionConfig
 
 READY_TIMEOUT_S = 60
 
@@ -39,9 +39,11 @@ def get_json(base, route, **params):
 
 def complete(scalars, images):
     """True once the server has loaded every run's tags (it loads in the background)."""
-    return ({"epoch_n_loss", "epoch_learning_rate"} <= set(scalars.get("train", {}))
-            and "epoch_n_loss" in scalars.get("validation", {})
-            and images.get("samples", {}).get("samples", {}).get("samples", 0) >= 1)
+    return (
+        {"epoch_n_loss", "epoch_learning_rate"} <= set(scalars.get("train", {}))
+        and "epoch_n_loss" in scalars.get("validation", {})
+        and images.get("samples", {}).get("samples", {}).get("samples", 0) >= 1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +52,21 @@ def server(tiny_run, tmp_path_factory):
     port = free_port()
     log = open(tmp_path_factory.mktemp("tensorboard") / "server.log", "w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", os.path.join(tiny_run, "logs"),
-         "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            os.path.join(tiny_run, "logs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reload_interval",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -70,8 +84,10 @@ def server(tiny_run, tmp_path_factory):
                 pass  # not listening yet
             if time.monotonic() > deadline:
                 log.seek(0)
-                pytest.fail(f"tensorboard did not serve the run's tags within "
-                            f"{READY_TIMEOUT_S} s:\n{log.read()}")
+                pytest.fail(
+                    f"tensorboard did not serve the run's tags within "
+                    f"{READY_TIMEOUT_S} s:\n{log.read()}"
+                )
             time.sleep(0.5)
         yield base
     finally:
@@ -101,8 +117,7 @@ def test_epoch_scalars_are_served(server):
 
 def test_learning_rate_is_logged_per_epoch(server, tiny_run):
     config = DiffusionConfig.load(os.path.join(tiny_run, "config.json"))
-    points = get_json(server, "data/plugin/scalars/scalars", run="train",
-                      tag="epoch_learning_rate")
+    points = get_json(server, "data/plugin/scalars/scalars", run="train", tag="epoch_learning_rate")
     assert [step for _, step, _ in points] == [0, 1]
     for _, _, value in points:
         assert value == pytest.approx(config.learning_rate)

@@ -8,12 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import write_config
 from PIL import Image
 
-from conftest import write_config
-from ddim_keras import train
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.errors import run_cli
+from ddim_keras.cli import train
+from ddim_keras.cli.runner import run_cli
+from ddim_keras.core.config import DiffusionConfig
 
 
 def read_history(run):
@@ -29,9 +29,16 @@ def digest(path):
 def test_run_directory_has_everything(tiny_run):
     config = DiffusionConfig.load(os.path.join(tiny_run, "config.json"))
     assert config.image_size == 16 and config.epochs == 2
-    for name in ("checkpoints/best.weights.h5", "checkpoints/last.weights.h5",
-                 "samples/epoch_0001.png", "samples/epoch_0002.png", "samples/final.png",
-                 "history.csv", "run.json", "state.json"):
+    for name in (
+        "checkpoints/best.weights.h5",
+        "checkpoints/last.weights.h5",
+        "samples/epoch_0001.png",
+        "samples/epoch_0002.png",
+        "samples/final.png",
+        "history.csv",
+        "run.json",
+        "state.json",
+    ):
         assert os.path.isfile(os.path.join(tiny_run, name)), name
     assert os.listdir(os.path.join(tiny_run, "logs"))
     rows = read_history(tiny_run)
@@ -46,8 +53,20 @@ def test_run_directory_has_everything(tiny_run):
 
 def test_training_lowers_the_noise_loss(tmp_path):
     config = write_config(tmp_path / "c.json", epochs=3, learning_rate=3e-3)
-    code = train.main(["--dataset", "shapes", "--config", config, "--output",
-                       str(tmp_path / "run"), "--steps-per-epoch", "15", "--verbose", "0"])
+    code = train.main(
+        [
+            "--dataset",
+            "shapes",
+            "--config",
+            config,
+            "--output",
+            str(tmp_path / "run"),
+            "--steps-per-epoch",
+            "15",
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     losses = [float(row["n_loss"]) for row in read_history(tmp_path / "run")]
     # An all-zero prediction of standard normal noise scores E|z| = 0.798.
@@ -57,8 +76,18 @@ def test_training_lowers_the_noise_loss(tmp_path):
 
 def test_rerun_resumes_and_continues_the_epoch_counter(tmp_path):
     config = write_config(tmp_path / "c.json")
-    args = ["--dataset", "shapes", "--config", config, "--output", str(tmp_path / "run"),
-            "--steps-per-epoch", "2", "--verbose", "0"]
+    args = [
+        "--dataset",
+        "shapes",
+        "--config",
+        config,
+        "--output",
+        str(tmp_path / "run"),
+        "--steps-per-epoch",
+        "2",
+        "--verbose",
+        "0",
+    ]
     assert train.main(args + ["--epochs", "1"]) == 0
     last = tmp_path / "run" / "checkpoints" / "last.weights.h5"
     first_digest = digest(last)
@@ -75,8 +104,10 @@ def run_train(argv, capsys):
 
 
 def test_existing_run_with_other_config_is_refused_and_untouched(tiny_run, tmp_path, capsys):
-    before = {name: digest(os.path.join(tiny_run, name))
-              for name in ("config.json", "checkpoints/best.weights.h5", "history.csv")}
+    before = {
+        name: digest(os.path.join(tiny_run, name))
+        for name in ("config.json", "checkpoints/best.weights.h5", "history.csv")
+    }
     other = write_config(tmp_path / "other.json", image_size=32)
     code, err = run_train(["--dataset", "shapes", "--config", other, "--output", tiny_run], capsys)
     assert code == 2
@@ -89,8 +120,22 @@ def test_existing_run_with_other_config_is_refused_and_untouched(tiny_run, tmp_p
 def test_overwrite_replaces_the_old_run(run_copy, tmp_path, capsys):
     old_history = (run_copy / "history.csv").read_text(encoding="utf-8")
     config = write_config(tmp_path / "other.json", epochs=1)
-    code, err = run_train(["--dataset", "shapes", "--config", config, "--output", str(run_copy),
-                           "--overwrite", "--steps-per-epoch", "1", "--verbose", "0"], capsys)
+    code, err = run_train(
+        [
+            "--dataset",
+            "shapes",
+            "--config",
+            config,
+            "--output",
+            str(run_copy),
+            "--overwrite",
+            "--steps-per-epoch",
+            "1",
+            "--verbose",
+            "0",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert [row["epoch"] for row in read_history(run_copy)] == ["0"]
     assert (run_copy / "history.csv").read_text(encoding="utf-8") != old_history
@@ -98,44 +143,66 @@ def test_overwrite_replaces_the_old_run(run_copy, tmp_path, capsys):
     assert not (run_copy / "samples" / "epoch_0002.png").exists()  # the old run's second epoch
 
 
-def test_overwrite_that_fails_before_training_leaves_the_old_run_whole(run_copy, tmp_path,
-                                                                       capsys):
-    names = ("config.json", "state.json", "history.csv", "checkpoints/best.weights.h5",
-             "checkpoints/last.weights.h5")
+def test_overwrite_that_fails_before_training_leaves_the_old_run_whole(run_copy, tmp_path, capsys):
+    names = (
+        "config.json",
+        "state.json",
+        "history.csv",
+        "checkpoints/best.weights.h5",
+        "checkpoints/last.weights.h5",
+    )
     before = {name: digest(run_copy / name) for name in names}
     empty = tmp_path / "no_images"
     empty.mkdir()
-    code, err = run_train(["--dataset", "folder", "--data-dir", str(empty),
-                           "--config", str(run_copy / "config.json"),
-                           "--output", str(run_copy), "--overwrite"], capsys)
+    code, err = run_train(
+        [
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(empty),
+            "--config",
+            str(run_copy / "config.json"),
+            "--output",
+            str(run_copy),
+            "--overwrite",
+        ],
+        capsys,
+    )
     assert code != 0 and "Traceback" not in err
     assert {name: digest(run_copy / name) for name in names} == before
 
 
-@pytest.mark.parametrize("config_overrides, needle", [
-    ({"image_size": 15}, "image_size"),
-    ({"min_signal_rate": 0.0}, "min_signal_rate"),
-    ({"widths": []}, "widths"),
-    ({"batch_size": 1, "kid": True}, "batch_size"),
-    ({"learning_rat": 0.1}, "learning_rat"),
-    ({"image_size": "64"}, "image_size"),
-])
+@pytest.mark.parametrize(
+    "config_overrides, needle",
+    [
+        ({"image_size": 15}, "image_size"),
+        ({"min_signal_rate": 0.0}, "min_signal_rate"),
+        ({"widths": []}, "widths"),
+        ({"batch_size": 1, "kid": True}, "batch_size"),
+        ({"learning_rat": 0.1}, "learning_rat"),
+        ({"image_size": "64"}, "image_size"),
+    ],
+)
 def test_bad_config_files_are_refused(tmp_path, capsys, config_overrides, needle):
     config = write_config(tmp_path / "bad.json", **config_overrides)
-    code, err = run_train(["--dataset", "shapes", "--config", config,
-                           "--output", str(tmp_path / "run")], capsys)
+    code, err = run_train(
+        ["--dataset", "shapes", "--config", config, "--output", str(tmp_path / "run")], capsys
+    )
     assert code == 2
     assert needle in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "run")
 
 
-@pytest.mark.parametrize("argv, code, needle", [
-    (["--dataset", "folder"], 2, "--data-dir"),
-    (["--dataset", "folder", "--data-dir", "/nonexistent/images"], 2, "/nonexistent/images"),
-    (["--dataset", "shapes", "--epochs", "0"], 2, "--epochs"),
-    (["--dataset", "shapes", "--config", "/nonexistent/c.json"], 2, "/nonexistent/c.json"),
-    (["--dataset", "shapes", "--kid-weights", "/nonexistent/w.h5"], 2, "/nonexistent/w.h5"),
-])
+@pytest.mark.parametrize(
+    "argv, code, needle",
+    [
+        (["--dataset", "folder"], 2, "--data-dir"),
+        (["--dataset", "folder", "--data-dir", "/nonexistent/images"], 2, "/nonexistent/images"),
+        (["--dataset", "shapes", "--epochs", "0"], 2, "--epochs"),
+        (["--dataset", "shapes", "--config", "/nonexistent/c.json"], 2, "/nonexistent/c.json"),
+        (["--dataset", "shapes", "--kid-weights", "/nonexistent/w.h5"], 2, "/nonexistent/w.h5"),
+    ],
+)
 def test_bad_flags(tmp_path, capsys, argv, code, needle):
     got, err = run_train(argv + ["--output", str(tmp_path / "run")], capsys)
     assert got == code
@@ -146,8 +213,19 @@ def test_empty_folder_is_an_error_naming_it(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     config = write_config(tmp_path / "c.json")
-    code, err = run_train(["--dataset", "folder", "--data-dir", str(empty), "--config", config,
-                           "--output", str(tmp_path / "run")], capsys)
+    code, err = run_train(
+        [
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(empty),
+            "--config",
+            config,
+            "--output",
+            str(tmp_path / "run"),
+        ],
+        capsys,
+    )
     assert code in (1, 2)
     assert str(empty) in err and "Traceback" not in err
 
@@ -155,7 +233,9 @@ def test_empty_folder_is_an_error_naming_it(tmp_path, capsys):
 def test_unknown_dataset_exits_2_without_traceback():
     result = subprocess.run(
         [sys.executable, "-m", "ddim_keras.train", "--dataset", "imagenet"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "imagenet" in result.stderr and "Traceback" not in result.stderr
@@ -163,8 +243,19 @@ def test_unknown_dataset_exits_2_without_traceback():
 
 def test_existing_run_on_another_dataset_is_refused(tiny_run, tmp_path, capsys):
     config = os.path.join(tiny_run, "config.json")
-    code, err = run_train(["--dataset", "folder", "--data-dir", str(tmp_path), "--config", config,
-                           "--output", tiny_run], capsys)
+    code, err = run_train(
+        [
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(tmp_path),
+            "--config",
+            config,
+            "--output",
+            tiny_run,
+        ],
+        capsys,
+    )
     assert code == 2
     assert "--dataset shapes" in err and "Traceback" not in err
 

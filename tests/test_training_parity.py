@@ -22,16 +22,15 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import example_layout
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from ddim_keras.config import DiffusionConfig
-from ddim_keras.model import DiffusionModel
-
-import example_layout
 from conftest import injected_draws
+
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.model.diffusion_model import DiffusionModel
 
 SIZE = 64
 BATCH = 8
@@ -43,8 +42,9 @@ def inputs():
     # Smooth-ish images in [0, 1] with per-channel offsets, like photos.
     base = rng.uniform(0.0, 1.0, (STEPS, BATCH, SIZE // 8, SIZE // 8, 3))
     images = np.repeat(np.repeat(base, 8, axis=2), 8, axis=3)
-    images = np.clip(0.6 * images + 0.1 * rng.standard_normal(images.shape)
-                     + [0.1, 0.0, -0.1], 0.0, 1.0).astype("float32")
+    images = np.clip(
+        0.6 * images + 0.1 * rng.standard_normal(images.shape) + [0.1, 0.0, -0.1], 0.0, 1.0
+    ).astype("float32")
     noises = rng.standard_normal((STEPS, BATCH, SIZE, SIZE, 3)).astype("float32")
     times = rng.uniform(0.0, 1.0, (STEPS, BATCH, 1, 1, 1)).astype("float32")
     return images, noises, times
@@ -64,13 +64,16 @@ def trajectories():
     ours.normalizer.adapt(images.reshape((-1, SIZE, SIZE, 3)))
 
     example = example_layout.ExampleDiffusionModel(image_size=SIZE)
-    example.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=1e-4),
-                    loss=keras.losses.mean_absolute_error)
+    example.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=1e-4),
+        loss=keras.losses.mean_absolute_error,
+    )
     example.normalizer.adapt(images.reshape((-1, SIZE, SIZE, 3)))
     example.network.set_weights(ours.network.get_weights())
     example.ema_network.set_weights(ours.ema_network.get_weights())
-    np.testing.assert_array_equal(np.asarray(example.normalizer.mean),
-                                  np.asarray(ours.normalizer.mean))
+    np.testing.assert_array_equal(
+        np.asarray(example.normalizer.mean), np.asarray(ours.normalizer.mean)
+    )
 
     records = {"ours": [], "example": []}
     for name, model in (("ours", ours), ("example", example)):
@@ -78,13 +81,15 @@ def trajectories():
         with injected_draws(noises, times) as queues:
             for step in range(STEPS):
                 logs = model.train_step(tf.constant(images[step]))
-                records[name].append({
-                    "network": flat(model.network.get_weights()),
-                    "trainable": flat([w.numpy() for w in model.network.trainable_weights]),
-                    "ema": flat(model.ema_network.get_weights()),
-                    "n_loss": float(logs["n_loss"]),
-                    "i_loss": float(logs["i_loss"]),
-                })
+                records[name].append(
+                    {
+                        "network": flat(model.network.get_weights()),
+                        "trainable": flat([w.numpy() for w in model.network.trainable_weights]),
+                        "ema": flat(model.ema_network.get_weights()),
+                        "n_loss": float(logs["n_loss"]),
+                        "i_loss": float(logs["i_loss"]),
+                    }
+                )
             assert not queues["normal"] and not queues["uniform"]  # every draw was used
     return records
 
@@ -96,7 +101,7 @@ def test_weights_follow_the_example_step_by_step(trajectories):
         update = np.linalg.norm(example[step]["network"] - example[step - 1]["network"])
         assert update > 0
         ratios.append(np.linalg.norm(ours[step]["network"] - example[step]["network"]) / update)
-    print("weight distance / example update per step:", ["%.2g" % r for r in ratios])
+    print("weight distance / example update per step:", [f"{r:.2g}" for r in ratios])
     assert max(ratios) < 0.01, ratios
 
 

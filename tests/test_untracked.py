@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from ddim_keras.untracked import Untracked
+from ddim_keras.core.untracked import Untracked
 
 
 class Holder(keras.Model):

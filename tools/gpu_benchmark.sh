@@ -132,7 +132,7 @@ else
     SAMPLING_IMAGES=${SAMPLING_IMAGES:-8}
     # 16 px, widths [8, 16], one block, batch 4: seconds on a CPU.
     "$PYTHON" -c "
-from ddim_keras.config import DiffusionConfig
+from ddim_keras.core.config import DiffusionConfig
 DiffusionConfig(image_size=16, widths=(8, 16), block_depth=1, batch_size=4, kid=False,
                 embedding_dims=8).save('tiny_config.json')" || exit 1
     CONFIG=(--config tiny_config.json)

@@ -1,0 +1,150 @@
+"""Command-line flags shared by several commands."""
+
+import argparse
+
+from ddim_keras.core.datasets import check_dataset_name, parse_background
+
+
+def add_model_arguments(parser):
+    """The flags that choose a model (``ddim_keras.generate`` and ``ddim_keras.evaluate``);
+    their values go to ``loading.resolve_source`` and ``loading.load_checked_model``."""
+    source = parser.add_argument_group("model")
+    source.add_argument(
+        "--run",
+        help="run directory written by ddim_keras.train (uses its best "
+        "checkpoint, else the last, and its config.json)",
+    )
+    source.add_argument(
+        "--checkpoint",
+        help="a .keras file, or a .weights.h5 file (with --config, the "
+        "config.json of the run it belongs to, or else the keras.io "
+        "example's default config); with --run, replaces its best checkpoint",
+    )
+    source.add_argument("--config", help="config JSON the checkpoint was trained with")
+    source.add_argument(
+        "--kid-weights",
+        default="imagenet",
+        help="InceptionV3 weights for KID: 'imagenet', a local no-top .h5 file, "
+        "or 'none' (random). (default: %(default)s)",
+    )
+
+
+def _argparse_type(parse):
+    """An argparse ``type`` from a parser that raises ValueError: its message for argparse."""
+
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+#: argparse ``type`` of ``--dataset``: the rule is ``config.check_dataset_name``.
+dataset_type = _argparse_type(check_dataset_name)
+#: argparse ``type`` of ``--background``: (R, G, B) from white, black or R,G,B.
+background_type = _argparse_type(parse_background)
+
+
+def add_dataset_argument(parser, help_text, **kwargs):
+    """``--dataset``: a name of ``config.DATASETS`` or ``tfds:NAME[:SPLITS]``."""
+    from ddim_keras.core.datasets import DATASET_METAVAR
+
+    parser.add_argument(
+        "--dataset", type=dataset_type, metavar=DATASET_METAVAR, help=help_text, **kwargs
+    )
+
+
+def add_background_argument(parser, default_text):
+    """``--background``: the colour transparent pixels are composited onto."""
+    parser.add_argument(
+        "--background",
+        type=background_type,
+        metavar="white|black|R,G,B",
+        help="colour under the transparent pixels of images with alpha (PNG, "
+        f"GIF, WebP, TIFF) (default: {default_text})",
+    )
+
+
+def add_kid_encoder_argument(parser):
+    """``--kid-encoder``: the KID feature extractor (``checks.KID_ENCODERS``)."""
+    from ddim_keras.core.checks import KID_ENCODERS
+
+    parser.add_argument(
+        "--kid-encoder",
+        choices=KID_ENCODERS,
+        default="inception",
+        help="KID features: 'inception' (InceptionV3, see --kid-weights) or "
+        "'shapes' (the shipped classifier trained on the shapes dataset's "
+        "labels: the offline quality measure for shapes runs; "
+        "--kid-weights then does not apply) (default: %(default)s)",
+    )
+
+
+def add_sampler_arguments(
+    parser,
+    eta_help="0 = deterministic DDIM (default), 1 = DDPM-like "
+    "sampling; values between mix the two (at most 1)",
+):
+    """--sampler, --spacing and --eta (generate, evaluate); checked by
+    ``checks.check_sampler(args.sampler, args.spacing, args.eta, SAMPLER_FLAGS)``."""
+    from ddim_keras.core import checks
+
+    group = parser.add_argument_group("sampler")
+    group.add_argument(
+        "--sampler",
+        choices=checks.SAMPLERS,
+        default="ddim",
+        help="step rule: ddim (the example's, default; with --eta), "
+        "dpmpp_2m / dpmpp_3m (multistep DPM-Solver++, 2nd / 3rd order), "
+        "heun (EDM's 2nd order, two network calls per step but the last). "
+        "See the README's 'Which sampler'",
+    )
+    group.add_argument(
+        "--spacing",
+        choices=checks.SPACINGS,
+        default="time",
+        help="where the steps' network calls fall: time (the example's, "
+        "default), logsnr (uniform in log signal-to-noise ratio) or karras "
+        "(EDM's, rho 7)",
+    )
+    group.add_argument("--eta", type=float, default=0.0, help=eta_help)
+    return group
+
+
+def add_samplers_list_argument(parser, default, default_text):
+    """--samplers: a list of SAMPLER[/SPACING] (sweep, sampler_error); parsed by
+    ``checks.parse_samplers``."""
+    from ddim_keras.core import checks
+
+    parser.add_argument(
+        "--samplers",
+        default=default,
+        help="comma-separated SAMPLER or SAMPLER/SPACING, e.g. "
+        "ddim,dpmpp_2m/logsnr,heun/karras (samplers: "
+        f"{', '.join(checks.SAMPLERS)}; spacings: "
+        f"{', '.join(checks.SPACINGS)}; default: {default_text})",
+    )
+
+
+#: How add_sampler_arguments' flags are named in error messages.
+SAMPLER_FLAGS = ("--sampler", "--spacing", "--eta")
+
+
+def add_debug_argument(parser):
+    """--debug, which every command takes (errors.run_cli and quiet.py read it from argv)."""
+    parser.add_argument(
+        "--debug", action="store_true", help="show Python tracebacks and TensorFlow's logs"
+    )
+
+
+def add_result_file_arguments(parser, what="the result file"):
+    """--overwrite, --no-progress and --debug of a command that writes results and shows a
+    progress bar (generate, evaluate, sampler_error)."""
+    parser.add_argument(
+        "--overwrite", action="store_true", help=f"replace {what} if it exists (refused otherwise)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_debug_argument(parser)

@@ -1,0 +1,490 @@
+"""``python -m ddim_keras.sweep``: KID against the number of network calls, per sampler.
+
+For each run (``--run``, repeatable) and each cell (steps, sampler, eta) of the
+grid (``--samplers``: the example's ``ddim`` by default, with every ``--etas``
+value; the other samplers are deterministic and run with eta 0),
+generates N images and measures their KID against N validation images as
+``ddim_keras.evaluate`` does (``ddim_keras.metrics.evaluation``: per-batch KID, averaged). The
+validation images are encoded once per run and their features reused for
+every cell. Writes, per run::
+
+    RUN_DIR/sweep/sweep.csv          one row per cell (see COLUMNS)
+    RUN_DIR/sweep/kid_vs_steps.png   KID against network calls (log x), one line per sampler
+
+Re-running reuses the cells already in the CSV whose cache key matches (the
+checkpoint's path, size and mtime, steps, sampler, spacing, eta, N, batch size,
+seed, dataset, KID weights and encoder); only missing cells are computed.
+``--force`` recomputes.
+"""
+
+import csv
+import os
+import sys
+import time
+
+from ddim_keras.cli.args import (
+    add_background_argument,
+    add_dataset_argument,
+    add_debug_argument,
+    add_kid_encoder_argument,
+    add_samplers_list_argument,
+)
+from ddim_keras.cli.runner import ArgumentParser, run_cli
+from ddim_keras.core import checks
+from ddim_keras.core.datasets import format_background
+from ddim_keras.core.devices import machine_description
+from ddim_keras.core.durable import write_durably
+from ddim_keras.core.errors import DdimError, UsageError
+from ddim_keras.io.loading import resolve_source
+from ddim_keras.io.run_info import training_background, training_data
+from ddim_keras.metrics import evaluation
+
+DEFAULT_STEPS = (1, 2, 3, 5, 10, 20, 50)
+DEFAULT_ETAS = (0.0, 1.0)
+DEFAULT_NUM_IMAGES = 1000
+SWEEP_FOLDER = "sweep"
+CSV_NAME = "sweep.csv"
+PLOT_NAME = "kid_vs_steps.png"
+
+#: Columns of sweep.csv; the last ones form the cache key with steps and eta.
+COLUMNS = (
+    "run",
+    "dataset",
+    "config",
+    "loss",
+    "schedule",
+    "steps",
+    "eta",
+    "sampler",
+    "kid",
+    "kid_std",
+    "num_images",
+    "kid_weights",
+    "seconds",
+    "machine",
+    "batch_size",
+    "seed",
+    "num_images_requested",
+    "checkpoint",
+    "checkpoint_size",
+    "checkpoint_mtime",
+    "kid_encoder",
+    "background",
+    "solver",
+    "spacing",
+    "network_calls",
+    "recognised",
+)
+KEY_COLUMNS = (
+    "dataset",
+    "steps",
+    "eta",
+    "num_images_requested",
+    "batch_size",
+    "seed",
+    "kid_weights",
+    "checkpoint",
+    "checkpoint_size",
+    "checkpoint_mtime",
+    "kid_encoder",
+    "background",
+    "solver",
+    "spacing",
+)
+#: What rows written before a column existed were measured with.
+OLDER_ROWS = {
+    "kid_encoder": "inception",
+    "background": "white",
+    "solver": "ddim",
+    "spacing": "time",
+}
+
+
+def build_parser():
+    parser = ArgumentParser(
+        prog="python -m ddim_keras.sweep",
+        description="KID of trained runs for a grid of sampling steps and eta (0 = DDIM, "
+        "1 = DDPM); writes RUN_DIR/sweep/sweep.csv and kid_vs_steps.png, reusing "
+        "cells already measured.",
+    )
+    parser.add_argument(
+        "--run",
+        action="append",
+        required=True,
+        metavar="RUN_DIR",
+        help="run directory written by ddim_keras.train (repeatable)",
+    )
+    parser.add_argument(
+        "--steps",
+        default=",".join(map(str, DEFAULT_STEPS)),
+        help="comma-separated diffusion step counts (default: %(default)s)",
+    )
+    add_samplers_list_argument(parser, "ddim", "ddim, the example's")
+    parser.add_argument(
+        "--etas",
+        default="0,1",
+        help="comma-separated eta values, 0 = DDIM, 1 = DDPM (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-images",
+        type=int,
+        default=DEFAULT_NUM_IMAGES,
+        help="generated and validation images per cell (default: %(default)s; "
+        "rounded down to whole batches)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per KID estimate, at least 2 (default: the config's batch_size)",
+    )
+    parser.add_argument(
+        "--kid-weights",
+        default="imagenet",
+        help="InceptionV3 weights for KID: 'imagenet', a local no-top .h5 file, "
+        "or 'none' (random: not comparable with published KIDs). "
+        "(default: %(default)s)",
+    )
+    add_kid_encoder_argument(parser)
+    add_dataset_argument(parser, "validation images to compare with (default: each run's dataset)")
+    parser.add_argument(
+        "--data-dir",
+        help="image folder for 'folder'; tfds data_dir for "
+        "flowers/celeba/tfds:NAME (default: the run's)",
+    )
+    add_background_argument(parser, "each run's, from run.json, else white")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated images (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="recompute every cell instead of reusing the CSV's"
+    )
+    add_debug_argument(parser)
+    return parser
+
+
+def check_args(args):
+    steps = checks.parse_number_list(args.steps, int, "--steps")
+    if min(steps) < 1:
+        raise UsageError(f"--steps must all be at least 1, got {args.steps}.")
+    etas = checks.parse_number_list(args.etas, float, "--etas")
+    for eta in etas:
+        checks.check_eta(eta, "every --etas value")
+    evaluation.check_kid_settings(args.num_images, args.batch_size, args.seed)
+    return steps, etas, checks.parse_samplers(args.samplers)
+
+
+def sampler_name(eta, solver="ddim", spacing="time"):
+    """A cell's label in the CSV and the plot: DDIM / DDPM / eta=E for the example's
+    sampler (with /SPACING when not time), else SAMPLER/SPACING."""
+    if solver != "ddim":
+        return checks.sampler_label(solver, spacing)
+    name = "DDIM" if eta == 0 else "DDPM" if eta == 1 else f"eta={eta:g}"
+    return name if spacing == "time" else f"{name}/{spacing}"
+
+
+def cells_of(steps_list, etas, samplers):
+    """(steps, eta, solver, spacing) of every cell: ddim with each eta, the others with 0."""
+    return [
+        (steps, eta, solver, spacing)
+        for solver, spacing in samplers
+        for eta in (etas if solver == "ddim" else [0.0])
+        for steps in steps_list
+    ]
+
+
+def read_rows(path):
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, csv.Error) as error:
+        raise DdimError(f"{path} is unreadable ({error}); remove it to measure again.") from None
+
+
+def write_rows(path, rows):
+    def save(tmp_path):
+        with open(tmp_path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row)
+
+    write_durably(path, save)
+
+
+def cache_key(row):
+    """The identity of a cell as strings (values read back from the CSV compare equal)."""
+    key = []
+    for column in KEY_COLUMNS:
+        # Rows written before a column was recorded were measured with its OLDER_ROWS
+        # value (the background changes nothing for images without transparency).
+        value = (row.get(column) or OLDER_ROWS[column]) if column in OLDER_ROWS else row[column]
+        if column == "eta":
+            value = f"{float(value):g}"
+        elif column in ("steps", "num_images_requested", "batch_size", "seed", "checkpoint_size"):
+            value = str(int(value))
+        elif column == "checkpoint_mtime":
+            value = f"{float(value):.6f}"
+        key.append(str(value))
+    return tuple(key)
+
+
+def plot(rows, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    for row in rows:
+        if row["sampler"] == evaluation.FLOOR_LABEL:
+            axis.axhline(
+                float(row["kid"]), color="grey", linestyle="--", label=evaluation.FLOOR_LABEL
+            )
+    rows = [row for row in rows if row["sampler"] != evaluation.FLOOR_LABEL]
+    for sampler in dict.fromkeys(row["sampler"] for row in rows):
+        points = sorted(
+            (calls_of(row), float(row["kid"])) for row in rows if row["sampler"] == sampler
+        )
+        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=sampler)
+    axis.set_xscale("log")
+    calls = sorted({calls_of(row) for row in rows})
+    # Round ticks within the range: Heun's odd call counts would crowd the axis.
+    ticks = [
+        t for t in (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if calls[0] <= t <= calls[-1]
+    ] or calls
+    if calls[-1] > 1.5 * ticks[-1]:
+        ticks.append(calls[-1])  # the largest count measured, when no round tick is near
+    axis.set_xticks(ticks)
+    axis.set_xticklabels([str(t) for t in ticks])
+    axis.minorticks_off()
+    kids = [float(row["kid"]) for row in rows]
+    if kids and min(kids) > 0 and max(kids) > 100 * min(kids):
+        axis.set_yscale("log")  # a diverging sampler would flatten every other line
+    axis.set_xlabel("network calls (steps; Heun: 2 per step but the last)")
+    axis.set_ylabel("KID (lower is better)")
+    axis.set_title(title, fontsize=9)
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    try:
+        write_durably(path, figure.savefig)
+    finally:
+        plt.close(figure)
+
+
+def calls_of(row):
+    """A row's network calls (rows written before they were recorded: its steps)."""
+    return int(row.get("network_calls") or row["steps"])
+
+
+def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
+    """Measure (or reuse) every cell of one run; returns the path of its CSV."""
+    checkpoint, config, run_path = resolve_source(run=run, say=say)
+    dataset, data_dir, data_seed = training_data(args.dataset, args.data_dir, run_path)
+    background = training_background(args.background, run_path)
+
+    folder = os.path.join(run_path, SWEEP_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    csv_path = os.path.join(folder, CSV_NAME)
+    stat = os.stat(checkpoint)
+    batch_size = args.batch_size or config.batch_size
+    common = {
+        "run": os.path.basename(run_path),
+        "dataset": dataset,
+        "config": os.path.basename(run_path),
+        "loss": config.loss,
+        "schedule": config.schedule,
+        "kid_weights": evaluation.weights_label(kid_weights, args.kid_encoder),
+        "kid_encoder": args.kid_encoder,
+        "background": format_background(background),
+        "seed": args.seed,
+        "num_images_requested": args.num_images,
+        "batch_size": batch_size,
+        "checkpoint": os.path.relpath(checkpoint, run_path),
+        "checkpoint_size": stat.st_size,
+        "checkpoint_mtime": f"{stat.st_mtime:.6f}",
+    }
+    from ddim_keras.sampling.step_rules import network_calls
+
+    wanted = [
+        dict(
+            common,
+            steps=steps,
+            eta=f"{eta:g}",
+            solver=solver,
+            spacing=spacing,
+            sampler=sampler_name(eta, solver, spacing),
+            network_calls=network_calls(solver, steps),
+        )
+        for steps, eta, solver, spacing in cells_of(steps_list, etas, samplers)
+    ]
+    # The floor: real training images in place of generated ones (steps 0, no sampler).
+    wanted.append(
+        dict(
+            common,
+            steps=0,
+            eta="0",
+            solver="real",
+            spacing="-",
+            sampler=evaluation.FLOOR_LABEL,
+            network_calls=0,
+        )
+    )
+
+    existing = read_rows(csv_path)
+    cached = {}
+    for row in [] if args.force else existing:
+        try:
+            cached[cache_key(row)] = row
+        except (KeyError, ValueError, TypeError):
+            continue  # a row of an older layout: ignored, measured again if wanted
+    missing = [cell for cell in wanted if cache_key(cell) not in cached]
+    wanted_keys = [cache_key(cell) for cell in wanted]
+    # Rows of other cells (another N, seed, checkpoint...) stay in the CSV.
+    others = [row for row in existing if cache_key_or_none(row) not in set(wanted_keys)]
+    say(
+        f"{run_path}: {len(wanted) - len(missing)} of {len(wanted)} cells cached, "
+        f"{len(missing)} to measure."
+    )
+
+    if missing:
+        import numpy as np
+
+        from ddim_keras.io.loading import load_model
+
+        model = load_model(checkpoint=checkpoint, config=config, kid_weights=kid_weights)
+        real_batches, num_images, batch_size = evaluation.validation_batches(
+            dataset,
+            config,
+            data_dir,
+            data_seed,
+            args.num_images,
+            args.batch_size,
+            say,
+            background=background,
+        )
+        encoder = evaluation.make_encoder(
+            config, kid_weights, say, encoder_name=args.kid_encoder, dataset=dataset
+        )
+        started = time.perf_counter()
+        real_features = evaluation.encode_batches(encoder, real_batches)
+        say(
+            f"Encoded {len(real_features) * batch_size} {dataset} validation images once "
+            f"({time.perf_counter() - started:.1f} s)."
+        )
+        if not real_features:
+            raise DdimError(
+                f"the {dataset} validation set gave no whole batch of {batch_size} "
+                "images; lower --batch-size."
+            )
+        recognise = None
+        if args.kid_encoder == "shapes":
+            # The share of generated images the shapes classifier recognises confidently.
+            from ddim_keras.metrics.shapes_classifier import recognised_fraction
+
+            recognise = recognised_fraction
+        for cell in missing:
+            started = time.perf_counter()
+            fractions = []
+            classify = (
+                None if recognise is None else (lambda images: fractions.append(recognise(images)))  # noqa: B023
+            )
+            if cell["solver"] == "real":
+                values = evaluation.real_floor(
+                    encoder,
+                    real_features,
+                    dataset,
+                    config,
+                    data_dir,
+                    data_seed,
+                    batch_size,
+                    background,
+                    classify,
+                )
+            else:
+                values = evaluation.compute_kid(
+                    model,
+                    encoder,
+                    real_features,
+                    batch_size,
+                    cell["steps"],
+                    float(cell["eta"]),
+                    args.seed,
+                    num_images,
+                    sampler=cell["solver"],
+                    spacing=cell["spacing"],
+                    on_generated=classify,
+                )
+            seconds = time.perf_counter() - started
+            cell.update(
+                kid=f"{float(np.mean(values)):.6g}",
+                kid_std=f"{float(np.std(values)):.3g}",
+                num_images=len(values) * batch_size,
+                seconds=f"{seconds:.2f}",
+                machine=machine,
+                recognised=f"{float(np.mean(fractions)):.3f}" if fractions else "",
+            )
+            cached[cache_key(cell)] = cell
+            say(
+                f"  {cell['sampler']:>4} {cell['steps']:>3} steps: KID {cell['kid']} "
+                f"({seconds:.1f} s)"
+            )
+            # Written after every cell, so an interrupted sweep keeps what it measured.
+            write_rows(csv_path, others + [cached[key] for key in wanted_keys if key in cached])
+
+    rows = [cached[key] for key in wanted_keys]
+    write_rows(csv_path, others + rows)
+    plot(
+        rows,
+        os.path.join(folder, PLOT_NAME),
+        f"{os.path.basename(run_path)} ({dataset}, {config.loss}, {config.schedule}): KID of "
+        f"{rows[0]['num_images']} images, {weights_title(common['kid_weights'])}",
+    )
+    for row in rows:
+        print(f"{row['run']}\t{row['sampler']}\t{row['steps']}\t{row['kid']}")
+    return csv_path
+
+
+def weights_title(label):
+    if label == evaluation.SHAPES_WEIGHTS_LABEL:
+        return "shapes classifier features"
+    if label == "none":
+        return "random Inception weights (not comparable)"
+    return f"Inception weights {os.path.basename(label)}"
+
+
+def cache_key_or_none(row):
+    try:
+        return cache_key(row)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def sweep(args):
+    steps_list, etas, samplers = check_args(args)
+    say = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    from ddim_keras.io.run_dir import RunDir
+
+    for run in args.run:  # every run is checked before any is measured
+        if not os.path.isdir(run):
+            raise DdimError(f"run directory {os.path.abspath(run)} does not exist.")
+        RunDir(run).read_config()
+
+    from ddim_keras.metrics.kid import resolve_weights
+
+    kid_weights = resolve_weights(args.kid_weights)
+    machine = machine_description()
+    for run in args.run:
+        print(sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine))
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return sweep(args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

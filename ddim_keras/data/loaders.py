@@ -1,0 +1,211 @@
+"""Image datasets for diffusion training: where images come from and how they are batched.
+
+Five kinds of source, all ending in the same kind of ``tf.data`` pipeline of
+square float32 RGB images in [0, 1] (Keras feeds it to every backend):
+
+* ``flowers``: TFDS ``oxford_flowers102``. Its official splits are tiny for
+  training, so, like the keras.io DDIM example, the first 80% of every split is
+  used for training and the last 20% for validation.
+* ``celeba``: TFDS ``celeb_a`` with its own train and validation splits.
+* ``folder``: any directory tree of JPEG/PNG/GIF/BMP/WebP/TIFF files, split
+  80/20 deterministically so that the same folder always gives the same split.
+  TensorFlow decodes JPEG, PNG, BMP and GIF; Pillow (through
+  ``tf.numpy_function``, in parallel) what TensorFlow gets wrong or cannot read.
+  Transparent pixels are composited onto a background colour (white by
+  default) and EXIF orientation is applied.
+* ``tfds:NAME[:SPLITS]``: any TFDS dataset with an ``image`` feature, split
+  80/20 unless the splits are given.
+* ``shapes``: procedurally drawn coloured shapes; needs no download, so it is
+  the offline demo and the source the tests use.
+
+The TFDS sources never leave a user waiting on TFDS's own download retries
+(minutes) without a network: before downloading, a few-second TCP probe checks
+that the download host answers, and a failure becomes a :class:`DataError`
+that names the offline alternatives.
+
+Images are decoded, cropped and resized once and cached as uint8 (a quarter of
+the memory of float32); they become float32 in [0, 1] after the cache.
+
+TensorFlow is optional (``pip install ddim_keras[tensorflow]``). This module
+imports it only inside the functions that build ``tf.data`` pipelines; where it
+is not installed, :func:`load_datasets` and :func:`load_images` return the
+NumPy/Pillow pipelines of :mod:`ddim_keras.data.numpy_pipeline` for ``shapes`` and
+``folder`` (the same images), and the TFDS sources stop with a
+:class:`DataError` that says what to install.
+"""
+
+import functools
+import os
+import sys
+
+import numpy as np
+
+from ddim_keras.core.datasets import CACHE_MODES
+from ddim_keras.core.errors import UsageError
+from ddim_keras.core.optional import tensorflow_installed
+from ddim_keras.data.cache import fingerprint
+from ddim_keras.data.sources import LOCAL_SOURCES, checked_source, split_sources
+from ddim_keras.data.splits import SPLITS
+from ddim_keras.data.tf_pipeline import (
+    files_dataset,
+    prepare_dataset,
+    shapes_dataset,
+    to_unit_range,
+)
+from ddim_keras.data.tfds_sources import tfds_split_images
+
+
+def load_datasets(
+    name,
+    config,
+    data_dir=None,
+    seed=0,
+    shapes_count=None,
+    background=None,
+    cache="memory",
+    cache_dir=None,
+):
+    """Batched, shuffled (train_ds, val_ds) pipelines for the source ``name``.
+
+    ``data_dir`` is the image folder for ``folder`` and TFDS's data directory for
+    ``flowers``/``celeba``/``tfds:NAME``. ``seed`` and ``shapes_count`` (the number
+    of train images) only affect ``shapes``; ``background`` (white, black or
+    (R, G, B); default white) is the colour under transparent pixels.
+
+    ``cache`` is "memory" (uint8 images, as the example caches them but a quarter
+    of the size), "disk" (files in ``cache_dir``, named by a fingerprint of the
+    images they hold, so a changed folder or size never reads a stale cache) or
+    "none" (decode every epoch).
+
+    Without TensorFlow the two are :class:`ddim_keras.data.numpy_pipeline.ImageBatches`
+    (``keras.utils.PyDataset``) of the same images; ``shapes`` and ``folder`` only.
+    """
+    if cache not in CACHE_MODES:
+        raise UsageError(f"unknown cache {cache!r}; choose one of {', '.join(CACHE_MODES)}.")
+    if cache == "disk" and not cache_dir:
+        raise UsageError("a disk cache needs a folder (--cache-dir).")
+    if tensorflow_installed():
+        images, identities = _load_split_images(
+            name, config, SPLITS, data_dir, seed, shapes_count, background
+        )
+        prepare = prepare_dataset
+    else:
+        from ddim_keras.data import numpy_pipeline as numpy_data
+
+        images, identities = numpy_data.split_images(
+            name, config, SPLITS, data_dir, seed, shapes_count, background
+        )
+        prepare = functools.partial(numpy_data.prepare_batches, seed=seed)
+    caches = {split: cache for split in SPLITS}
+    if cache == "disk":
+        cache_dir = os.path.abspath(os.path.expanduser(os.fspath(cache_dir)))
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+        except OSError as error:
+            raise UsageError(
+                f"cannot create the cache folder {cache_dir}: {error.strerror or error}."
+            ) from None
+        caches = {
+            split: os.path.join(cache_dir, f"{split}_{fingerprint(identities[split])}")
+            for split in SPLITS
+        }
+    train_ds = prepare(images["train"], config, training=True, cache=caches["train"])
+    val_ds = prepare(images["validation"], config, training=False, cache=caches["validation"])
+    return train_ds, val_ds
+
+
+def load_images(
+    name, config, split="train", data_dir=None, seed=0, shapes_count=None, background=None
+):
+    """Unbatched dataset of single preprocessed images of one split ("train" or "validation").
+
+    float32 in [0, 1], shape (image_size, image_size, 3). Without TensorFlow, a
+    :class:`ddim_keras.data.numpy_pipeline.SplitImages` of the same images (a sequence);
+    :func:`counted_images` and :func:`image_batches` take either kind.
+    """
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+    if not tensorflow_installed():
+        from ddim_keras.data import numpy_pipeline as numpy_data
+
+        images, _ = numpy_data.split_images(
+            name, config, (split,), data_dir, seed, shapes_count, background
+        )
+        return images[split]
+    import tensorflow as tf
+
+    images, _ = _load_split_images(name, config, (split,), data_dir, seed, shapes_count, background)
+    return images[split].map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def counted_images(images, enough):
+    """``(images, count)`` of a :func:`load_images` result, counting at most ``enough``.
+
+    A folder's tf.data images have no known number (undecodable files are
+    skipped): then the first ``enough`` are decoded once, cached and counted,
+    and those are the images returned.
+    """
+    if not _is_tf_dataset(images):
+        return images, len(images)
+    count = int(images.cardinality())
+    if count < 0:
+        images = images.take(enough).cache()
+        count = int(images.reduce(np.int64(0), lambda total, _: total + 1))
+    return images, count
+
+
+def image_batches(images, batch_size, num_batches):
+    """The first ``num_batches`` whole batches of a :func:`load_images` result, in order."""
+    if not _is_tf_dataset(images):
+        from ddim_keras.data import numpy_pipeline as numpy_data
+
+        return numpy_data.OrderedBatches(images, batch_size, num_batches)
+    return images.batch(batch_size, drop_remainder=True).take(num_batches)
+
+
+def adapt_normalizer(layer, dataset):
+    """``layer.adapt(dataset)`` (a ``keras.layers.Normalization``) for either pipeline.
+
+    Keras' own ``adapt`` needs TensorFlow for anything but an array, so the
+    NumPy pipeline's statistics are computed here (see
+    :func:`ddim_keras.data.numpy_pipeline.adapt_normalizer`).
+    """
+    if _is_tf_dataset(dataset):
+        layer.adapt(dataset)
+        return
+    from ddim_keras.data import numpy_pipeline as numpy_data
+
+    numpy_data.adapt_normalizer(layer, dataset)
+
+
+def _is_tf_dataset(value):
+    tf = sys.modules.get("tensorflow")  # a tf.data dataset means TensorFlow is loaded
+    return tf is not None and isinstance(value, tf.data.Dataset)
+
+
+def _load_split_images(name, config, splits, data_dir, seed, shapes_count, background=None):
+    """Map each requested split to its ``tf.data`` dataset of preprocessed uint8 images.
+
+    Returns ``(datasets, identities)``: ``identities[split]`` describes what the
+    split's images are made of (the fingerprint of a disk cache). Loading several
+    splits in one call lets a folder be listed (and its bad files reported) once
+    rather than once per split.
+    """
+    if name in LOCAL_SOURCES:
+        sources, identities, background = split_sources(
+            name, config, splits, data_dir, seed, shapes_count, background
+        )
+        if name == "shapes":
+            return (
+                {split: shapes_dataset(sources[split], config.image_size) for split in splits},
+                identities,
+            )
+        return (
+            {
+                split: files_dataset(sources[split], config.image_size, background)
+                for split in splits
+            },
+            identities,
+        )
+    background, common = checked_source(name, config, background)
+    return tfds_split_images(name, splits, config.image_size, data_dir, background, common)

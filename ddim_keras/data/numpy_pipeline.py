@@ -1,0 +1,438 @@
+"""NumPy/Pillow pipelines of ``shapes`` and ``folder``, for machines without TensorFlow.
+
+:func:`ddim_keras.data.load_datasets` and :func:`~ddim_keras.data.load_images`
+return these instead of ``tf.data`` pipelines when TensorFlow is not installed
+(a JAX or PyTorch install without the ``tensorflow`` extra). The images are the
+same as the tf.data path's: the same drawn shapes, the same folder listing and
+80/20 split (:func:`ddim_keras.data.sources.split_sources`), and each file decoded by
+the Pillow helpers of :mod:`ddim_keras.data`, turned upright by its EXIF
+orientation, centre-cropped, composited onto the background and resized with
+the same antialiased bilinear (triangle) filter, in float32 before one rounding
+to uint8. Only where TensorFlow decodes a file itself (JPEG, PNG, GIF, BMP) can
+a pixel differ, by the decoders' rounding and JPEG chroma upsampling (a few
+levels of 255 at most; see tests/test_no_tensorflow.py).
+
+What differs from the tf.data pipeline:
+
+* :class:`ImageBatches` is a ``keras.utils.PyDataset``: an epoch is
+  ``dataset_repetitions`` passes over the images, each a full permutation drawn
+  from the run's seed and the epoch number (tf.data shuffles through a buffer
+  of 10 batches, seeded by TensorFlow's global seed); the last incomplete batch
+  is dropped in both.
+* Decoding runs in a thread pool, one batch at a time, in the training loop's
+  thread (no prefetching ahead of the model).
+* A file that passed the listing-time check but still fails to decode is
+  replaced by the next image of its split, with a warning (tf.data drops it).
+* ``cache``: "memory" keeps the uint8 images once decoded, "none" decodes every
+  time, and a disk cache is one ``.npy`` file per split (``PREFIX.npy``, filled
+  through ``PREFIX.partial.npy``) that later runs memory-map. ``shapes`` images
+  are drawn into memory whatever the cache.
+* Keras' ``Normalization.adapt`` needs TensorFlow for anything but an array:
+  :func:`adapt_normalizer` computes the same per-channel statistics with NumPy.
+"""
+
+import concurrent.futures
+import os
+import threading
+import warnings
+
+import keras
+import numpy as np
+
+from ddim_keras.core.datasets import background_rgb
+from ddim_keras.core.durable import publish
+from ddim_keras.core.errors import DataError, UnreadableImagesWarning
+from ddim_keras.data.decode import ORIENTATIONS, pillow_rgba
+from ddim_keras.data.sources import split_sources
+from ddim_keras.data.splits import check_one_batch
+
+
+def split_images(name, config, splits, data_dir, seed, shapes_count, background=None):
+    """``(images, identities)``: the :class:`SplitImages` of each split in ``splits``.
+
+    The NumPy counterpart of ``data._load_split_images`` (same arguments, same
+    identities). The TFDS sources raise :class:`DataError`: they need TensorFlow.
+    """
+    sources, identities, background = split_sources(
+        name, config, splits, data_dir, seed, shapes_count, background
+    )
+    if name == "shapes":
+        images = {split: ImageArray(sources[split]) for split in splits}
+    else:
+        images = {
+            split: ImageFiles(sources[split], config.image_size, background) for split in splits
+        }
+    return images, identities
+
+
+def prepare_batches(images, config, training=True, cache="memory", seed=0):
+    """Shuffled batches of ``images`` (a :class:`SplitImages`), as ``data.prepare_dataset``.
+
+    ``cache`` is "memory", "none" or the path prefix of a disk cache (its folder
+    must exist). Raises DataError when there are fewer images than one batch.
+    """
+    check_one_batch(len(images), config.batch_size, training)
+    return ImageBatches(
+        images.cached(cache),
+        config.batch_size,
+        repetitions=config.dataset_repetitions,
+        seed=seed,
+        stream=0 if training else 1,
+    )
+
+
+def preprocess_uint8(image, image_size, background=None):
+    """What ``data.preprocess_image_uint8`` makes of an HxWxC image, with NumPy and Pillow.
+
+    Centre crop, alpha composited onto ``background``, antialiased bilinear
+    resize to (image_size, image_size), rounding to uint8. ``image`` is uint8 or
+    uint16 (scaled to 0..255) or float in 0..255, with 1 to 4 channels.
+    """
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype == np.uint16:
+        pixels = image.astype(np.float32) * np.float32(255.0 / 65535.0)
+    else:
+        pixels = image.astype(np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[..., np.newaxis]
+    height, width = pixels.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    pixels = composite(pixels[top : top + side, left : left + side], background)
+    if side != image_size:
+        # Pillow's BILINEAR widens its triangle filter by the scale when it shrinks:
+        # tf.image.resize(antialias=True). Per channel in mode "F", so in float.
+        pixels = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(np.ascontiguousarray(pixels[..., channel]), "F").resize(
+                        (image_size, image_size), Image.Resampling.BILINEAR
+                    )
+                )
+                for channel in range(3)
+            ],
+            axis=-1,
+        )
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def composite(pixels, background=None):
+    """RGB float32 (0..255) of HxWxC ``pixels``: ``data.composite`` in NumPy."""
+    pixels = np.asarray(pixels, np.float32)
+    channels = pixels.shape[-1]
+    if channels in (2, 4):
+        colour = pixels[..., : channels - 1]
+        alpha = pixels[..., channels - 1 :] / np.float32(255.0)
+    else:
+        colour, alpha = pixels, None
+    if colour.shape[-1] == 1:
+        colour = np.repeat(colour, 3, axis=-1)
+    if alpha is None:
+        return colour
+    rgb = np.asarray(background_rgb(background), np.float32)
+    return colour * alpha + rgb * (np.float32(1.0) - alpha)
+
+
+def apply_orientation(image, orientation):
+    """Turn an HxWxC array upright by its EXIF orientation (1..8): ``data.apply_orientation``."""
+    transpose, axes = ORIENTATIONS.get(int(orientation), ORIENTATIONS[1])
+    if transpose:
+        image = np.swapaxes(image, 0, 1)
+    return np.flip(image, axes) if axes else image
+
+
+def decode_file(path, orientation, image_size, background):
+    """uint8 (image_size, image_size, 3) of one image file: decoded by Pillow, upright."""
+    with open(path, "rb") as handle:
+        rgba = pillow_rgba(handle.read())
+    return preprocess_uint8(apply_orientation(rgba, orientation), image_size, background)
+
+
+# -- the images of a split ----------------------------------------------------------------
+
+
+class SplitImages:
+    """The preprocessed images of one split, in a fixed order.
+
+    A sequence: ``images[i]`` is float32 (image_size, image_size, 3) in [0, 1];
+    :meth:`uint8` gives several at once as uint8, the way the batches use them.
+    """
+
+    image_size = None
+
+    def __len__(self):
+        raise NotImplementedError
+
+    def uint8(self, indices):
+        """uint8 (len(indices), image_size, image_size, 3) of the images at ``indices``."""
+        raise NotImplementedError
+
+    def cached(self, cache):
+        """These images kept as ``cache`` says ("memory", "none" or a disk path prefix)."""
+        return self
+
+    def __getitem__(self, index):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"image {index} of {len(self)}")
+        return to_unit_range(self.uint8([index % len(self)])[0])
+
+    def __iter__(self):
+        for index in range(len(self)):
+            yield self[index]
+
+
+class ImageArray(SplitImages):
+    """Images already in memory: a uint8 (N, S, S, 3) array (the drawn ``shapes``)."""
+
+    def __init__(self, images):
+        self.images = np.asarray(images, np.uint8)
+        self.image_size = self.images.shape[1]
+
+    def __len__(self):
+        return len(self.images)
+
+    def uint8(self, indices):
+        return self.images[np.asarray(indices, dtype=np.int64)]
+
+
+class ImageFiles(SplitImages):
+    """A folder's images, decoded by Pillow when first asked for (in a thread pool).
+
+    ``entries`` are ``(path, decoder, orientation)`` as ``data.split_folder``
+    lists them (the decoder code is ignored: Pillow decodes every format).
+    """
+
+    def __init__(self, entries, image_size, background, cache="none"):
+        self.entries = list(entries)
+        self.image_size = image_size
+        self.background = background
+        self.cache = cache
+        self._store = None  # uint8 (N, S, S, 3): an array, or a memory map of the disk cache
+        self._filled = None  # which rows of the store hold their image
+        self._lock = threading.Lock()
+        self._replaced = {}  # index -> why its file could not be decoded
+        shape = (len(self.entries), image_size, image_size, 3)
+        if cache == "memory":
+            self._store = np.zeros(shape, np.uint8)
+            self._filled = np.zeros(len(self.entries), bool)
+        elif cache not in (None, "none"):
+            self._open_disk_cache(cache + ".npy", shape)
+
+    def __len__(self):
+        return len(self.entries)
+
+    def cached(self, cache):
+        if cache == self.cache:
+            return self
+        return ImageFiles(self.entries, self.image_size, self.background, cache)
+
+    def uint8(self, indices):
+        indices = [int(index) for index in indices]
+        if self._filled is None:
+            # Read from a finished disk cache, or decoded every time.
+            if self._store is not None:
+                return self._store[np.asarray(indices, dtype=np.int64)]
+            images = np.zeros((len(indices), self.image_size, self.image_size, 3), np.uint8)
+            for row, image in enumerate(_pool().map(self._decode, indices)):
+                images[row] = image
+            return images
+        missing = sorted({index for index in indices if not self._filled[index]})
+        for index, image in zip(missing, _pool().map(self._decode, missing)):
+            self._store[index] = image
+            self._filled[index] = True
+        if missing and self._filled.all() and self.cache not in ("memory", None, "none"):
+            self._finish_disk_cache()
+        return self._store[np.asarray(indices, dtype=np.int64)]
+
+    def _decode(self, index):
+        """The image at ``index``, or the next one that decodes (with a warning)."""
+        count = len(self.entries)
+        for step in range(count):
+            current = (index + step) % count
+            path, _, orientation = self.entries[current]
+            try:
+                return decode_file(path, orientation, self.image_size, self.background)
+            except Exception as error:  # Pillow raises many types for damaged files
+                self._report(current, path, error)
+        raise DataError(
+            f"none of the {count} images of this split can be decoded any more "
+            f"(e.g. {self.entries[index][0]}); check the folder."
+        )
+
+    def _report(self, index, path, error):
+        with self._lock:
+            if index in self._replaced:
+                return
+            self._replaced[index] = f"{type(error).__name__}: {error}"
+        warnings.warn(
+            f"cannot decode {path} ({type(error).__name__}: {error}); the next image "
+            f"of its split is used in its place.",
+            UnreadableImagesWarning,
+            stacklevel=2,
+        )
+
+    # -- disk cache: PREFIX.npy, written through PREFIX.partial.npy -------------------------
+
+    def _open_disk_cache(self, path, shape):
+        self._path = path
+        if os.path.exists(path):
+            try:
+                store = np.load(path, mmap_mode="r")
+                if store.shape == shape and store.dtype == np.uint8:
+                    self._store = store
+                    return
+            except (OSError, ValueError):  # damaged: written again below
+                pass
+        # What a killed run left is overwritten: a cache folder belongs to one process.
+        self._store = np.lib.format.open_memmap(
+            path[: -len(".npy")] + ".partial.npy", mode="w+", dtype=np.uint8, shape=shape
+        )
+        self._filled = np.zeros(shape[0], bool)
+
+    def _finish_disk_cache(self):
+        partial = self._store.filename
+        self._store.flush()
+        self._store = None
+        publish(partial, self._path)  # a complete cache, or none under its name
+        self._store = np.load(self._path, mmap_mode="r")
+        self._filled = None
+
+
+def to_unit_range(images):
+    """float32 in [0, 1] of uint8 images."""
+    return np.asarray(images, np.float32) / np.float32(255.0)
+
+
+_POOL = None
+
+
+def _pool():
+    """The thread pool that decodes files (Pillow releases the GIL while it decodes)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 1, thread_name_prefix="ddim-decode"
+        )
+    return _POOL
+
+
+# -- batches --------------------------------------------------------------------------
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """Shuffled float32 batches (batch_size, S, S, 3) in [0, 1] of a :class:`SplitImages`.
+
+    One epoch is ``repetitions`` passes over the images, each in its own random
+    order, cut into ``len(images) * repetitions // batch_size`` batches (the
+    remainder is dropped). The order of epoch ``e`` comes from
+    ``numpy.random.default_rng([seed, stream, e])``: the same seed gives the same
+    batches, every epoch a new order. Keras counts the epochs by calling
+    :meth:`on_epoch_end`. :meth:`repeat` gives the endless version that
+    ``fit(steps_per_epoch=...)`` needs, where batch ``i`` belongs to pass group
+    ``i // batches_per_epoch`` whatever the Keras epoch.
+    """
+
+    def __init__(self, images, batch_size, repetitions=1, seed=0, stream=0, endless=False):
+        # One worker: a batch's files are decoded in parallel by the decoding pool.
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.images = images
+        self.batch_size = int(batch_size)
+        self.repetitions = int(repetitions)
+        self.seed = int(seed)
+        self.stream = int(stream)
+        self.endless = bool(endless)
+        self.epoch = 0
+        self.batches_per_epoch = len(images) * self.repetitions // self.batch_size
+        self._orders = {}
+
+    @property
+    def num_batches(self):
+        return None if self.endless else self.batches_per_epoch
+
+    def __len__(self):
+        if self.endless:
+            raise TypeError("an endless ImageBatches has no length")
+        return self.batches_per_epoch
+
+    def __getitem__(self, index):
+        if self.endless:
+            epoch, index = divmod(int(index), self.batches_per_epoch)
+        else:
+            if not 0 <= index < self.batches_per_epoch:
+                raise IndexError(f"batch {index} of {self.batches_per_epoch}")
+            epoch = self.epoch
+        return self.batch(epoch, index)
+
+    def batch(self, epoch, index):
+        """float32 batch ``index`` of epoch ``epoch``."""
+        start = index * self.batch_size
+        return to_unit_range(self.images.uint8(self.order(epoch)[start : start + self.batch_size]))
+
+    def order(self, epoch):
+        """The image indices of epoch ``epoch``: ``repetitions`` permutations in a row."""
+        order = self._orders.get(epoch)
+        if order is None:
+            rng = np.random.default_rng([self.seed, self.stream, epoch])
+            order = np.concatenate(
+                [rng.permutation(len(self.images)) for _ in range(self.repetitions)]
+            )
+            self._orders = {epoch: order}  # the current epoch's only
+        return order
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def repeat(self):
+        """The same batches without end (what ``tf.data.Dataset.repeat()`` makes)."""
+        return ImageBatches(
+            self.images, self.batch_size, self.repetitions, self.seed, self.stream, endless=True
+        )
+
+
+class OrderedBatches:
+    """The first ``num_batches`` whole batches of a :class:`SplitImages`, in order.
+
+    Iterable as often as wanted; each batch is float32 (batch_size, S, S, 3).
+    """
+
+    def __init__(self, images, batch_size, num_batches):
+        self.images = images
+        self.batch_size = int(batch_size)
+        self.num_batches = max(0, min(int(num_batches), len(images) // self.batch_size))
+
+    def __len__(self):
+        return self.num_batches
+
+    def __iter__(self):
+        for index in range(self.num_batches):
+            start = index * self.batch_size
+            yield to_unit_range(self.images.uint8(range(start, start + self.batch_size)))
+
+
+def adapt_normalizer(layer, batches):
+    """Adapt a per-channel ``keras.layers.Normalization`` to one epoch of ``batches``.
+
+    What ``layer.adapt(batches)`` computes (mean and population variance over
+    every pixel of the epoch's batches), in float64 with NumPy, then set the way
+    ``adapt`` sets them; works without TensorFlow, which Keras' ``adapt`` needs
+    for a dataset.
+    """
+    total = np.zeros(3, np.float64)
+    squares = np.zeros(3, np.float64)
+    count = 0
+    for index in range(batches.batches_per_epoch):
+        pixels = batches.batch(0, index).reshape(-1, 3).astype(np.float64)
+        total += pixels.sum(axis=0)
+        squares += np.square(pixels).sum(axis=0)
+        count += len(pixels)
+    if not count:
+        raise DataError("cannot adapt the normalizer: the training set yields no batch.")
+    mean = total / count
+    variance = np.maximum(squares / count - np.square(mean), 0.0)
+    if not layer.built:
+        layer.build((None, batches.images.image_size, batches.images.image_size, 3))
+    layer.adapt_mean.assign(mean.reshape(layer.adapt_mean.shape).astype("float32"))
+    layer.adapt_variance.assign(variance.reshape(layer.adapt_variance.shape).astype("float32"))
+    layer.finalize_state()

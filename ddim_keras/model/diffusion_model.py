@@ -1,0 +1,478 @@
+"""DiffusionModel: the keras.io example's model, built on construction.
+
+Composes the pieces: ``normalizer`` (data statistics), ``network`` (trained
+weights), ``ema_network`` (their exponential moving average, used for
+sampling and evaluation), a schedule from :mod:`ddim_keras.core.schedules`, the
+sampler from :mod:`ddim_keras.sampling` and the KID metric. The public names
+and meanings are the example's, so code written against it ports by changing
+imports; the attribute layout is the example's too, so its ``.weights.h5``
+checkpoints load here.
+"""
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from ddim_keras.core import PACKAGE, checks
+from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.core.schedules import get_schedule
+from ddim_keras.core.untracked import Untracked
+from ddim_keras.metrics.kid import KID
+from ddim_keras.model import train_steps
+from ddim_keras.model.ema import update_ema
+from ddim_keras.model.network import build_network
+from ddim_keras.model.replicas import replica_seeds, step_logs
+from ddim_keras.model.sampler_cache import SamplerCache
+from ddim_keras.sampling.chunks import sample
+from ddim_keras.sampling.compiled import no_gradients
+from ddim_keras.sampling.loops import reverse_diffusion_graph, reverse_diffusion_loop
+
+LOSS_FUNCTIONS = {
+    "mae": keras.losses.mean_absolute_error,
+    "mse": keras.losses.mean_squared_error,
+}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DiffusionModel(keras.Model):
+    """Denoising diffusion model with DDIM (and DDPM) sampling.
+
+    Example::
+
+        model = DiffusionModel(DiffusionConfig())
+        model.compile()  # AdamW(learning_rate, weight_decay) from the config
+        model.normalizer.adapt(train_dataset)
+        model.fit(train_dataset, validation_data=val_dataset, epochs=50)
+        images = model.generate(num_images=18, diffusion_steps=20)
+    """
+
+    def __init__(self, config=None, kid_weights="imagenet", kid_encoder=None, **kwargs):
+        super().__init__(**kwargs)
+        if config is None:
+            config = DiffusionConfig()
+        elif isinstance(config, dict):
+            config = DiffusionConfig.from_dict(config)
+        self.diffusion_config = config
+        self.kid_weights = kid_weights
+        self._schedule_fn = get_schedule(config.schedule)
+
+        shape = (config.image_size, config.image_size, 3)
+        # float32 whatever the global dtype policy: the data statistics and the
+        # schedule math stay in full precision under mixed precision.
+        self.normalizer = layers.Normalization(dtype="float32")
+        self.network = build_network(config)
+        self.ema_network = keras.models.clone_model(self.network)
+        # The EMA starts from the network's own initial weights rather than a
+        # second random draw, so early samples are not dominated by noise.
+        self.ema_network.set_weights(self.network.get_weights())
+
+        # Metrics live from construction (the example made them in compile());
+        # the attribute names are the example's, which keeps checkpoints compatible.
+        self.noise_loss_tracker = keras.metrics.Mean(name="n_loss")
+        self.image_loss_tracker = keras.metrics.Mean(name="i_loss")
+        self.kid = KID(
+            name="kid",
+            image_size=config.image_size,
+            kid_image_size=config.kid_image_size,
+            weights=kid_weights,
+            encoder=kid_encoder,
+        )
+
+        # Built now, normalizer included, so load_weights/save_weights and
+        # ModelCheckpoint work before the first fit.
+        self.normalizer.build((None,) + shape)
+        self.built = True
+        # Parts beside the example's model, held out of Keras' tracking so the
+        # checkpoint layout stays the example's: the random streams of several
+        # replicas, and the reduced-precision copies and compiled loops of sampling.
+        self._replica_seeds = Untracked(replica_seeds())
+        self._samplers = Untracked(SamplerCache(config))
+        # A compiled JAX step cannot draw from Keras' global generator: its draws
+        # come from this generator, whose state travels in the step's state (not
+        # in checkpoints: Keras saves no seed state). Elsewhere None: the global
+        # generator, as in the example.
+        self.seed_generator = (
+            keras.random.SeedGenerator(name="seed_generator")
+            if keras.backend.backend() == "jax"
+            else None
+        )
+
+    # -- configuration -------------------------------------------------------------
+
+    @property
+    def image_size(self):
+        return self.diffusion_config.image_size
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "config": self.diffusion_config.to_dict(),
+            "kid_weights": self.kid_weights
+            if isinstance(self.kid_weights, (str, type(None)))
+            else None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        diffusion_config = DiffusionConfig.from_dict(config.pop("config"))
+        return cls(config=diffusion_config, **config)
+
+    def compile(self, optimizer=None, loss=None, **kwargs):
+        """Compile with the config's AdamW and loss unless others are given."""
+        config = self.diffusion_config
+        if optimizer is None:
+            optimizer = keras.optimizers.AdamW(
+                learning_rate=config.learning_rate, weight_decay=config.weight_decay
+            )
+        # The loss is a plain function of (targets, predictions); it is kept out
+        # of Keras' compiled loss because train_step computes it itself.
+        self.loss_fn = loss if loss is not None else LOSS_FUNCTIONS[config.loss]
+        if self.network.dtype_policy.name == "mixed_float16" and not isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            # float16 gradients underflow without loss scaling; train_step scales
+            # the loss with optimizer.scale_loss and apply() unscales the gradients.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        super().compile(optimizer=optimizer, **kwargs)
+        # The optimizer updates the network alone. Built now for those weights:
+        # Keras' JAX trainer would otherwise build it for every trainable weight
+        # of the model, ema_network's included, and its checkpoints would hold
+        # twice the moments and load on no other backend.
+        if not self.optimizer.built:
+            self.optimizer.build(self.network.trainable_weights)
+
+    def compile_from_config(self, config):
+        """Recompile a model loaded from a ``.keras`` file, optimizer included.
+
+        Keras skips this for models that override ``compile``; without it a
+        loaded model could not continue training.
+        """
+        config = keras.saving.deserialize_keras_object(config)
+        # compile() builds the optimizer for the weights train_step updates, so
+        # that the saved optimizer state has variables to load into.
+        self.compile(**config)
+
+    @property
+    def metrics(self):
+        if self.diffusion_config.kid:
+            return [self.noise_loss_tracker, self.image_loss_tracker, self.kid]
+        return [self.noise_loss_tracker, self.image_loss_tracker]
+
+    # -- the example's building blocks ---------------------------------------------
+
+    def denormalize(self, images):
+        # Back from zero mean / unit variance to pixel values in [0, 1].
+        images = ops.convert_to_tensor(images, "float32")
+        images = self.normalizer.mean + images * self.normalizer.variance**0.5
+        return ops.clip(images, 0.0, 1.0)
+
+    def diffusion_schedule(self, diffusion_times):
+        return self._schedule_fn(
+            diffusion_times,
+            self.diffusion_config.min_signal_rate,
+            self.diffusion_config.max_signal_rate,
+        )
+
+    def denoise(self, noisy_images, noise_rates, signal_rates, training, network=None):
+        # The exponential moving average weights are used for evaluation.
+        if network is None:
+            network = self.network if training else self.ema_network
+        # Predict the noise component; the image component follows from it.
+        pred_noises = network([noisy_images, noise_rates**2], training=training)
+        # Under a mixed precision policy the network computes in float16/bfloat16;
+        # its output, the losses and the sampler stay float32.
+        pred_noises = ops.cast(pred_noises, "float32")
+        pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates
+        return pred_noises, pred_images
+
+    def _denoise_eval(self, noisy_images, noise_rates, signal_rates):
+        return self.denoise(noisy_images, noise_rates, signal_rates, training=False)
+
+    def sampling_network(self, precision="float32"):
+        """The network that samples in ``precision``: "float32", "bfloat16" or "float16".
+
+        float32 is ``ema_network`` itself; the others are a copy of it computing
+        in that precision, holding the current EMA weights (see
+        :class:`~ddim_keras.model.sampler_cache.SamplerCache`). On the development
+        CPU, which has native bfloat16 instructions (AVX512_BF16), bfloat16
+        sampled 1.7x faster than float32 at the default config, with images
+        about 1 % of the pixel range apart; see README "Generating".
+        """
+        return self._samplers.value.network(self.ema_network, precision)
+
+    def reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0, first_image=0):
+        """Step-by-step sampling loop (the example's), returns normalized images.
+
+        ``eta=0`` is deterministic DDIM; ``eta=1`` is DDPM-like stochastic
+        sampling with noise drawn statelessly from ``seed`` and ``first_image``
+        (the index of the chunk's first image); eta must lie in [0, 1].
+        """
+        with no_gradients():
+            return reverse_diffusion_loop(
+                self._denoise_eval,
+                self.diffusion_schedule,
+                initial_noise,
+                checks.check_steps(diffusion_steps),
+                eta=checks.check_eta(eta),
+                seed=seed,
+                first_image=first_image,
+            )
+
+    def compiled_reverse_diffusion(
+        self,
+        initial_noise,
+        diffusion_steps,
+        eta=0.0,
+        seed=0,
+        record=False,
+        precision="float32",
+        first_image=0,
+        sampler="ddim",
+        spacing="time",
+    ):
+        """Any sampler compiled into one graph; no retrace per step count.
+
+        ``sampler``: "ddim" (the example's, with ``eta``), "dpmpp_2m",
+        "dpmpp_3m" or "heun"; ``spacing``: "time" (the example's), "logsnr" or
+        "karras" (see :mod:`ddim_keras.sampling`). ``precision`` other than
+        "float32" samples with :meth:`sampling_network`.
+        ``first_image`` keys the fresh noise (eta > 0) with ``seed``: pass the
+        index of the chunk's first image (see :mod:`ddim_keras.sampling.chunks`).
+        """
+        diffusion_steps = checks.check_steps(diffusion_steps)
+        sampler, spacing, eta = checks.check_sampler(sampler, spacing, eta)
+        network = self.sampling_network(precision)
+
+        def denoise(noisy_images, noise_rates, signal_rates):
+            return self.denoise(
+                noisy_images, noise_rates, signal_rates, training=False, network=network
+            )
+
+        # A recording's shape is its step count: record mode compiles per count.
+        record = int(diffusion_steps) if record else False
+        function = self._samplers.value.compiled(
+            denoise, self.diffusion_schedule, record, precision, sampler, spacing, network=network
+        )
+        return function(
+            initial_noise,
+            int(diffusion_steps),
+            float(eta),
+            int(seed) % checks.SEED_LIMIT,
+            int(first_image),
+        )
+
+    def initial_noise(self, num_images, seed=None):
+        """Standard normal noise drawn with NumPy from ``seed``.
+
+        Drawn on the host so the same seed gives the same noise whatever the
+        device or chunk size.
+        """
+        rng = np.random.default_rng(seed)
+        shape = (num_images, self.image_size, self.image_size, 3)
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    def generate(
+        self,
+        num_images,
+        diffusion_steps,
+        eta=0.0,
+        seed=None,
+        batch_size=None,
+        progress=None,
+        precision="float32",
+        sampler="ddim",
+        spacing="time",
+    ):
+        """Sample ``num_images`` images in [0, 1] as a NumPy array (N, S, S, 3).
+
+        Works in chunks of ``batch_size`` (default: the config's batch size) so
+        that memory stays bounded; the result does not depend on the chunking,
+        nor on the Keras backend (up to float rounding). ``progress`` is an
+        optional callable(done, total).
+        ``precision``: "float32" (default), "bfloat16" or "float16", see
+        :meth:`sampling_network`. ``sampler`` and ``spacing``: see
+        :meth:`compiled_reverse_diffusion`; the defaults are the example's. A
+        step is one network call, except with "heun" (see
+        :func:`ddim_keras.sampling.step_rules.network_calls`).
+        """
+        checks.check_at_least(num_images, 1, "num_images")
+        if seed is None:
+            seed = checks.draw_seed()
+        on_chunk = None if progress is None else (lambda done: progress(done, num_images))
+        return sample(
+            self,
+            self.initial_noise(num_images, seed),
+            diffusion_steps,
+            eta=eta,
+            seed=seed,
+            batch_size=batch_size,
+            precision=precision,
+            on_chunk=on_chunk,
+            sampler=sampler,
+            spacing=spacing,
+        )
+
+    # -- training --------------------------------------------------------------------
+
+    def noisy_batch(self, images, training):
+        """(images, noises, noisy_images, noise_rates, signal_rates) of one step's batch."""
+        # Normalize images to unit variance, like the noises they are mixed with.
+        images = self.normalizer(images, training=training)
+        noises, diffusion_times = self._draw_noises(images, training)
+        noise_rates, signal_rates = self.diffusion_schedule(diffusion_times)
+        noisy_images = signal_rates * images + noise_rates * noises
+        return images, noises, noisy_images, noise_rates, signal_rates
+
+    def _draw_noises(self, images, training):
+        """The random draws of one step: (noises like ``images``, diffusion_times).
+
+        One TensorFlow or PyTorch device draws from Keras' global generator, in
+        the example's order (noises first, then uniform times). JAX draws from
+        the model's own ``seed_generator`` in the same order. Several
+        TensorFlow replicas draw statelessly from a seed per replica and step
+        (see :mod:`ddim_keras.model.replicas`).
+        """
+        batch_size = ops.shape(images)[0]  # from the data: a last partial batch works
+        times_shape = (batch_size, 1, 1, 1)
+        seed = self._replica_seed(training)
+        if seed is not None:
+            return self._replica_seeds.value.draws(images, times_shape, seed)
+        seed = self.seed_generator
+        noises = keras.random.normal(shape=ops.shape(images), seed=seed)
+        diffusion_times = keras.random.uniform(shape=times_shape, minval=0.0, maxval=1.0, seed=seed)
+        return noises, diffusion_times
+
+    def _replica_seed(self, training):
+        """None on one replica; a stateless seed per replica and step under a strategy."""
+        return self._replica_seeds.value.seed(training, self.optimizer)
+
+    def step_losses(self, batch, network):
+        """Per-pixel (noise_loss, image_loss), shape (batch, height, width), of a noisy batch.
+
+        ``network`` is the network, or a callable(inputs, training) standing for
+        it (JAX's stateless call).
+        """
+        images, noises, noisy_images, noise_rates, signal_rates = batch
+        # Train the network to separate noisy images into their components.
+        pred_noises, pred_images = self.denoise(
+            noisy_images, noise_rates, signal_rates, training=True, network=network
+        )
+        noise_loss = self.loss_fn(noises, pred_noises)  # used for training
+        image_loss = self.loss_fn(images, pred_images)  # only used as a metric
+        return noise_loss, image_loss
+
+    def train_step(self, *args):
+        """One optimizer step; each backend's way is in :mod:`ddim_keras.model.train_steps`."""
+        return train_steps.train_step(self, *args)
+
+    def finish_train_step(
+        self, gradients, gradient_factor, noise_loss, image_loss, apply_gradients=None
+    ):
+        """Apply the gradients, update the loss metrics and the EMA; return the step's logs.
+
+        ``apply_gradients(gradients)`` replaces ``optimizer.apply`` where a
+        backend needs its own (JAX's stateless update).
+        """
+        if gradient_factor is not None:
+            gradients = [gradient * gradient_factor for gradient in gradients]
+        if apply_gradients is None:
+            self.optimizer.apply(gradients, self.network.trainable_weights)
+        else:
+            apply_gradients(gradients)
+        # The metrics average every pixel's loss, as the example's do.
+        self.noise_loss_tracker.update_state(noise_loss)
+        self.image_loss_tracker.update_state(image_loss)
+        self.update_ema()
+        # KID is not measured while training: it is too expensive.
+        return step_logs((self.noise_loss_tracker, self.image_loss_tracker))
+
+    def differentiated_loss(self, per_pixel_loss):
+        """(the loss to differentiate, a factor for its float32 gradients or None).
+
+        The example differentiates the unreduced per-pixel loss, which
+        TensorFlow's tape sums, so its gradients are those of the SUM over
+        pixels and images, not of their mean. AdamW is scale-invariant only up
+        to its epsilon, which would damp a mean's ~260,000x smaller gradients,
+        so the sum is what reproduces the example's updates (on every backend).
+        Under a tf.distribute strategy the optimizer sums the replicas'
+        gradients, and the sum of the replicas' sums is the global batch's sum:
+        no rescaling.
+
+        The gradient wanted is that of ``sum(per_pixel_loss)``. Under a
+        LossScaleOptimizer (mixed_float16) the sum's gradients overflow float16
+        inside the network (measured at 64 px, batch 16: every step skipped and
+        the loss scale halved each time), so there the tape differentiates the
+        scaled MEAN, which float16 holds, and the float32 gradients are
+        multiplied back by the number of terms: the same gradient, up to
+        rounding. float32 and bfloat16 (float32's range) differentiate the sum
+        itself, which keeps float32 bit-identical to the example.
+        """
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            count = ops.cast(ops.size(per_pixel_loss), "float32")
+            return self.optimizer.scale_loss(ops.mean(per_pixel_loss)), count
+        return ops.sum(per_pixel_loss), None
+
+    def update_ema(self):
+        """Move every EMA weight (batch-norm statistics included) towards the network's.
+
+        See :func:`ddim_keras.model.ema.update_ema`. (The weight pairs are not cached on
+        the model: Keras would track such a list as the model's own weights and
+        change the checkpoint layout.)
+        """
+        update_ema(self.network.weights, self.ema_network.weights, self.diffusion_config.ema)
+
+    def test_step(self, *args):
+        """Validation losses (and KID when configured); see :mod:`ddim_keras.model.train_steps`."""
+        return train_steps.test_step(self, *args)
+
+    def evaluate_batch(self, images):
+        """Update the metrics with one validation batch; return their logs."""
+        images, noises, noisy_images, noise_rates, signal_rates = self.noisy_batch(
+            images, training=False
+        )
+        pred_noises, pred_images = self.denoise(
+            noisy_images, noise_rates, signal_rates, training=False
+        )
+        # The metrics average every pixel's loss, as the example's do.
+        self.noise_loss_tracker.update_state(self.loss_fn(noises, pred_noises))
+        self.image_loss_tracker.update_state(self.loss_fn(images, pred_images))
+
+        if self.diffusion_config.kid:
+            # KID between real and generated images; expensive, so few steps.
+            real_images = self.denormalize(images)
+            seed = self._replica_seed(training=False)
+            if seed is not None:
+                initial_noise = self._replica_seeds.value.kid_noise(images, seed)
+            else:
+                initial_noise = keras.random.normal(
+                    shape=ops.shape(images), seed=self.seed_generator
+                )
+            generated_images = self.denormalize(
+                reverse_diffusion_graph(
+                    self._denoise_eval,
+                    self.diffusion_schedule,
+                    initial_noise,
+                    self.diffusion_config.kid_diffusion_steps,
+                )
+            )
+            self.kid.update_state(real_images, generated_images)
+        return step_logs(self.metrics)
+
+    def plot_images(self, epoch=None, logs=None, num_rows=3, num_cols=6, seed=None):
+        """Show a grid of generated images with matplotlib (as in the example)."""
+        import matplotlib.pyplot as plt
+
+        from ddim_keras.core.pictures import image_grid
+
+        images = self.generate(
+            num_rows * num_cols, self.diffusion_config.plot_diffusion_steps, seed=seed
+        )
+        grid = image_grid(images, num_rows, num_cols)
+        plt.figure(figsize=(num_cols * 2.0, num_rows * 2.0))
+        plt.imshow(grid)
+        plt.axis("off")
+        plt.tight_layout()
+        plt.show()
+        plt.close()
+        return grid

@@ -1,0 +1,148 @@
+"""The denoising network: the keras.io example's residual U-Net, layer for layer.
+
+Inputs are the noisy images and the variances of their noise components
+(noise_rates**2); the output is the predicted noise. The network knows nothing
+of schedules or samplers.
+
+The layers are created in the same order and with the same classes as the
+example, so a ``.weights.h5`` written by the example loads into this network:
+Keras addresses weights by layer class name and position, not by layer name.
+Two differences: the embedding is a registered layer class instead of a Lambda,
+so ``.keras`` files load in safe mode (it has no weights, so the layout is
+equal); Conv2D and BatchNormalization are Keras' own with a fused PyTorch path
+(:mod:`ddim_keras.model.fused_layers`), same class names, weights and math.
+"""
+
+import math
+
+import keras
+from keras import layers, ops
+
+from ddim_keras.core import PACKAGE
+from ddim_keras.model.fused_layers import BatchNormalization, Conv2D
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SinusoidalEmbedding(layers.Layer):
+    """Sines and cosines of the input at log-spaced frequencies.
+
+    Makes the network sensitive to small changes of the noise level: the
+    frequencies range from 1 (the input's range) to ``max_frequency``.
+    Input (batch, 1, 1, 1) -> output (batch, 1, 1, embedding_dims).
+    """
+
+    def __init__(self, embedding_dims=32, max_frequency=1000.0, min_frequency=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding_dims = int(embedding_dims)
+        self.max_frequency = float(max_frequency)
+        self.min_frequency = float(min_frequency)
+
+    def call(self, x):
+        frequencies = ops.exp(
+            ops.linspace(
+                math.log(self.min_frequency),
+                math.log(self.max_frequency),
+                self.embedding_dims // 2,
+            )
+        )
+        angular_speeds = ops.cast(2.0 * math.pi * frequencies, x.dtype)
+        return ops.concatenate([ops.sin(angular_speeds * x), ops.cos(angular_speeds * x)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.embedding_dims,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            embedding_dims=self.embedding_dims,
+            max_frequency=self.max_frequency,
+            min_frequency=self.min_frequency,
+        )
+        return config
+
+
+def residual_block(x, width, dtype=None):
+    """BatchNorm -> 3x3 swish conv -> 3x3 conv, plus a (projected) shortcut."""
+    input_width = x.shape[3]
+    if input_width == width:
+        residual = x
+    else:
+        # A 1x1 convolution matches the shortcut's channels to the block's.
+        residual = Conv2D(width, kernel_size=1, dtype=dtype)(x)
+    # center/scale are redundant: a convolution follows.
+    x = BatchNormalization(center=False, scale=False, dtype=dtype)(x)
+    x = Conv2D(width, kernel_size=3, padding="same", activation="swish", dtype=dtype)(x)
+    x = Conv2D(width, kernel_size=3, padding="same", dtype=dtype)(x)
+    return layers.Add(dtype=dtype)([x, residual])
+
+
+def down_block(x, skips, width, block_depth, dtype=None):
+    for _ in range(block_depth):
+        x = residual_block(x, width, dtype)
+        skips.append(x)
+    return layers.AveragePooling2D(pool_size=2, dtype=dtype)(x)
+
+
+def up_block(x, skips, width, block_depth, dtype=None):
+    x = layers.UpSampling2D(size=2, interpolation="bilinear", dtype=dtype)(x)
+    for _ in range(block_depth):
+        x = layers.Concatenate(dtype=dtype)([x, skips.pop()])
+        x = residual_block(x, width, dtype)
+    return x
+
+
+def build_unet(
+    image_size,
+    widths,
+    block_depth,
+    embedding_dims=32,
+    embedding_max_frequency=1000.0,
+    name="residual_unet",
+    dtype=None,
+):
+    """The residual U-Net; 1,953,507 parameters at the example's defaults.
+
+    ``dtype`` is the layers' dtype policy (e.g. "mixed_bfloat16"); None follows
+    Keras' global policy. The embedding computes in float32 under every policy:
+    its angles reach 2*pi*max_frequency (~6,300 rad at the default), which
+    float16 or bfloat16 would round by whole radians, scrambling the noise level.
+    """
+    noisy_images = keras.Input(shape=(image_size, image_size, 3))
+    noise_variances = keras.Input(shape=(1, 1, 1))
+
+    # The noise level enters once, at full resolution, as extra channels.
+    e = SinusoidalEmbedding(embedding_dims, embedding_max_frequency, dtype="float32")(
+        noise_variances
+    )
+    e = layers.UpSampling2D(size=image_size, interpolation="nearest", dtype=dtype)(e)
+
+    x = Conv2D(widths[0], kernel_size=1, dtype=dtype)(noisy_images)
+    x = layers.Concatenate(dtype=dtype)([x, e])
+
+    skips = []
+    for width in widths[:-1]:
+        x = down_block(x, skips, width, block_depth, dtype)
+
+    for _ in range(block_depth):
+        x = residual_block(x, widths[-1], dtype)
+
+    for width in reversed(widths[:-1]):
+        x = up_block(x, skips, width, block_depth, dtype)
+
+    # Zero init: the untrained network predicts zero noise, the targets' mean.
+    x = Conv2D(3, kernel_size=1, kernel_initializer="zeros", dtype=dtype)(x)
+
+    return keras.Model([noisy_images, noise_variances], x, name=name)
+
+
+def build_network(config, name="residual_unet", dtype=None):
+    """The U-Net described by a DiffusionConfig (``dtype``: see :func:`build_unet`)."""
+    return build_unet(
+        config.image_size,
+        list(config.widths),
+        config.block_depth,
+        embedding_dims=config.embedding_dims,
+        embedding_max_frequency=config.embedding_max_frequency,
+        name=name,
+        dtype=dtype,
+    )
