@@ -10,6 +10,8 @@ Keras feeds to every backend; else a NumPy/Pillow ``keras.utils.PyDataset``):
 * ``celeba``: TFDS ``celeb_a`` with its own train and validation splits.
 * ``folder``: any directory tree of JPEG/PNG/GIF/BMP/WebP/TIFF files, split
   80/20 deterministically so that the same folder always gives the same split.
+  TensorFlow decodes JPEG, PNG, BMP and GIF; Pillow (through
+  ``tf.numpy_function``, in parallel) what TensorFlow gets wrong or cannot read.
   Transparent pixels are composited onto a background colour (white by
   default) and EXIF orientation is applied.
 * ``tfds:NAME[:SPLITS]``: any TFDS dataset with an ``image`` feature, split

@@ -1,37 +1,15 @@
-"""Image datasets for diffusion training: where images come from and how they are batched.
+"""The loaders: the batched pipelines of a source, tf.data where TensorFlow is installed.
 
-Five kinds of source, all ending in the same kind of ``tf.data`` pipeline of
-square float32 RGB images in [0, 1] (Keras feeds it to every backend):
-
-* ``flowers``: TFDS ``oxford_flowers102``. Its official splits are tiny for
-  training, so, like the keras.io DDIM example, the first 80% of every split is
-  used for training and the last 20% for validation.
-* ``celeba``: TFDS ``celeb_a`` with its own train and validation splits.
-* ``folder``: any directory tree of JPEG/PNG/GIF/BMP/WebP/TIFF files, split
-  80/20 deterministically so that the same folder always gives the same split.
-  TensorFlow decodes JPEG, PNG, BMP and GIF; Pillow (through
-  ``tf.numpy_function``, in parallel) what TensorFlow gets wrong or cannot read.
-  Transparent pixels are composited onto a background colour (white by
-  default) and EXIF orientation is applied.
-* ``tfds:NAME[:SPLITS]``: any TFDS dataset with an ``image`` feature, split
-  80/20 unless the splits are given.
-* ``shapes``: procedurally drawn coloured shapes; needs no download, so it is
-  the offline demo and the source the tests use.
-
-The TFDS sources never leave a user waiting on TFDS's own download retries
-(minutes) without a network: before downloading, a few-second TCP probe checks
-that the download host answers, and a failure becomes a :class:`DataError`
-that names the offline alternatives.
-
+:func:`load_datasets` gives the (train, validation) pipelines the example
+trains on, :func:`load_images` the single images of one split (for KID).
 Images are decoded, cropped and resized once and cached as uint8 (a quarter of
 the memory of float32); they become float32 in [0, 1] after the cache.
 
-TensorFlow is optional (``pip install ddim_keras[tensorflow]``). This module
-imports it only inside the functions that build ``tf.data`` pipelines; where it
-is not installed, :func:`load_datasets` and :func:`load_images` return the
-NumPy/Pillow pipelines of :mod:`ddim_keras.data.numpy_pipeline` for ``shapes`` and
-``folder`` (the same images), and the TFDS sources stop with a
-:class:`DataError` that says what to install.
+TensorFlow is optional (``pip install ddim_keras[tensorflow]``): where it is not
+installed, the loaders return the NumPy/Pillow pipelines of
+:mod:`ddim_keras.data.numpy_pipeline` for ``shapes`` and ``folder`` (the same
+images), and the TFDS sources stop with a :class:`DataError` that says what to
+install.
 """
 
 import functools

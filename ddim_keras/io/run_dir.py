@@ -1,4 +1,4 @@
-"""The layout of a run directory, and loading a trained model back from it.
+"""The layout of a run directory, and the checks of the files commands write.
 
 ::
 
