@@ -140,6 +140,7 @@ def test_keras_internal_warnings_hidden_package_warnings_kept(monkeypatch):
 FAKE_TENSORFLOW = """
 import os
 os.write(2, b"I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on\\n")
+os.write(2, b"E0000 00:00:1.0 1 cuda_dnn.cc:8579] Unable to load cuDNN\\n")
 if os.environ.get("FAKE_TF_FAILS"):
     raise ImportError("fake tensorflow failed")
 """
@@ -173,7 +174,11 @@ def test_import_hook_holds_back_stderr_and_replays_it_on_failure(tmp_path):
 
     quiet_run = run()
     assert quiet_run.returncode == 0, quiet_run.stderr
-    assert quiet_run.stderr == "before\nafter\n"
+    # The info line is held back; the error line (a GPU library that failed) is shown.
+    assert (
+        quiet_run.stderr
+        == "before\nE0000 00:00:1.0 1 cuda_dnn.cc:8579] Unable to load cuDNN\nafter\n"
+    )
 
     debug_run = run("--debug")
     assert "oneDNN custom operations are on" in debug_run.stderr

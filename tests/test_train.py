@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import write_config
 from PIL import Image
@@ -265,3 +266,71 @@ def test_run_records_training_time_and_machine(tiny_run):
     assert state["train_seconds"] > 0
     info = json.load(open(os.path.join(tiny_run, "run.json")))
     assert "cores" in info["machine"]
+
+
+class _StopBeforeFit(Exception):
+    pass
+
+
+def _initial_network(monkeypatch, tmp_path, seed, *flags):
+    """The network weights train would start fitting from, for ``--seed SEED FLAGS``."""
+    from ddim_keras.model.diffusion_model import DiffusionModel
+
+    seen = {}
+
+    def fit(self, *args, **kwargs):
+        seen["weights"] = [w.copy() for w in self.network.get_weights()]
+        seen["encoder"] = self.kid._holder.value
+        raise _StopBeforeFit
+
+    monkeypatch.setattr(DiffusionModel, "fit", fit)
+    config = write_config(tmp_path / f"kid{len(flags)}.json", kid=True)
+    output = tmp_path / f"run_{seed}_{'_'.join(flags).replace('-', '')}"
+    with pytest.raises(_StopBeforeFit):
+        train.main(
+            ["--dataset", "shapes", "--config", config, "--output", str(output)]
+            + ["--verbose", "0", "--seed", str(seed), *flags]
+        )
+    return seen
+
+
+def test_the_initial_network_depends_on_the_seed_alone(monkeypatch, tmp_path):
+    """Issue #20: building the KID encoder (random InceptionV3 weights, or the shapes
+    classifier) used to draw before the network did, so --no-kid changed the start."""
+    without = _initial_network(monkeypatch, tmp_path, 5, "--no-kid")
+    inception = _initial_network(monkeypatch, tmp_path, 5, "--kid-weights", "none")
+    shapes = _initial_network(monkeypatch, tmp_path, 5, "--kid-encoder", "shapes")
+    assert without["encoder"] is None
+    assert inception["encoder"].name == "inception_encoder"
+    assert shapes["encoder"] is not None and shapes["encoder"].name != "inception_encoder"
+    for other in (inception, shapes):
+        assert len(other["weights"]) == len(without["weights"])
+        for ours, theirs in zip(other["weights"], without["weights"]):
+            np.testing.assert_array_equal(ours, theirs)
+    # The seed does decide it.
+    reseeded = _initial_network(monkeypatch, tmp_path, 6, "--no-kid")
+    assert any(np.any(a != b) for a, b in zip(reseeded["weights"], without["weights"]))
+
+
+def test_train_says_where_it_trains(monkeypatch, tmp_path, capsys):
+    """One line before training names the devices: on this machine the CPU."""
+    from ddim_keras.core.devices import cpu_description
+
+    _initial_network(monkeypatch, tmp_path, 5, "--no-kid")
+    err = capsys.readouterr().err
+    assert f"Training on the CPU ({cpu_description()}) with TensorFlow." in err
+
+
+def test_placement_line_of_several_replicas(monkeypatch):
+    from ddim_keras.core import devices
+    from ddim_keras.model.distribute import describe_placement
+
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    monkeypatch.setattr(devices, "gpu_names", lambda: ["NVIDIA H100", "NVIDIA H100"])
+    line = describe_placement(TwoReplicas(), 64)
+    assert line == (
+        "Training on 2 replicas of NVIDIA H100 with TensorFlow (TwoReplicas); global batch 64, "
+        "32 per replica."
+    )

@@ -1,6 +1,6 @@
 """Keep TensorFlow's and Keras' internal chatter off the terminal (issue #12).
 
-Every command calls :func:`quiet_tensorflow` first (through ``errors.run_cli``),
+Every command calls :func:`quiet_tensorflow` first (through ``runner.run_cli``),
 before TensorFlow is imported; ``--debug`` skips it and shows everything. Pure
 Python: importing this module does not import TensorFlow, and TensorFlow still
 loads lazily, only in the commands that need it.
@@ -17,8 +17,9 @@ What silences what (TensorFlow 2.21, measured):
   (TF_CPP_MIN_LOG_LEVEL, GLOG_minloglevel, ABSL_*, GRPC_VERBOSITY); only
   pointing file descriptor 2 elsewhere while that import runs hides them. An
   import hook does that around the first ``import tensorflow`` (whoever makes
-  it: keras, tensorflow_datasets, the package) and replays what it held back
-  if the import fails.
+  it: keras, tensorflow_datasets, the package). It replays the error-level
+  lines among them (``E0000 ... cuda_dnn.cc] Unable to ...``: a CUDA or cuDNN
+  that failed to load), and everything it held back if the import fails.
 * Python warnings filters hide Keras' warnings about how it was called, which
   do not concern the user; the ``tensorflow`` and ``absl`` Python loggers are
   set to ERROR once TensorFlow is loaded.
@@ -36,6 +37,7 @@ import importlib.abc
 import importlib.util
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -125,8 +127,13 @@ class _QuietLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
+#: An error- or fatal-level line of absl's log format (``E0000 00:00:...``).
+ERROR_LINE = re.compile(r"[EF]\d{4} ")
+
+
 class _held_back_stderr:
-    """Point file descriptor 2 at a temporary file; replay it if the block raises."""
+    """Point file descriptor 2 at a temporary file; replay its error lines afterwards,
+    and all of it if the block raises."""
 
     def __enter__(self):
         self._saved = None
@@ -146,13 +153,17 @@ class _held_back_stderr:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-        held = b""
-        if kind is not None:
-            self._file.seek(0)
-            held = self._file.read()
+        self._file.seek(0)
+        held = self._file.read().decode("utf-8", "replace")
+        if kind is None:
+            # A successful import keeps only its error-level lines: CUDA or cuDNN that
+            # failed to load would otherwise leave a GPU machine training on its CPU.
+            held = "".join(
+                line for line in held.splitlines(keepends=True) if ERROR_LINE.match(line)
+            )
         self._restore()
         if held:
-            sys.stderr.write(held.decode("utf-8", "replace"))
+            sys.stderr.write(held)
             sys.stderr.flush()
         return False
 

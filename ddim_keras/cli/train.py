@@ -42,6 +42,7 @@ from ddim_keras.model.distribute import (
     JIT_CHOICES,
     STRATEGIES,
     check_strategy_args,
+    describe_placement,
     is_chief,
     parse_jit_compile,
 )
@@ -253,13 +254,8 @@ def train(args):
             f"the {strategy.num_replicas_in_sync} replicas of --strategy {args.strategy}; "
             "pass a --batch-size that is a multiple of it."
         )
-    if strategy.num_replicas_in_sync > 1:
-        print(
-            f"Training on {strategy.num_replicas_in_sync} replicas "
-            f"({type(strategy).__name__}); global batch {config.batch_size}, "
-            f"{config.batch_size // strategy.num_replicas_in_sync} per replica.",
-            file=sys.stderr,
-        )
+    # Always said: a broken GPU setup would otherwise train on the CPU without a word.
+    print(describe_placement(strategy, config.batch_size), file=sys.stderr)
     temporary = None
     if chief:
         write_dir = run_dir
@@ -303,6 +299,9 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
 
     kid_weights = resolve_weights(args.kid_weights)
     keras.utils.set_random_seed(args.seed)
+    # The model first, straight after the seed: its initial weights then depend on
+    # --seed alone, not on what the data or the KID encoder drew before them.
+    model = DiffusionModel(config, kid_weights=kid_weights)
     background = resolve_background(args.background, source_dir, args.overwrite)
     cache = args.cache or ("disk" if args.cache_dir else "memory")
     train_ds, val_ds = load_datasets(
@@ -314,17 +313,14 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
         cache=cache,
         cache_dir=args.cache_dir or os.path.join(run_dir.path, "cache"),
     )
-    # Build the KID encoder now: a failed weights download should stop the run
-    # before an hour of training, not after the first epoch.
-    encoder = (
-        build_encoder(
-            config.image_size, config.kid_image_size, kid_weights, encoder_name=args.kid_encoder
+    if config.kid:
+        # Built now: a failed weights download should stop the run before an hour
+        # of training, not after the first epoch.
+        model.kid.use_encoder(
+            build_encoder(
+                config.image_size, config.kid_image_size, kid_weights, encoder_name=args.kid_encoder
+            )
         )
-        if config.kid
-        else None
-    )
-
-    model = DiffusionModel(config, kid_weights=kid_weights, kid_encoder=encoder)
     model.compile(
         steps_per_execution=args.steps_per_execution,
         jit_compile=parse_jit_compile(args.jit_compile),

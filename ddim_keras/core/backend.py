@@ -24,6 +24,8 @@ from ddim_keras.core.optional import installed
 
 #: Keras backends in the order of preference when one has to be picked.
 BACKENDS = ("tensorflow", "jax", "torch")
+#: How each backend's name is printed.
+BACKEND_LABELS = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
 #: XLA:CPU hands dots, convolutions and element-wise work to the YNNPACK library with
 #: this flag. The default config's JAX train step on the 2-core development CPU:

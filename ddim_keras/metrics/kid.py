@@ -181,6 +181,10 @@ class KID(keras.metrics.Metric):
         # Its fixed weights stay out of checkpoints.
         self._holder = Untracked(encoder)
 
+    def use_encoder(self, encoder):
+        """Measure with ``encoder`` (built by the caller, e.g. :func:`build_encoder`)."""
+        self._holder.value = encoder
+
     def get_encoder(self):
         """The encoder, built on first use (a method, not a property, so that
         Keras' checkpoint walk over attributes never triggers a download)."""

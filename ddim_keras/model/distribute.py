@@ -267,3 +267,33 @@ def _split_cpu_for(devices):
             f"--devices asks for {needed} CPU devices, but TensorFlow had already set up its "
             "devices in this process; run the command in a fresh Python process."
         ) from None
+
+
+def describe_placement(strategy, batch_size):
+    """The line ``train`` prints before it trains: the devices, the backend, the batch split.
+
+    Names the GPUs the backend sees, or the CPU when it sees none (so a GPU
+    setup that failed to load shows here), e.g. "Training on the CPU (AMD EPYC
+    9B14, 2 cores) with TensorFlow." or "Training on 2 replicas of NVIDIA H100
+    80GB HBM3 with TensorFlow (MirroredStrategy); global batch 64, 32 per replica."
+    """
+    import keras
+
+    from ddim_keras.core.backend import BACKEND_LABELS
+    from ddim_keras.core.devices import cpu_description, gpu_names
+
+    backend = keras.backend.backend()
+    gpus = gpu_names()
+    replicas = strategy.num_replicas_in_sync
+    if not gpus:
+        where = f"the CPU ({cpu_description()})"
+    elif len(set(gpus)) == 1 and replicas > 1:
+        where = gpus[0]
+    else:
+        where = ", ".join(gpus)
+    line = f"Training on {f'{replicas} replicas of ' if replicas > 1 else ''}{where} with "
+    line += BACKEND_LABELS.get(backend, backend)
+    if replicas == 1:
+        return line + "."
+    kind = type(strategy).__name__ if backend == "tensorflow" else repr(strategy)
+    return f"{line} ({kind}); global batch {batch_size}, {batch_size // replicas} per replica."
