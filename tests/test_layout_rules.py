@@ -242,3 +242,29 @@ def test_one_home_for_config_field_lists():
                     assert module == home or values != set(listed), (
                         f"{module}:{node.lineno} repeats {name}; import it instead"
                     )
+
+
+def test_what_users_rely_on_did_not_move():
+    """The public names of release 0.1.0: imports, registered Keras names, commands."""
+    import keras
+
+    from ddim_keras import DiffusionConfig, DiffusionModel, callbacks, preset
+    from ddim_keras.data import load_datasets, load_images
+    from ddim_keras.metrics.kid import KID, InceptionPreprocessing
+    from ddim_keras.model import fused_layers, network
+
+    assert DiffusionConfig() == preset("flowers")
+    assert callable(load_datasets) and callable(load_images)
+    for name in ("SampleGrid", "LossCurvePlot", "AtomicCheckpoint", "RunState", "StopOnNonFinite"):
+        assert issubclass(getattr(callbacks, name), keras.callbacks.Callback), name
+    registered = {
+        DiffusionModel: "ddim_keras>DiffusionModel",
+        network.SinusoidalEmbedding: "ddim_keras>SinusoidalEmbedding",
+        fused_layers.Conv2D: "ddim_keras>Conv2D",
+        fused_layers.BatchNormalization: "ddim_keras>BatchNormalization",
+        KID: "ddim_keras>KID",
+        InceptionPreprocessing: "ddim_keras>InceptionPreprocessing",
+    }
+    for cls, name in registered.items():
+        assert keras.saving.get_registered_name(cls) == name
+        assert keras.saving.get_registered_object(name) is cls
