@@ -1,5 +1,6 @@
-"""The benchmark command on a tiny config: every field, the FLOP count, and its refusals;
-its runs on JAX and PyTorch without TensorFlow, --skip, --backends, and tools/gpu_benchmark.sh.
+"""The benchmark command (and its library, ddim_keras.bench) on a tiny config: every field,
+the FLOP count, and its refusals; its runs on JAX and PyTorch without TensorFlow, --skip,
+--backends, and tools/gpu_benchmark.sh.
 
 No timing is asserted: only that every number is there, positive and finite,
 and that the derived numbers follow from the measured ones.
@@ -10,15 +11,19 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 from conftest import without_tensorflow_env, write_config
 
+from ddim_keras.bench import backends, data_pipeline, tables
+from ddim_keras.bench.defaults import PARTS
+from ddim_keras.bench.flops import forward_flops
 from ddim_keras.cli import benchmark
 from ddim_keras.cli.runner import run_cli
-from ddim_keras.core.backend import jaxlib_takes_xla_cpu_library_flag
+from ddim_keras.core.backend import BACKENDS, jaxlib_takes_xla_cpu_library_flag
 from ddim_keras.core.config import PRESETS
 from ddim_keras.core.errors import UsageError
 
@@ -106,7 +111,7 @@ def test_json_has_every_field_positive_and_finite(tiny_result):
     assert tiny_result["config"]["image_size"] == 16
     assert tiny_result["config"]["widths"] == [8, 16]
     backend = tiny_result["backend"]
-    assert backend in benchmark.BACKENDS
+    assert backend in BACKENDS
     assert set(tiny_result["versions"]) >= {"python", "keras", backend}
     assert tiny_result["skipped"] == {}
     for section, keys in REQUIRED.items():
@@ -163,7 +168,7 @@ def test_benchmark_jpegs_go_through_the_folder_pipeline(tmp_path):
 
     from ddim_keras.data import tf_pipeline as data_tf_pipeline
 
-    paths = benchmark.write_benchmark_jpegs(str(tmp_path), 3, size=32)
+    paths = data_pipeline.write_benchmark_jpegs(str(tmp_path), 3, size=32)
     images = list(data_tf_pipeline.image_files_dataset(paths, 16).as_numpy_iterator())
     assert len(images) == 3
     assert all(image.shape == (16, 16, 3) and image.dtype == np.uint8 for image in images)
@@ -179,16 +184,16 @@ def test_data_line_times_the_pipeline_training_would_use(tmp_path, monkeypatch, 
         pytest.importorskip("tensorflow")
     monkeypatch.setattr(optional, "tensorflow_installed", lambda: tensorflow)
     config = DiffusionConfig(image_size=16, widths=(8, 16), block_depth=1, batch_size=4)
-    paths = benchmark.write_benchmark_jpegs(str(tmp_path), 6, size=32)
-    name, one_pass, expected = benchmark.folder_pipeline(paths, config)
+    paths = data_pipeline.write_benchmark_jpegs(str(tmp_path), 6, size=32)
+    name, one_pass, expected = data_pipeline.folder_pipeline(paths, config)
     assert name == ("tf.data" if tensorflow else "NumPy/Pillow")
     # tf.data keeps the last, incomplete batch; the NumPy batches drop it, as in training.
     assert one_pass() == expected == (6 if tensorflow else 4)
-    result = benchmark.measure_data_pipeline(config, 6, train_images_per_s=10.0, repeats=1)
+    result = data_pipeline.measure_data_pipeline(config, 6, train_images_per_s=10.0, repeats=1)
     assert result["pipeline"] == name and result["num_images"] == expected
     if not tensorflow:
         with pytest.raises(UsageError, match="less than one batch"):
-            benchmark.measure_data_pipeline(config, 3, train_images_per_s=10.0)
+            data_pipeline.measure_data_pipeline(config, 3, train_images_per_s=10.0)
 
 
 def test_reduced_precision_sampler_is_measured(tiny_result):
@@ -254,7 +259,7 @@ def test_flops_of_the_presets_match_an_independent_count(name):
     expected = unet_flops(
         config.image_size, list(config.widths), config.block_depth, config.embedding_dims
     )
-    assert benchmark.forward_flops(build_network(config)) == expected
+    assert forward_flops(build_network(config)) == expected
 
 
 def test_table_is_printed(tiny_result):
@@ -386,13 +391,13 @@ def test_skipped_parts_are_left_out_and_said_so(tmp_path):
 
 
 def test_names_are_parsed_in_their_canonical_order():
-    assert benchmark.parse_names("torch, tensorflow", benchmark.BACKENDS, "--backends") == (
+    assert benchmark.parse_names("torch, tensorflow", BACKENDS, "--backends") == (
         "tensorflow",
         "torch",
     )
-    assert benchmark.parse_names("", benchmark.PARTS, "--skip") == ()
+    assert benchmark.parse_names("", PARTS, "--skip") == ()
     with pytest.raises(UsageError, match="--skip got train2"):
-        benchmark.parse_names("train2", benchmark.PARTS, "--skip")
+        benchmark.parse_names("train2", PARTS, "--skip")
 
 
 def test_backend_children_measure_the_train_step_at_the_same_config():
@@ -410,7 +415,7 @@ def test_backend_children_measure_the_train_step_at_the_same_config():
             "7",
         ]
     )
-    argv = benchmark.child_argv(args, "out.json")
+    argv = backends.child_argv(args, "out.json")
     assert argv[:3] == [sys.executable, "-m", "ddim_keras.benchmark"]
     flags = dict(zip(argv[3::2], argv[4::2]))
     assert flags == {
@@ -446,7 +451,7 @@ def test_backend_summary_takes_medians_and_ratios_to_tensorflow():
         ],
         "torch": [{"error": "exit 1: no torch"}],
     }
-    summary = benchmark.summarize_backends(runs)
+    summary = backends.summarize_backends(runs)
     assert summary["tensorflow"]["images_per_s"] == 110.0
     assert summary["tensorflow"]["ratio_to_tensorflow"] == 1.0
     jax = summary["jax"]
@@ -457,7 +462,7 @@ def test_backend_summary_takes_medians_and_ratios_to_tensorflow():
     assert jax["mixed"]["images_per_s"] == 80.0
     assert "ratio_to_tensorflow" not in jax["mixed"]  # TensorFlow measured no bfloat16
     assert "images_per_s" not in summary["torch"]
-    table = benchmark.format_backends_table(
+    table = tables.format_backends_table(
         {
             "config": {"image_size": 16, "widths": [8, 16], "block_depth": 1},
             "batch_size": 8,
@@ -468,7 +473,7 @@ def test_backend_summary_takes_medians_and_ratios_to_tensorflow():
         }
     )
     assert "NOT within 1.5x" in table and "FAILED: exit 1: no torch" in table
-    summary = benchmark.summarize_backends({"tensorflow": [_child(100.0)], "jax": [_child(70.0)]})
+    summary = backends.summarize_backends({"tensorflow": [_child(100.0)], "jax": [_child(70.0)]})
     assert summary["jax"]["within_parity"] is True
 
 
@@ -552,6 +557,92 @@ def test_gpu_script_refuses_bad_arguments():
             ["bash", script] + argv, capture_output=True, text=True, timeout=60
         )
         assert process.returncode == 2 and "usage:" in process.stderr
+
+
+#: A stand-in for the GPU script's interpreter: the real one for every step but two: the
+#: check that it imports JAX (env.txt imports it anyway), and the benchmark, which only
+#: writes a result saying it ran on $FAKE_DEVICE (seconds, not minutes).
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [ "$1" = -c ] && [ "$2" = "import jax" ]; then
+    exit 0
+fi
+if [ "$1" = -m ] && [ "$2" = ddim_keras.benchmark ]; then
+    while [ $# -gt 0 ]; do
+        if [ "$1" = --output ]; then
+            printf '{"backend": "jax", "device": "%s"}' "$FAKE_DEVICE" > "$2"
+        fi
+        shift
+    done
+    exit 0
+fi
+exec PYTHON "$@"
+"""
+
+
+def _gpu_script_with_fake_benchmark(tmp_path, device, site=None):
+    """tools/gpu_benchmark.sh in GPU mode on this CPU, the benchmark replaced by a stand-in
+    that reports ``device``: (exit code, stdout and stderr, env.txt)."""
+    pytest.importorskip("jax")
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.replace("PYTHON", sys.executable), encoding="utf-8")
+    fake.chmod(0o755)
+    empty = tmp_path / "no_wheels"
+    empty.mkdir()
+    hide = tmp_path / "hide_tensorflow"  # as on the GPU machine, and faster
+    hide.mkdir()
+    env = dict(
+        without_tensorflow_env(hide),
+        PYTHON=str(fake),
+        FAKE_DEVICE=device,
+        WHEELS=str(empty),
+        SITE=str(site or tmp_path / "site"),
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    out = tmp_path / "out"
+    process = subprocess.run(
+        ["bash", os.path.join(ROOT, "tools", "gpu_benchmark.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    return (
+        process.returncode,
+        process.stdout + process.stderr,
+        (out / "env.txt").read_text(encoding="utf-8"),
+    )
+
+
+@pytest.mark.parametrize("device", ["CPU: fake", "GPU: NVIDIA H100"])
+def test_gpu_script_warns_when_the_benchmark_ran_on_no_gpu(tmp_path, device):
+    """The warning follows the device the benchmark reports; it once searched env.txt for
+    "gpu", which its own "mode: gpu" line always matched, so it never fired."""
+    code, output, env_txt = _gpu_script_with_fake_benchmark(tmp_path, device)
+    assert code == 0, output[-3000:]
+    assert "mode: gpu" in env_txt
+    assert f"device: {device}" in output
+    if device.startswith("CPU"):
+        assert "warning: no GPU: the benchmark ran jax_default on CPU: fake" in output
+    else:
+        assert "warning: no GPU" not in output
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["same", "subpackage_differs"])
+def test_gpu_script_runs_the_checkout_when_the_wheel_differs(tmp_path, changed):
+    """The installed package counts as the checkout's only if every module is the same,
+    those of the subpackages included (the code lives in ddim_keras/<part>/)."""
+    site = tmp_path / "site"
+    shutil.copytree(
+        os.path.join(ROOT, "ddim_keras"),
+        site / "ddim_keras",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    if changed:
+        with open(site / "ddim_keras" / "bench" / "run.py", "a", encoding="utf-8") as handle:
+            handle.write("# another version\n")
+    code, output, env_txt = _gpu_script_with_fake_benchmark(tmp_path, "GPU: test", site)
+    assert code == 0, output[-3000:]
+    assert f"ddim_keras from: {'checkout' if changed else 'wheel'}" in env_txt
 
 
 def test_gpu_script_cpu_smoke(tmp_path):

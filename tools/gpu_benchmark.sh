@@ -21,7 +21,8 @@
 #   5. jax_float16.json, when time is left: training in float32 and float16;
 #   6. summary.json: the best training images/s (each step waited for; the pipelined
 #      figure beside it) and sampling image-steps/s, which precision gave them, against
-#      the goals (2,700 images/s; 20,000 image-steps/s; not judged with --cpu-smoke).
+#      the goals (2,700 images/s; 20,000 image-steps/s; not judged with --cpu-smoke),
+#      and a warning when a benchmark reports that it ran on no GPU (not with --cpu-smoke).
 # Every step's output is also in OUTDIR/*.log. Steps 3-5 run under `timeout`, sized so
 # that the whole script ends within BUDGET_S seconds (default 450: 7.5 minutes); a step
 # that would not fit is skipped and the summary says so.
@@ -73,8 +74,9 @@ SOURCE=$("$PYTHON" - "$ROOT" "$SITE" <<'EOF'
 import filecmp, os, sys
 root, site = sys.argv[1:3]
 checkout, wheel = os.path.join(root, "ddim_keras"), os.path.join(site, "ddim_keras")
-names = sorted(n for n in os.listdir(checkout) if n.endswith(".py")) \
-    if os.path.isdir(checkout) else []
+# Every module, those of the subpackages (ddim_keras/bench/, cli/ ...) included.
+names = sorted(os.path.relpath(os.path.join(folder, n), checkout)
+               for folder, _, files in os.walk(checkout) for n in files if n.endswith(".py"))
 same = os.path.isdir(wheel) and all(
     os.path.isfile(os.path.join(wheel, n)) and filecmp.cmp(os.path.join(checkout, n),
                                                            os.path.join(wheel, n), shallow=False)
@@ -117,9 +119,6 @@ except ImportError:
 EOF
 } > env.txt 2>&1
 cat env.txt
-if [ "$MODE" = gpu ] && ! grep -qi "cuda\|gpu" env.txt; then
-    log "warning: JAX sees no GPU (see env.txt); the numbers below are CPU numbers"
-fi
 
 # -- 3-5. the benchmarks ----------------------------------------------------------------
 if [ "$MODE" = gpu ]; then
@@ -235,6 +234,14 @@ if summary["sampling"]:
           f"{verdict(s)})")
 if skipped:
     print("skipped or failed:", ", ".join(skipped))
+# Judged on the device each benchmark reports having run on (env.txt is no guide: its
+# own "mode: gpu" line matches any search for "gpu").
+not_on_gpu = {name: result.get("device") for name, result in results.items()
+              if not str(result.get("device")).startswith("GPU: ")}
+if mode == "gpu" and not_on_gpu:
+    ran_on = "; ".join(f"{name} on {device}" for name, device in not_on_gpu.items())
+    print(f"warning: no GPU: the benchmark ran {ran_on} (see env.txt); "
+          "these are CPU numbers")
 EOF
 log "done: $(cd "$OUT" && echo *.json)"
 [ ${#SKIPPED[@]} -eq 0 ] || [ -f jax_default.json ]
