@@ -193,3 +193,24 @@ def test_installed_jaxlib_accepts_the_flag_it_is_given(tmp_path):
     assert (f"{FLAG}=dot,eltwise,reduce" in flags) == backend.jaxlib_takes_xla_cpu_library_flag()
     # 3x3 window of ones over 2 channels of ones: 18 inside, 8 in a corner.
     assert (centre, corner) == (18.0, 8.0)
+
+
+def test_child_processes_do_not_inherit_the_flag_a_command_added(jaxlib):
+    """benchmark --backends runs one child per backend: a TensorFlow child must not read
+    the flag its JAX parent set for itself; a flag the user set stays."""
+    jaxlib((0, 10, 2))
+    environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "HOME": "/h"}
+    backend.use_xla_cpu_libraries(environ)
+    assert backend.xla_cpu_libraries_set(environ)
+    child = backend.child_environment(environ, KERAS_BACKEND="tensorflow")
+    assert child == {
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "HOME": "/h",
+        "KERAS_BACKEND": "tensorflow",
+    }
+    assert backend.xla_cpu_libraries_set(environ)  # this process keeps it
+    alone = {}
+    backend.use_xla_cpu_libraries(alone)
+    assert backend.child_environment(alone) == {}
+    users_own = {"XLA_FLAGS": f"{FLAG}=dot,eltwise,reduce"}
+    assert backend.child_environment(users_own) == users_own  # not added by us: kept

@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 from ddim_keras.bench.system import CpuShare
+from ddim_keras.core.backend import child_environment
 
 #: What a --backends child measures: the train step only.
 BACKENDS_CHILD_SKIP = ("sampling", "data", "matmul")
@@ -58,7 +59,7 @@ def _last_lines(text, count=3):
 def run_backend(args, backend, folder, index):
     """One child process measuring ``backend``'s train step: its result dict, or an error."""
     output = os.path.join(folder, f"{backend}_{index}.json")
-    env = dict(os.environ, KERAS_BACKEND=backend)
+    env = child_environment(KERAS_BACKEND=backend)
     process = subprocess.run(
         child_argv(args, output), env=env, capture_output=True, text=True, check=False
     )

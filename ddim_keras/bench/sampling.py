@@ -11,7 +11,8 @@ import time
 
 from ddim_keras.bench.defaults import DEFAULT_REPEATS, SEED
 from ddim_keras.bench.flops import all_layers
-from ddim_keras.bench.system import BACKEND_LABELS, active_backend
+from ddim_keras.bench.system import active_backend
+from ddim_keras.core.backend import BACKEND_LABELS
 
 
 def randomize_output_layer(network, noise, seed=SEED):

@@ -13,9 +13,6 @@ import time
 
 from ddim_keras.core.devices import cpu_description, gpu_names
 
-#: How each backend's name is printed.
-BACKEND_LABELS = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
-
 
 def active_backend():
     """The Keras backend this process runs: "tensorflow", "jax" or "torch"."""

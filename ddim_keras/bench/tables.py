@@ -5,7 +5,7 @@ Text only: the numbers are all in the results (and their JSON); these functions
 choose which to show and how to round them.
 """
 
-from ddim_keras.bench.system import BACKEND_LABELS
+from ddim_keras.core.backend import BACKEND_LABELS
 
 
 def _si(value, unit):

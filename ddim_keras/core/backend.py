@@ -117,6 +117,28 @@ def use_xla_cpu_libraries(environ=os.environ):
     if XLA_CPU_LIBRARY_FLAG in flags or not jaxlib_takes_xla_cpu_library_flag():
         return
     environ["XLA_FLAGS"] = f"{flags} {XLA_CPU_LIBRARY_FLAG}={XLA_CPU_LIBRARY_FUSIONS}".strip()
+    _added_to.append(environ)
+
+
+#: The environments :func:`use_xla_cpu_libraries` added the flag to (this process's).
+_added_to = []
+
+
+def child_environment(environ=os.environ, **changes):
+    """A copy of ``environ`` for a child process, with ``changes``, without the flag
+    :func:`use_xla_cpu_libraries` added to it: the flag was set for this process, and a
+    child on TensorFlow would read it too (its XLA aborts on flags it does not know).
+    A child command on JAX sets it again for itself.
+    """
+    env = dict(environ, **changes)
+    if any(added is environ for added in _added_to):
+        setting = f"{XLA_CPU_LIBRARY_FLAG}={XLA_CPU_LIBRARY_FUSIONS}"
+        flags = [flag for flag in env.get("XLA_FLAGS", "").split() if flag != setting]
+        if flags:
+            env["XLA_FLAGS"] = " ".join(flags)
+        else:
+            env.pop("XLA_FLAGS", None)
+    return env
 
 
 def prepare_command_backend(environ=os.environ):
