@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# mkdocs-material prints a notice about its end of life on every build; not a warning of ours.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 # All three Keras backends are installed, so that `make test` runs the core suite on each.
 # PyTorch is pinned to a CPU build first: an unpinned `torch` on Linux pulls several GB of CUDA.
 TORCH_VERSION ?= 2.13.0
@@ -40,20 +42,22 @@ DEFAULT_SWEEP_ARGS = --num-images 1000 --samplers ddim,dpmpp_2m/logsnr
 SWEEP_ARGS ?= $(if $(filter shapes,$(EXP_DATASET)),$(SHAPES_SWEEP_ARGS),$(DEFAULT_SWEEP_ARGS))
 TRAIN_ARGS ?=
 
-.PHONY: install test demo train generate tensorboard clean experiment
+.PHONY: install test docs demo train generate tensorboard clean experiment
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,test]"
+	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,test,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# Lint and format check (ruff, configured in pyproject.toml), then the whole suite on TensorFlow (it also runs tests/test_backends.py, which trains, samples
-# and moves checkpoints across all three backends in subprocesses), then the core suite
-# (tests marked `backends`: model, sampling, samplers, generation) on JAX and on PyTorch.
+# Lint and format check (ruff, configured in pyproject.toml), the docs site built strictly
+# (a broken link or reference fails), then the whole suite on TensorFlow (it also runs
+# tests/test_backends.py, which trains, samples and moves checkpoints across all three
+# backends in subprocesses), then the core suite (tests marked `backends`: model,
+# sampling, samplers, generation) on JAX and on PyTorch.
 # JAX keeps its compiled programs in a cache folder: the many tiny models of the tests
 # compile to the same XLA programs, which are then compiled once.
 test: export JAX_COMPILATION_CACHE_DIR := $(CURDIR)/.pytest_cache/jax
@@ -61,9 +65,14 @@ test: export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS := 0
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MKDOCS) build --strict
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q --durations=15 $(ARGS)
 	KERAS_BACKEND=jax $(PY) -m pytest -q -m backends $(ARGS)
 	KERAS_BACKEND=torch $(PY) -m pytest -q -m backends $(ARGS)
+
+# The documentation site (mkdocs.yml, docs/) into site/: offline, strict (any warning fails).
+docs: $(STAMP)
+	$(MKDOCS) build --strict
 
 # Offline end-to-end demo on the procedural `shapes` dataset (3-5 min on 2 CPU cores).
 demo: $(STAMP)
@@ -90,4 +99,4 @@ experiment: $(STAMP)
 	@echo "Report: experiments/README.md; results copied to experiments/results/$(EXP)/"
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info

@@ -8,8 +8,8 @@ the memory of float32); they become float32 in [0, 1] after the cache.
 TensorFlow is optional (``pip install ddim_keras[tensorflow]``): where it is not
 installed, the loaders return the NumPy/Pillow pipelines of
 :mod:`ddim_keras.data.numpy_pipeline` for ``shapes`` and ``folder`` (the same
-images), and the TFDS sources stop with a :class:`DataError` that says what to
-install.
+images), and the TFDS sources stop with a
+:class:`~ddim_keras.core.errors.DataError` that says what to install.
 """
 
 import functools

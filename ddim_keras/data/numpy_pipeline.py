@@ -329,7 +329,7 @@ class ImageBatches(keras.utils.PyDataset):
     remainder is dropped). The order of epoch ``e`` comes from
     ``numpy.random.default_rng([seed, stream, e])``: the same seed gives the same
     batches, every epoch a new order. Keras counts the epochs by calling
-    :meth:`on_epoch_end`. :meth:`repeat` gives the endless version that
+    ``on_epoch_end``. :meth:`repeat` gives the endless version that
     ``fit(steps_per_epoch=...)`` needs, where batch ``i`` belongs to pass group
     ``i // batches_per_epoch`` whatever the Keras epoch.
     """

@@ -38,10 +38,10 @@ def split_sources(name, config, splits, data_dir, seed, shapes_count, background
     Returns ``(sources, identities, background)``: ``sources[split]`` is a uint8
     array of (N, image_size, image_size, 3) drawn images for ``shapes`` and a
     list of ``(path, decoder, orientation)`` for ``folder`` (see
-    :func:`inspect_image`); ``identities[split]`` describes them (the
+    :func:`~ddim_keras.data.decode.inspect_image`); ``identities[split]`` describes them (the
     fingerprint of a disk cache); ``background`` is the parsed (R, G, B). Both
     pipelines build on this, so they read the same images in the same order.
-    Other sources raise (TFDS ones are read by :func:`_load_split_images`).
+    Other sources raise (TFDS ones are read by ``ddim_keras.data.loaders._load_split_images``).
     """
     background, common = checked_source(name, config, background)
     if name == "shapes":

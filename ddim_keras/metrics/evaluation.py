@@ -50,7 +50,8 @@ def validation_batches(
 
     N is lowered to the validation set's size (with a notice) and rounded down to
     whole batches of ``batch_size`` (default: the config's). ``background`` is the
-    colour under transparent pixels (default white; see :func:`training_background`).
+    colour under transparent pixels (default white; see
+    :func:`ddim_keras.io.run_info.training_background`).
     """
     from ddim_keras.data.loaders import counted_images, image_batches, load_images
 
