@@ -5,12 +5,13 @@ Implicit Models" (András Béres). Public names::
 
     from ddim_keras import DiffusionConfig, DiffusionModel, preset, callbacks
 
-The parts, lowest first (each imports only the ones before it): ``core``
-(configs, schedules, checks, errors), ``sampling`` (step rules, spacings, the
-compiled loop), ``model`` (network, DiffusionModel, training steps), ``data``
-(sources and pipelines), ``metrics`` (KID, the shapes classifier), ``io`` (run
-directories, loading, files), ``callbacks``, and the commands in ``cli``
-(``python -m ddim_keras.train`` and the others).
+The parts, lowest first (each imports only its own and the ones before it):
+``core`` (configs, schedules, checks, errors), ``sampling`` (step rules,
+spacings, the compiled loop), ``data`` (sources and pipelines), ``metrics``
+(KID, the shapes classifier), ``model`` (network, DiffusionModel, training
+steps), ``io`` (run directories, loading, files), ``callbacks``, ``bench`` (the
+benchmark), and the commands in ``cli`` (``python -m ddim_keras.train`` and the
+others).
 
 Importing the package changes nothing in the process, except where Keras could
 not start otherwise: see :func:`ddim_keras.core.backend.choose_backend`.

@@ -112,6 +112,7 @@ def _sampling_rows(sampling):
 
 
 def format_table(result):
+    """The table of one backend's ``result`` (see :func:`~ddim_keras.bench.run.run_benchmark`)."""
     flops, config = result["flops"], result["config"]
     skipped = result.get("skipped", {})
     rows = [
@@ -181,6 +182,7 @@ def format_table(result):
 
 
 def format_backends_table(result):
+    """The table of a ``--backends`` comparison: medians per backend, ratios to TensorFlow."""
     config = result["config"]
     lines = [
         f"train step per backend: {config['image_size']} px, widths {config['widths']}, "

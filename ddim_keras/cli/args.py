@@ -100,7 +100,7 @@ def add_sampler_arguments(
         help="step rule: ddim (the example's, default; with --eta), "
         "dpmpp_2m / dpmpp_3m (multistep DPM-Solver++, 2nd / 3rd order), "
         "heun (EDM's 2nd order, two network calls per step but the last). "
-        "See the README's 'Which sampler'",
+        "See the docs' 'Which sampler' page",
     )
     group.add_argument(
         "--spacing",
@@ -134,7 +134,7 @@ SAMPLER_FLAGS = ("--sampler", "--spacing", "--eta")
 
 
 def add_debug_argument(parser):
-    """--debug, which every command takes (errors.run_cli and quiet.py read it from argv)."""
+    """--debug, which every command takes (runner.run_cli and quiet.py read it from argv)."""
     parser.add_argument(
         "--debug", action="store_true", help="show Python tracebacks and TensorFlow's logs"
     )

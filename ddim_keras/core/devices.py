@@ -31,13 +31,13 @@ POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixe
 
 
 def resolve_precision_name(value, tpu=False, cpuinfo="/proc/cpuinfo"):
-    """ "float32", "bfloat16" or "float16" for ``--mixed-precision VALUE``.
+    """The precision of ``--mixed-precision VALUE``: "float32", "bfloat16" or "float16".
 
     Shared by train, generate and benchmark. ``auto`` is bfloat16 on a TPU
     (``tpu=True``), float16 when a GPU is visible, bfloat16 on a CPU with
     native bfloat16 instructions (on the development CPU, at the default
-    config, training measured 1.5x and sampling 1.7x faster than float32; see
-    README), and float32 otherwise (emulated bfloat16 is slower). Only
+    config, training measured 1.5x and sampling 1.7x faster than float32; see the
+    docs' "Speed and multiple devices"), and float32 otherwise (emulated bfloat16 is slower). Only
     physical devices are listed, so this may run before a strategy is made.
     """
     if value == "off":

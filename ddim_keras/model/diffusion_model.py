@@ -197,7 +197,7 @@ class DiffusionModel(keras.Model):
         :class:`~ddim_keras.model.sampler_cache.SamplerCache`). On the development
         CPU, which has native bfloat16 instructions (AVX512_BF16), bfloat16
         sampled 1.7x faster than float32 at the default config, with images
-        about 1 % of the pixel range apart; see README "Generating".
+        about 1 % of the pixel range apart; see the docs' "Generating" page.
         """
         return self._samplers.value.network(self.ema_network, precision)
 

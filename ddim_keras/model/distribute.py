@@ -71,13 +71,13 @@ def check_strategy_args(strategy, devices=None, environ=None):
             raise UsageError(
                 f"--strategy multi-worker under JAX needs {', '.join(missing)} in the "
                 "environment (the coordinator's host:port, the number of processes and this "
-                "process's index, as jax.distributed.initialize takes them); see README "
+                "process's index, as jax.distributed.initialize takes them); see the docs' "
                 "'Speed and multiple devices'."
             )
     elif strategy == "multi-worker" and not environ.get("TF_CONFIG"):
         raise UsageError(
             "--strategy multi-worker needs the TF_CONFIG environment variable (the cluster's "
-            "worker addresses and this process's task); see README 'Speed and multiple devices'."
+            "worker addresses and this process's task); see the docs' 'Speed and multiple devices'."
         )
     if strategy == "multi-worker" and _backend_name() == "tensorflow":
         task_from_tf_config(environ)  # valid JSON
@@ -116,7 +116,7 @@ def make_strategy(name, devices=None):
     when there are several, ``mirrored`` over all or ``--devices``), or over
     every process's devices for ``multi-worker`` after
     ``jax.distributed.initialize()`` (one process per host, coordinator from
-    JAX's environment variables; see README "Speed and multiple devices").
+    JAX's environment variables; see the docs' "Speed and multiple devices").
     PyTorch: one device; strategies that need several are refused.
     """
     import keras

@@ -12,7 +12,8 @@ A channels-last tensor seen through ``permute(0, 3, 1, 2)`` is already what
 PyTorch calls ``channels_last`` memory, which its oneDNN (CPU) and cuDNN (GPU)
 convolutions take as it is; so here the convolution is one ``conv2d`` call with
 the bias inside, and batch normalization one ``batch_norm`` call with its own
-fused gradient. That halves PyTorch's step (measured in the README's benchmark).
+fused gradient. That halves PyTorch's step (measured by the benchmark; see the docs'
+"Backends" page).
 
 The classes keep Keras' names, arguments, weights and math: only ``call``
 differs, and only on PyTorch in the cases below; everything else (TensorFlow,
