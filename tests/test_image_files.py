@@ -527,17 +527,19 @@ def test_disk_cache_is_written_once_and_keyed_by_the_images(tmp_path, config):
 def test_disk_cache_left_unfinished_by_a_killed_run_is_rebuilt(tmp_path, config):
     cache = tmp_path / "cache"
     data.load_datasets("shapes", config, shapes_count=4, cache="disk", cache_dir=cache)
-    # What a process killed while filling the cache leaves behind (no .index yet).
+    # What a process killed while filling the cache leaves behind (no .index yet): its
+    # files and its lock file, which no process holds any more (tests/test_shared_caches.py
+    # kills a real one).
     identities = data_loaders._load_split_images("shapes", config, data.SPLITS, None, 0, 4)[1]
-    name = f"train_{data_cache.fingerprint(identities['train'])}"
-    (cache / f"{name}_0.lockfile").write_text("")
-    (cache / f"{name}_0.data-00000-of-00001.tempstate123").write_text("")
+    name = os.path.basename(data_cache.cache_prefix(cache, "train", identities["train"], "tf.data"))
+    for leftover in (".lock", "_0.lockfile", "_0.data-00000-of-00001.tempstate123"):
+        (cache / f"{name}.writer-99-dead{leftover}").write_text("")
     train_ds, _ = data.load_datasets(
         "shapes", config, shapes_count=4, cache="disk", cache_dir=cache
     )
     assert sum(1 for _ in train_ds) == 2
     assert os.path.exists(cache / f"{name}.index")
-    assert not [n for n in os.listdir(cache) if n.endswith(".lockfile")]
+    assert not [n for n in os.listdir(cache) if ".writer-" in n or n.endswith(".lockfile")]
 
 
 def test_cache_none_and_bad_cache_values(config, tmp_path):

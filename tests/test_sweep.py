@@ -4,6 +4,7 @@ import csv
 import math
 import os
 
+import numpy as np
 import pytest
 from conftest import assert_one_error, run_command
 
@@ -223,3 +224,98 @@ def test_offline_kid_on_shapes_ranks_real_images_first(run_copy, capsys):
     assert samples["kid_encoder"] == floor["kid_encoder"] == "shapes"
     assert float(floor["kid"]) < float(samples["kid"])
     assert float(floor["recognised"]) > float(samples["recognised"])
+
+
+def _key_row(**changes):
+    row = {
+        "dataset": "folder",
+        "data_dir": "/data/cats",
+        "steps": "2",
+        "eta": "0",
+        "num_images_requested": "8",
+        "batch_size": "4",
+        "seed": "0",
+        "kid_weights": "none",
+        "checkpoint": "checkpoints/best.weights.h5",
+        "checkpoint_size": "1000",
+        "checkpoint_mtime": "12.500000",
+        "kid_encoder": "inception",
+        "background": "white",
+        "solver": "ddim",
+        "spacing": "time",
+    }
+    row.update(changes)
+    return {column: value for column, value in row.items() if value is not None}
+
+
+def test_the_cache_key_names_the_data():
+    key = sweep.cache_key(_key_row())
+    assert sweep.cache_key(_key_row()) == key
+    for changes in (
+        {"data_dir": "/data/dogs"},
+        {"dataset": "flowers"},
+        {"background": "black"},
+    ):
+        assert sweep.cache_key(_key_row(**changes)) != key, changes
+    # A row written before data_dir was recorded names no folder: it matches no folder's
+    # cell, whichever folder that is...
+    older = _key_row(data_dir=None)
+    assert "data_dir" not in older
+    assert sweep.cache_key(older) != key
+    # ...while a shapes row (no folder to read) is still the same cell.
+    shapes = dict(dataset="shapes", data_dir=None, background=None, kid_encoder=None)
+    assert sweep.cache_key(_key_row(**shapes)) == sweep.cache_key(
+        _key_row(dataset="shapes", data_dir="")
+    )
+
+
+def _image_folder(path, seed, count=40):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    path.mkdir()
+    for index in range(count):
+        pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(path / f"{index:02d}.png")
+    return path
+
+
+def test_cells_measured_on_one_folder_are_not_reused_for_another(
+    run_copy, tmp_path, capsys, monkeypatch
+):
+    calls = []
+    real_compute_kid = evaluation.compute_kid
+
+    def counting_compute_kid(*args, **kwargs):
+        calls.append(args[4])
+        return real_compute_kid(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "compute_kid", counting_compute_kid)
+    cats, dogs = _image_folder(tmp_path / "cats", 1), _image_folder(tmp_path / "dogs", 2)
+
+    def sweep_on(folder):
+        calls.clear()
+        argv = ["--run", run_copy, "--steps", "1", "--etas", "0", "--dataset", "folder"]
+        code, _, err = run_sweep(capsys, *argv, "--data-dir", folder, *FAST)
+        assert code == 0, err
+        return list(calls)
+
+    csv_path = run_copy / "sweep" / "sweep.csv"
+    assert sweep_on(cats) == [1]
+    assert sweep_on(dogs) == [1]  # another folder: measured again
+    assert sweep_on(cats) == []  # each folder's cells are kept
+    rows = read_csv(csv_path)
+    assert sorted({row["data_dir"] for row in rows}) == [str(cats), str(dogs)]
+    assert all(row["dataset"] == "folder" for row in rows)
+
+    # A CSV of an older release has no data_dir column: its folder rows match no folder.
+    columns = [column for column in sweep.COLUMNS if column != "data_dir"]
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(row for row in rows if row["data_dir"] == str(cats))
+    assert sweep_on(dogs) == [1]
+    assert sweep_on(cats) == [1]
+    kept = read_csv(csv_path)
+    assert len(kept) == 6  # the older rows stay, beside the new ones
+    assert sorted(row["data_dir"] for row in kept).count("") == 2

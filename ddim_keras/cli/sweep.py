@@ -13,7 +13,8 @@ every cell. Writes, per run::
 
 Re-running reuses the cells already in the CSV whose cache key matches (the
 checkpoint's path, size and mtime, steps, sampler, spacing, eta, N, batch size,
-seed, dataset, KID weights and encoder); only missing cells are computed.
+seed, dataset, data dir, background, KID weights and encoder); only missing
+cells are computed.
 ``--force`` recomputes.
 """
 
@@ -74,9 +75,11 @@ COLUMNS = (
     "spacing",
     "network_calls",
     "recognised",
+    "data_dir",
 )
 KEY_COLUMNS = (
     "dataset",
+    "data_dir",
     "steps",
     "eta",
     "num_images_requested",
@@ -97,6 +100,8 @@ OLDER_ROWS = {
     "background": "white",
     "solver": "ddim",
     "spacing": "time",
+    # No folder: a folder's cells always name theirs, so its older rows match none.
+    "data_dir": "",
 }
 
 
@@ -293,6 +298,10 @@ def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
     common = {
         "run": os.path.basename(run_path),
         "dataset": dataset,
+        # Absolute, as run.json records it; shapes reads none.
+        "data_dir": os.path.abspath(os.path.expanduser(data_dir))
+        if data_dir and dataset != "shapes"
+        else "",
         "config": os.path.basename(run_path),
         "loss": config.loss,
         "schedule": config.schedule,

@@ -22,10 +22,12 @@ Keras feeds to every backend; else a NumPy/Pillow ``keras.utils.PyDataset``):
 The modules, in the order they build on each other: :mod:`~ddim_keras.data.splits`,
 :mod:`~ddim_keras.data.decode` (Pillow), :mod:`~ddim_keras.data.shapes`,
 :mod:`~ddim_keras.data.folder`, :mod:`~ddim_keras.data.sources`,
-:mod:`~ddim_keras.data.cache`, then the pipelines
-(:mod:`~ddim_keras.data.tf_pipeline`, :mod:`~ddim_keras.data.tfds_sources`,
-:mod:`~ddim_keras.data.numpy_pipeline`) and the loaders that choose between them
-(:mod:`~ddim_keras.data.loaders`). Nothing imports TensorFlow until a pipeline is built.
+:mod:`~ddim_keras.data.cache` (disk caches shared by processes),
+:mod:`~ddim_keras.data.failures` (files that fail at decode time), then the pipelines
+(:mod:`~ddim_keras.data.tf_passes`, :mod:`~ddim_keras.data.tf_pipeline`,
+:mod:`~ddim_keras.data.tfds_sources`, :mod:`~ddim_keras.data.numpy_pipeline`) and the
+loaders that choose between them (:mod:`~ddim_keras.data.loaders`). Nothing imports
+TensorFlow until a pipeline is built.
 """
 
 from ddim_keras.core.datasets import DATASETS as SOURCES

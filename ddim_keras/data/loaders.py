@@ -21,7 +21,7 @@ import numpy as np
 from ddim_keras.core.datasets import CACHE_MODES
 from ddim_keras.core.errors import UsageError
 from ddim_keras.core.optional import tensorflow_installed
-from ddim_keras.data.cache import fingerprint
+from ddim_keras.data.cache import cache_prefix
 from ddim_keras.data.sources import LOCAL_SOURCES, checked_source, split_sources
 from ddim_keras.data.splits import SPLITS
 from ddim_keras.data.tf_pipeline import (
@@ -52,8 +52,14 @@ def load_datasets(
 
     ``cache`` is "memory" (uint8 images, as the example caches them but a quarter
     of the size), "disk" (files in ``cache_dir``, named by a fingerprint of the
-    images they hold, so a changed folder or size never reads a stale cache) or
-    "none" (decode every epoch).
+    images they hold and of :data:`ddim_keras.data.cache.PIPELINE_VERSION`, so a
+    changed folder, size or pipeline never reads a stale cache; processes may
+    share the folder, see :mod:`ddim_keras.data.cache`) or "none" (decode every epoch).
+
+    Files of a folder that fail at decode time (damage the listing cannot see)
+    are skipped by tf.data and replaced by the next image by the NumPy pipeline;
+    either way each pass over the files ends with one
+    :class:`~ddim_keras.core.errors.UnreadableImagesWarning` that counts them.
 
     Without TensorFlow the two are :class:`ddim_keras.data.numpy_pipeline.ImageBatches`
     (``keras.utils.PyDataset``) of the same images; ``shapes`` and ``folder`` only.
@@ -62,7 +68,8 @@ def load_datasets(
         raise UsageError(f"unknown cache {cache!r}; choose one of {', '.join(CACHE_MODES)}.")
     if cache == "disk" and not cache_dir:
         raise UsageError("a disk cache needs a folder (--cache-dir).")
-    if tensorflow_installed():
+    pipeline = "tf.data" if tensorflow_installed() else "numpy"
+    if pipeline == "tf.data":
         images, identities = _load_split_images(
             name, config, SPLITS, data_dir, seed, shapes_count, background
         )
@@ -84,8 +91,7 @@ def load_datasets(
                 f"cannot create the cache folder {cache_dir}: {error.strerror or error}."
             ) from None
         caches = {
-            split: os.path.join(cache_dir, f"{split}_{fingerprint(identities[split])}")
-            for split in SPLITS
+            split: cache_prefix(cache_dir, split, identities[split], pipeline) for split in SPLITS
         }
     train_ds = prepare(images["train"], config, training=True, cache=caches["train"])
     val_ds = prepare(images["validation"], config, training=False, cache=caches["validation"])
@@ -178,9 +184,12 @@ def _load_split_images(name, config, splits, data_dir, seed, shapes_count, backg
                 {split: shapes_dataset(sources[split], config.image_size) for split in splits},
                 identities,
             )
+        folder = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
         return (
             {
-                split: files_dataset(sources[split], config.image_size, background)
+                split: files_dataset(
+                    sources[split], config.image_size, background, split=split, folder=folder
+                )
                 for split in splits
             },
             identities,

@@ -22,10 +22,13 @@ What differs from the tf.data pipeline:
 * Decoding runs in a thread pool, one batch at a time, in the training loop's
   thread (no prefetching ahead of the model).
 * A file that passed the listing-time check but still fails to decode is
-  replaced by the next image of its split, with a warning (tf.data drops it).
+  replaced by the next image of its split (tf.data drops it); once every file
+  of the split has been tried, one warning counts them (as tf.data's does at
+  the end of a pass).
 * ``cache``: "memory" keeps the uint8 images once decoded, "none" decodes every
   time, and a disk cache is one ``.npy`` file per split (``PREFIX.npy``, filled
-  through ``PREFIX.partial.npy``) that later runs memory-map. ``shapes`` images
+  through a writer's own ``PREFIX.writer-TOKEN.npy``, see
+  :mod:`ddim_keras.data.cache`) that later runs memory-map. ``shapes`` images
   are drawn into memory whatever the cache.
 * Keras' ``Normalization.adapt`` needs TensorFlow for anything but an array:
   :func:`adapt_normalizer` computes the same per-channel statistics with NumPy.
@@ -40,9 +43,10 @@ import keras
 import numpy as np
 
 from ddim_keras.core.datasets import background_rgb
-from ddim_keras.core.durable import publish
 from ddim_keras.core.errors import DataError, UnreadableImagesWarning
+from ddim_keras.data.cache import CacheWriter
 from ddim_keras.data.decode import ORIENTATIONS, pillow_rgba
+from ddim_keras.data.failures import short_reason, undecodable_message
 from ddim_keras.data.sources import split_sources
 from ddim_keras.data.splits import check_one_batch
 
@@ -59,8 +63,12 @@ def split_images(name, config, splits, data_dir, seed, shapes_count, background=
     if name == "shapes":
         images = {split: ImageArray(sources[split]) for split in splits}
     else:
+        folder = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
         images = {
-            split: ImageFiles(sources[split], config.image_size, background) for split in splits
+            split: ImageFiles(
+                sources[split], config.image_size, background, split=split, folder=folder
+            )
+            for split in splits
         }
     return images, identities
 
@@ -201,24 +209,32 @@ class ImageFiles(SplitImages):
     """A folder's images, decoded by Pillow when first asked for (in a thread pool).
 
     ``entries`` are ``(path, decoder, orientation)`` as ``data.split_folder``
-    lists them (the decoder code is ignored: Pillow decodes every format).
+    lists them (the decoder code is ignored: Pillow decodes every format);
+    ``split`` and ``folder`` only name them in warnings.
     """
 
-    def __init__(self, entries, image_size, background, cache="none"):
+    def __init__(self, entries, image_size, background, cache="none", split=None, folder=None):
         self.entries = list(entries)
         self.image_size = image_size
         self.background = background
         self.cache = cache
+        self.split = split
+        self.folder = folder
         self._store = None  # uint8 (N, S, S, 3): an array, or a memory map of the disk cache
         self._filled = None  # which rows of the store hold their image
+        self._writer = None  # the CacheWriter filling a disk cache
         self._lock = threading.Lock()
-        self._replaced = {}  # index -> why its file could not be decoded
+        # This pass over the files: which were tried, and why some failed.
+        self._tried = np.zeros(len(self.entries), bool)
+        self._failed = {}
         shape = (len(self.entries), image_size, image_size, 3)
         if cache == "memory":
             self._store = np.zeros(shape, np.uint8)
             self._filled = np.zeros(len(self.entries), bool)
         elif cache not in (None, "none"):
-            self._open_disk_cache(cache + ".npy", shape)
+            self._path = cache + ".npy"
+            if not self._open_finished(shape):
+                self._filled = np.zeros(len(self.entries), bool)  # a writer starts when needed
 
     def __len__(self):
         return len(self.entries)
@@ -226,10 +242,14 @@ class ImageFiles(SplitImages):
     def cached(self, cache):
         if cache == self.cache:
             return self
-        return ImageFiles(self.entries, self.image_size, self.background, cache)
+        return ImageFiles(
+            self.entries, self.image_size, self.background, cache, self.split, self.folder
+        )
 
     def uint8(self, indices):
         indices = [int(index) for index in indices]
+        if self._filled is not None and self._store is None:
+            self._start_disk_cache()
         if self._filled is None:
             # Read from a finished disk cache, or decoded every time.
             if self._store is not None:
@@ -237,66 +257,98 @@ class ImageFiles(SplitImages):
             images = np.zeros((len(indices), self.image_size, self.image_size, 3), np.uint8)
             for row, image in enumerate(_pool().map(self._decode, indices)):
                 images[row] = image
+            self._end_pass_if_complete()
             return images
         missing = sorted({index for index in indices if not self._filled[index]})
         for index, image in zip(missing, _pool().map(self._decode, missing)):
             self._store[index] = image
             self._filled[index] = True
-        if missing and self._filled.all() and self.cache not in ("memory", None, "none"):
+        self._end_pass_if_complete()
+        if missing and self._filled.all() and self._writer is not None:
             self._finish_disk_cache()
         return self._store[np.asarray(indices, dtype=np.int64)]
 
     def _decode(self, index):
-        """The image at ``index``, or the next one that decodes (with a warning)."""
+        """The image at ``index``, or the next one that decodes."""
         count = len(self.entries)
         for step in range(count):
             current = (index + step) % count
             path, _, orientation = self.entries[current]
             try:
-                return decode_file(path, orientation, self.image_size, self.background)
+                image = decode_file(path, orientation, self.image_size, self.background)
             except Exception as error:  # Pillow raises many types for damaged files
-                self._report(current, path, error)
+                self._note(current, short_reason(error))
+                continue
+            self._note(current)
+            return image
         raise DataError(
             f"none of the {count} images of this split can be decoded any more "
             f"(e.g. {self.entries[index][0]}); check the folder."
         )
 
-    def _report(self, index, path, error):
+    def _note(self, index, problem=None):
         with self._lock:
-            if index in self._replaced:
+            self._tried[index] = True
+            if problem is not None:
+                self._failed[index] = problem
+
+    def _end_pass_if_complete(self):
+        """Once every file has been tried since the last time: one warning for the failures."""
+        with self._lock:
+            if not self._tried.all():
                 return
-            self._replaced[index] = f"{type(error).__name__}: {error}"
-        warnings.warn(
-            f"cannot decode {path} ({type(error).__name__}: {error}); the next image "
-            f"of its split is used in its place.",
-            UnreadableImagesWarning,
-            stacklevel=2,
-        )
+            failed, self._failed = self._failed, {}
+            self._tried[:] = False
+        if failed:
+            named = [(self.entries[index][0], failed[index]) for index in sorted(failed)]
+            warnings.warn(
+                undecodable_message(
+                    len(failed),
+                    len(self.entries),
+                    named,
+                    "were replaced by the next image of the split",
+                    self.split,
+                    self.folder,
+                ),
+                UnreadableImagesWarning,
+                stacklevel=3,
+            )
 
-    # -- disk cache: PREFIX.npy, written through PREFIX.partial.npy -------------------------
+    # -- disk cache: PREFIX.npy, written through the writer's PREFIX.writer-TOKEN.npy ---------
 
-    def _open_disk_cache(self, path, shape):
-        self._path = path
-        if os.path.exists(path):
-            try:
-                store = np.load(path, mmap_mode="r")
-                if store.shape == shape and store.dtype == np.uint8:
-                    self._store = store
-                    return
-            except (OSError, ValueError):  # damaged: written again below
-                pass
-        # What a killed run left is overwritten: a cache folder belongs to one process.
+    def _start_disk_cache(self):
+        shape = (len(self.entries), self.image_size, self.image_size, 3)
+        prefix = self._path[: -len(".npy")]
+        self._writer = CacheWriter.start(prefix, lambda: self._open_finished(shape))
+        if self._writer is None:  # finished by another process meanwhile: read it
+            self._filled = None
+            return
         self._store = np.lib.format.open_memmap(
-            path[: -len(".npy")] + ".partial.npy", mode="w+", dtype=np.uint8, shape=shape
+            self._writer.path(".npy"), mode="w+", dtype=np.uint8, shape=shape
         )
-        self._filled = np.zeros(shape[0], bool)
+
+    def _open_finished(self, shape):
+        """Memory-map the finished cache; False if there is none (or a damaged one)."""
+        if not os.path.exists(self._path):
+            return False
+        try:
+            store = np.load(self._path, mmap_mode="r")
+        except (OSError, ValueError):  # damaged: replaced by the next one finished
+            return False
+        if store.shape != shape or store.dtype != np.uint8:
+            return False
+        self._store = store
+        return True
 
     def _finish_disk_cache(self):
-        partial = self._store.filename
+        shape = self._store.shape
         self._store.flush()
         self._store = None
-        publish(partial, self._path)  # a complete cache, or none under its name
-        self._store = np.load(self._path, mmap_mode="r")
+        # Published unless another writer finished first (then its cache is read).
+        self._writer.finish(lambda: self._open_finished(shape))
+        if self._store is None:
+            self._store = np.load(self._path, mmap_mode="r")
+        self._writer = None
         self._filled = None
 
 

@@ -4,10 +4,11 @@ TensorFlow is imported inside the functions only.
 """
 
 from ddim_keras.core.datasets import background_rgb
-from ddim_keras.data.cache import remove_stale_cache_lock
 from ddim_keras.data.decode import ORIENTATIONS, pillow_rgba
+from ddim_keras.data.failures import short_reason
 from ddim_keras.data.folder import file_entries
 from ddim_keras.data.splits import check_one_batch
+from ddim_keras.data.tf_passes import DecodeReport, count_decoded, disk_cached
 
 
 def preprocess_image(image, image_size, background=None):
@@ -90,7 +91,8 @@ def prepare_dataset(images_ds, config, training=True, cache="memory"):
     composition matters). ``training`` only names the split in error messages.
 
     ``cache`` is "memory" (the example's), "none", or a file name prefix for a
-    cache on disk (its folder must exist). Images of dtype uint8 are cached as
+    cache on disk (its folder must exist; see :func:`~ddim_keras.data.tf_passes.disk_cached`
+    for how processes share it). Images of dtype uint8 are cached as
     they are (a quarter of float32's memory) and become float32 in [0, 1] after
     batching; float images pass unchanged.
 
@@ -104,8 +106,7 @@ def prepare_dataset(images_ds, config, training=True, cache="memory"):
     if cache == "memory":
         images_ds = images_ds.cache()
     elif cache not in (None, "none"):
-        remove_stale_cache_lock(cache)
-        images_ds = images_ds.cache(cache)
+        images_ds = disk_cached(images_ds, cache)
     batches = (
         images_ds.repeat(config.dataset_repetitions)
         .shuffle(10 * batch_size)
@@ -142,13 +143,18 @@ def image_files_dataset(paths, image_size, background=None):
     """Unbatched uint8 dataset of the image files ``paths``, preprocessed as a folder's are.
 
     Each file is decoded the way :func:`load_datasets` decodes a folder's (the
-    benchmark times this); files that cannot be decoded are skipped.
+    benchmark times this); files that cannot be decoded are skipped, with a warning.
     """
     return files_dataset(file_entries(paths), image_size, background_rgb(background))
 
 
-def files_dataset(entries, image_size, background):
-    """uint8 images of ``(path, decoder, orientation)`` entries, decoded in parallel."""
+def files_dataset(entries, image_size, background, split=None, folder=None):
+    """uint8 images of ``(path, decoder, orientation)`` entries, decoded in parallel.
+
+    Files that fail to decode are skipped; at the end of each pass over the files
+    an :class:`~ddim_keras.core.errors.UnreadableImagesWarning` says how many of
+    them, of which ``split`` (named relative to ``folder``).
+    """
     import tensorflow as tf
 
     paths = tf.constant([path for path, _, _ in entries], dtype=tf.string)
@@ -159,11 +165,33 @@ def files_dataset(entries, image_size, background):
         image = decode_image_file(path, decoder, orientation)
         return preprocess_image_uint8(image, image_size, background)
 
+    def problem_of(entry):
+        return decode_problem(entry, image_size, background)
+
     images = tf.data.Dataset.from_tensor_slices((paths, decoders, orientations))
     images = images.map(read, num_parallel_calls=tf.data.AUTOTUNE)
-    # Safety net for damage the listing-time check cannot see: skip (with a
-    # TensorFlow warning) rather than crash mid-training.
-    return images.ignore_errors(log_warning=True)
+    # For damage the listing-time check cannot see (a file truncated after its
+    # header): skip rather than crash mid-training, and count what was skipped.
+    images = images.ignore_errors()
+    return count_decoded(images, DecodeReport(entries, problem_of, split, folder))
+
+
+def decode_problem(entry, image_size, background):
+    """None if the ``(path, decoder, orientation)`` entry decodes as in :func:`files_dataset`,
+    else why not (Pillow's reason where Pillow fails too: it says more)."""
+    path, decoder, orientation = entry
+    try:
+        image = decode_image_file(path, decoder, orientation)
+        preprocess_image_uint8(image, image_size, background)
+        return None
+    except Exception as error:  # TensorFlow's errors, or Pillow's through numpy_function
+        reason = short_reason(error)
+    try:
+        with open(path, "rb") as handle:
+            pillow_rgba(handle.read())
+    except Exception as error:  # Pillow raises many types for damaged files
+        reason = short_reason(error)
+    return reason
 
 
 def decode_image_file(path, decoder, orientation):
