@@ -10,6 +10,7 @@ import pytest
 
 from ddim_keras.core import durable
 from ddim_keras.core.errors import DdimError
+from ddim_keras.io import sweep_results
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ddim_keras")
 
@@ -221,7 +222,6 @@ def test_generated_images_write_durably(tmp_path, events):
 
 @needs_proc
 def test_csv_writers_write_durably(tmp_path, events):
-    from ddim_keras.cli import sweep
     from ddim_keras.io import resume
 
     history = tmp_path / "history.csv"
@@ -231,7 +231,7 @@ def test_csv_writers_write_durably(tmp_path, events):
     assert_durable(events, history)
 
     rows = tmp_path / "sweep.csv"
-    sweep.write_rows(str(rows), [])
+    sweep_results.write_rows(str(rows), [])
     assert_durable(events, rows)
 
 

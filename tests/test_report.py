@@ -9,9 +9,9 @@ import pytest
 
 from ddim_keras.cli import report
 from ddim_keras.cli.runner import run_cli
-from ddim_keras.cli.sweep import COLUMNS
 from ddim_keras.core.config import DiffusionConfig, preset
 from ddim_keras.io import experiments as report_tables
+from ddim_keras.io.sweep_results import COLUMNS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,6 +9,7 @@ import pytest
 from conftest import assert_one_error, run_command
 
 from ddim_keras.cli import sweep
+from ddim_keras.io import sweep_results
 from ddim_keras.metrics import evaluation
 
 FAST = ["--kid-weights", "none", "--num-images", "8", "--batch-size", "4"]
@@ -249,22 +250,22 @@ def _key_row(**changes):
 
 
 def test_the_cache_key_names_the_data():
-    key = sweep.cache_key(_key_row())
-    assert sweep.cache_key(_key_row()) == key
+    key = sweep_results.cache_key(_key_row())
+    assert sweep_results.cache_key(_key_row()) == key
     for changes in (
         {"data_dir": "/data/dogs"},
         {"dataset": "flowers"},
         {"background": "black"},
     ):
-        assert sweep.cache_key(_key_row(**changes)) != key, changes
+        assert sweep_results.cache_key(_key_row(**changes)) != key, changes
     # A row written before data_dir was recorded names no folder: it matches no folder's
     # cell, whichever folder that is...
     older = _key_row(data_dir=None)
     assert "data_dir" not in older
-    assert sweep.cache_key(older) != key
+    assert sweep_results.cache_key(older) != key
     # ...while a shapes row (no folder to read) is still the same cell.
     shapes = dict(dataset="shapes", data_dir=None, background=None, kid_encoder=None)
-    assert sweep.cache_key(_key_row(**shapes)) == sweep.cache_key(
+    assert sweep_results.cache_key(_key_row(**shapes)) == sweep_results.cache_key(
         _key_row(dataset="shapes", data_dir="")
     )
 
@@ -309,7 +310,7 @@ def test_cells_measured_on_one_folder_are_not_reused_for_another(
     assert all(row["dataset"] == "folder" for row in rows)
 
     # A CSV of an older release has no data_dir column: its folder rows match no folder.
-    columns = [column for column in sweep.COLUMNS if column != "data_dir"]
+    columns = [column for column in sweep_results.COLUMNS if column != "data_dir"]
     with open(csv_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -13,6 +13,7 @@ import os
 import shutil
 
 from ddim_keras.core.datasets import DATASETS
+from ddim_keras.io.sweep_results import CSV_NAME, PLOT_NAME, SWEEP_FOLDER
 
 NOT_RUN = "not run yet"
 
@@ -90,7 +91,7 @@ def load_run(path):
     state = read_json(os.path.join(path, "state.json")) or {}
     history_path = os.path.join(path, "history.csv")
     history = read_csv(history_path)
-    sweep_rows = read_csv(os.path.join(path, "sweep", "sweep.csv"))
+    sweep_rows = read_csv(os.path.join(path, SWEEP_FOLDER, CSV_NAME))
     kid_results = []
     for kid_path in sorted(glob.glob(os.path.join(path, "kid_*.json"))):
         result = read_json(kid_path)
@@ -117,8 +118,8 @@ def load_run(path):
         "training_seconds": training_seconds,
         "timed_by_files": timed_by_files,
         "final_png": final if os.path.isfile(final) else None,
-        "sweep_png": _file_or_none(os.path.join(path, "sweep", "kid_vs_steps.png")),
-        "sweep_csv": _file_or_none(os.path.join(path, "sweep", "sweep.csv")),
+        "sweep_png": _file_or_none(os.path.join(path, SWEEP_FOLDER, PLOT_NAME)),
+        "sweep_csv": _file_or_none(os.path.join(path, SWEEP_FOLDER, CSV_NAME)),
     }
 
 
@@ -233,8 +234,8 @@ def copy_results(run, results_dir):
     folder = os.path.join(results_dir, run["name"])
     for key, name in (
         ("final_png", "final.png"),
-        ("sweep_csv", "sweep.csv"),
-        ("sweep_png", "kid_vs_steps.png"),
+        ("sweep_csv", CSV_NAME),
+        ("sweep_png", PLOT_NAME),
     ):
         if run[key]:
             os.makedirs(folder, exist_ok=True)
