@@ -173,7 +173,10 @@ def reverse_diffusion_graph(
                 step < diffusion_steps - 1, corrected, lambda: noisy_images
             )
             return next_noisy_images, pred_images, history
-        # DPM-Solver++: transitions 0 .. K-2 run between the K evaluated points.
+        # DPM-Solver++: transitions 0 .. K-2 run between the K evaluated points; the
+        # last step's (K-1) is never used (its predicted images are the output), and
+        # solver_order makes it first order: with logsnr or karras spacing its h is 0,
+        # which the higher orders divide by.
         previous_images, earlier_images, previous_h, earlier_h = history
         # The step in lambda: one number for the whole batch.
         h = log_snr(*grid_rates(schedule_fn, spacing, step + 1, diffusion_steps)) - log_snr(
@@ -206,10 +209,7 @@ def reverse_diffusion_graph(
             earlier_h,
         )
         branches = [first, second, third][: {"dpmpp_2m": 2, "dpmpp_3m": 3}[sampler]]
-        # The last step's transition is never used (its predicted images are the
-        # output); order 0 there is raised to 1.
-        index = ops.maximum(ops.cast(order, "int32"), 1) - 1
-        next_noisy_images = ops.switch(index, branches)
+        next_noisy_images = ops.switch(ops.cast(order, "int32") - 1, branches)
         return next_noisy_images, pred_images, (pred_images, previous_images, h, previous_h)
 
     def body(step, noisy_images, pred_images, history, recording):
