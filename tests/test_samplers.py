@@ -313,6 +313,11 @@ def test_solver_order_warms_up_and_lowers_at_the_end():
     orders = [int(step_rules.solver_order("dpmpp_3m", n, 12)) for n in range(12)]
     assert orders == [1, 2] + [3] * 10
     assert [int(step_rules.solver_order("dpmpp_2m", n, 4)) for n in range(4)] == [1, 2, 2, 1]
+    # The boundary: 10 steps (9 transitions) lowered, 11 steps (10 transitions) not.
+    orders = [int(step_rules.solver_order("dpmpp_3m", n, 9)) for n in range(9)]
+    assert orders == [1, 2, 3, 3, 3, 3, 3, 2, 1]
+    orders = [int(step_rules.solver_order("dpmpp_3m", n, 10)) for n in range(10)]
+    assert orders == [1, 2] + [3] * 8
 
 
 @pytest.mark.backends

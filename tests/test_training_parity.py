@@ -1,21 +1,27 @@
-"""Training is the example's: the same update for the same inputs.
+"""Training is the example's: the same update for the same inputs, bit for bit.
 
 The restated keras.io example (``example_layout.ExampleDiffusionModel``) and
 ``DiffusionModel`` start from identical network, EMA and normalizer weights and
 take eager training steps on identical batches. The two random draws of a step
 (the noises, then the diffusion times) are replaced by fixed tensors that both
 models receive in the same order, through ``keras.random`` itself, which both
-train steps call. After every step the distance between the two networks'
-weights must stay a small fraction of the size of the example's own update.
+train steps call.
 
-Measured on the 2-core development machine at 64 px, batch 8: the networks'
-weights are bit-identical after every step (ratio 0) and so is n_loss; the
-EMA weights differ by float rounding only (the update is written as one
-subtraction). With the loss reduced to its mean before the gradient (the code
-before issue #11) the ratio is 0.73 at the second step and 1.9 at the sixth,
-because AdamW's epsilon damps the ~200,000x smaller gradients; with the
-schedule's end angles computed in float64 instead of the example's float32 it
-drifted to ~1 % by the sixth step.
+On TensorFlow the networks' weights (batch-norm statistics included), n_loss and
+i_loss are identical after every step, and that is what is asserted. The EMA
+weights are not: the example updates them as ``ema * ema_weight + (1 - ema) *
+weight``, this package as ``ema_weight - (1 - ema) * (ema_weight - weight)``,
+equal up to float32 rounding (see ``test_ema_weights_differ_by_rounding_only``).
+
+Measured on the 2-core development machine at 64 px, batch 8, six steps: the
+networks and both losses identical at every step; EMA weights differing in 15 %
+of the 1,953,507 values after the first step and 73 % after the sixth, by at most
+1.2e-7 and 4.8e-7 (0.13 % and 0.03 % of the EMA's largest movement since the
+start). Before issue #11,
+with the loss reduced to its mean before the gradient, the networks were 0.73 of
+an update apart at the second step and 1.9 at the sixth (AdamW's epsilon damps
+the ~200,000x smaller gradients); with the schedule's end angles computed in
+float64 instead of the example's float32 they drifted ~1 % by the sixth step.
 """
 
 import os
@@ -94,27 +100,42 @@ def trajectories():
     return records
 
 
-def test_weights_follow_the_example_step_by_step(trajectories):
-    ours, example = trajectories["ours"], trajectories["example"]
-    ratios = []
-    for step in range(1, STEPS + 1):
-        update = np.linalg.norm(example[step]["network"] - example[step - 1]["network"])
-        assert update > 0
-        ratios.append(np.linalg.norm(ours[step]["network"] - example[step]["network"]) / update)
-    print("weight distance / example update per step:", [f"{r:.2g}" for r in ratios])
-    assert max(ratios) < 0.01, ratios
-
-
-def test_ema_weights_follow_the_example(trajectories):
+def test_network_weights_are_the_examples_bit_for_bit(trajectories):
     ours, example = trajectories["ours"], trajectories["example"]
     for step in range(1, STEPS + 1):
-        ema_update = np.linalg.norm(example[step]["ema"] - example[0]["network"])
-        gap = np.linalg.norm(ours[step]["ema"] - example[step]["ema"])
-        assert gap < 0.01 * ema_update, (step, gap, ema_update)
+        # Each step moves the weights: the comparison is not of two unchanged copies.
+        assert np.any(example[step]["network"] != example[step - 1]["network"])
+        for name in ("network", "trainable"):
+            np.testing.assert_array_equal(
+                ours[step][name], example[step][name], err_msg=f"{name} after step {step}"
+            )
 
 
-def test_losses_are_the_examples_per_pixel_means(trajectories):
+def test_losses_are_the_examples_bit_for_bit(trajectories):
     ours, example = trajectories["ours"], trajectories["example"]
     for step in range(1, STEPS + 1):
-        assert ours[step]["n_loss"] == pytest.approx(example[step]["n_loss"], abs=1e-5)
-        assert ours[step]["i_loss"] == pytest.approx(example[step]["i_loss"], rel=1e-4)
+        assert ours[step]["n_loss"] == example[step]["n_loss"], step
+        assert ours[step]["i_loss"] == example[step]["i_loss"], step
+
+
+def test_ema_weights_differ_by_rounding_only(trajectories):
+    """Each EMA update may round the two formulas' results apart by one float32 unit
+    (epsilon times the largest of the EMA weight and the weight), and the differences
+    of earlier updates carry over (times ema = 0.999): after step s every EMA weight is
+    within the sum of those units over steps 1..s.
+
+    Measured, the largest difference reaches 0.9995 of this bound (at step 2; 0.994 at
+    step 6), so it is the tightest of its kind; single updates do round one unit apart
+    (the coefficients alone differ: float32(0.999) is 1.3e-8 above 1 - float32(0.001)).
+    """
+    ours, example = trajectories["ours"], trajectories["example"]
+    unit = np.finfo(np.float32).eps
+    bound = 0.0
+    for step in range(1, STEPS + 1):
+        ema, example_ema = ours[step]["ema"], example[step]["ema"]
+        largest = np.maximum(
+            np.maximum(np.abs(ema), np.abs(example_ema)), np.abs(example[step]["network"])
+        )
+        bound = bound + unit * largest
+        gap = np.abs(ema - example_ema)
+        assert np.all(gap <= bound), (step, float(np.max(gap / np.maximum(bound, 1e-45))))

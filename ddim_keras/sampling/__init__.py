@@ -15,15 +15,17 @@ Step rules (:mod:`~ddim_keras.sampling.step_rules`):
 * ``dpmpp_2m`` / ``dpmpp_3m``: multistep DPM-Solver++ with data prediction
   (Lu et al. 2022, "DPM-Solver++", Algorithm 2 and its third-order multistep
   extension), second and third order, with lower-order warm-up steps and, for
-  10 steps or fewer (fewer than 10 transitions), lower-order final steps, as the
-  reference implementation does.
+  10 steps or fewer (K steps make K - 1 transitions, and the reference
+  implementation lowers the final orders when it has fewer than 10), lower-order
+  final steps; from 11 steps on the final steps keep the full order.
 * ``heun``: the second-order Heun method of EDM (Karras et al. 2022,
   Algorithm 1, deterministic), two network calls per step but the last.
 
 Step spacings (:mod:`~ddim_keras.sampling.spacings`), where the K network calls
 of K steps are made:
 
-* ``time``: uniform in diffusion time, t = 1, 1 - 1/K, ..., 1/K (the example's);
+* ``time``: uniform in diffusion time, t = 1, 1 - 1/K, ..., 1/K (the example's,
+  computed by :func:`~ddim_keras.sampling.spacings.time_grid` alone);
 * ``logsnr``: uniform in lambda between the schedule's ends;
 * ``karras``: EDM's spacing of sigma = noise_rate / signal_rate with rho = 7.
 

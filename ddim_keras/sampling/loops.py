@@ -8,7 +8,7 @@ so the loops know neither the network nor the schedule.
 from keras import ops
 
 from ddim_keras.sampling.keyed_noise import keyed_normal
-from ddim_keras.sampling.spacings import grid_rates, log_snr
+from ddim_keras.sampling.spacings import grid_rates, log_snr, time_grid
 from ddim_keras.sampling.step_rules import (
     ddim_step,
     dpmpp_2m_step,
@@ -34,17 +34,19 @@ def fresh_noise(shape, seed, first_image, step):
 def _reverse_step_at(
     denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed, first_image=0
 ):
-    """Separate the noisy images at step ``step`` and remix them one step on."""
+    """Separate the noisy images at step ``step`` and remix them one step on.
+
+    The example's step, on the example's time grid (:func:`time_grid`).
+    """
     shape = ops.shape(noisy_images)
-    step_size = 1.0 / ops.cast(diffusion_steps, "float32")
+    time, next_time = time_grid(step, diffusion_steps)
     # At the first step the "noisy image" is pure noise, but its signal rate is
     # taken as min_signal_rate: the schedule never reaches zero signal.
-    diffusion_times = ops.full(
-        (shape[0], 1, 1, 1), 1.0 - ops.cast(step, "float32") * step_size, dtype="float32"
-    )
+    diffusion_times = ops.full((shape[0], 1, 1, 1), time, dtype="float32")
     noise_rates, signal_rates = schedule_fn(diffusion_times)
     pred_noises, pred_images = denoise_fn(noisy_images, noise_rates, signal_rates)
-    next_noise_rates, next_signal_rates = schedule_fn(diffusion_times - step_size)
+    next_diffusion_times = ops.full((shape[0], 1, 1, 1), next_time, dtype="float32")
+    next_noise_rates, next_signal_rates = schedule_fn(next_diffusion_times)
     fresh_noises = fresh_noise(shape, seed, first_image, step)
     next_noisy_images = ddim_step(
         noisy_images,
@@ -171,7 +173,10 @@ def reverse_diffusion_graph(
                 step < diffusion_steps - 1, corrected, lambda: noisy_images
             )
             return next_noisy_images, pred_images, history
-        # DPM-Solver++: transitions 0 .. K-2 run between the K evaluated points.
+        # DPM-Solver++: transitions 0 .. K-2 run between the K evaluated points; the
+        # last step's (K-1) is never used (its predicted images are the output), and
+        # solver_order makes it first order: with logsnr or karras spacing its h is 0,
+        # which the higher orders divide by.
         previous_images, earlier_images, previous_h, earlier_h = history
         # The step in lambda: one number for the whole batch.
         h = log_snr(*grid_rates(schedule_fn, spacing, step + 1, diffusion_steps)) - log_snr(
@@ -204,10 +209,7 @@ def reverse_diffusion_graph(
             earlier_h,
         )
         branches = [first, second, third][: {"dpmpp_2m": 2, "dpmpp_3m": 3}[sampler]]
-        # The last step's transition is never used (its predicted images are the
-        # output); order 0 there is raised to 1.
-        index = ops.maximum(ops.cast(order, "int32"), 1) - 1
-        next_noisy_images = ops.switch(index, branches)
+        next_noisy_images = ops.switch(ops.cast(order, "int32") - 1, branches)
         return next_noisy_images, pred_images, (pred_images, previous_images, h, previous_h)
 
     def body(step, noisy_images, pred_images, history, recording):

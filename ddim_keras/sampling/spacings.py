@@ -17,6 +17,23 @@ def rates_from_log_snr(log_snrs):
 KARRAS_RHO = 7.0
 
 
+def time_grid(step, diffusion_steps):
+    """(t, next t) of step ``step`` of ``diffusion_steps``: the example's time grid, 1 -> 0.
+
+    The float32 values of the example's ``ones - step * step_size`` and
+    ``diffusion_times - step_size`` (step_size = 1 / K in Python): t = 1 - step / K
+    and next t = t - 1 / K, with float32's correctly rounded division standing in for
+    Python's float64 product (the same float32 value for every K below 2**24).
+    Next t is not the following step's t (it can differ by one float32 unit, and
+    reaches 0 only up to rounding): the example takes it that way, and the
+    ``ddim``/``time`` sampler is the example's. ``step`` and ``diffusion_steps``
+    are scalars (Python ints or tensors).
+    """
+    steps = ops.cast(diffusion_steps, "float32")
+    diffusion_times = 1.0 - ops.cast(step, "float32") / steps
+    return diffusion_times, diffusion_times - 1.0 / steps
+
+
 def grid_rates(schedule_fn, spacing, index, diffusion_steps):
     """(noise_rate, signal_rate) of the ``index``-th network call of ``diffusion_steps``.
 
@@ -29,7 +46,7 @@ def grid_rates(schedule_fn, spacing, index, diffusion_steps):
     past the last call gives the last call's rates.
     """
     if spacing == "time":
-        return schedule_fn(1.0 - ops.cast(index, "float32") / ops.cast(diffusion_steps, "float32"))
+        return schedule_fn(time_grid(index, diffusion_steps)[0])
     intervals = ops.maximum(ops.cast(diffusion_steps, "float32") - 1.0, 1.0)
     fraction = ops.minimum(ops.cast(index, "float32") / intervals, 1.0)
     start_noise, start_signal = schedule_fn(ops.ones(()))
@@ -45,8 +62,3 @@ def grid_rates(schedule_fn, spacing, index, diffusion_steps):
         signal_rates = 1.0 / ops.sqrt(1.0 + ops.square(sigmas))
         return sigmas * signal_rates, signal_rates
     raise ValueError(f"unknown step spacing {spacing!r}")
-
-
-def step_times(step, diffusion_steps):
-    """Diffusion time at the start of step ``step`` of ``diffusion_steps`` (1 -> 0)."""
-    return 1.0 - ops.cast(step, "float32") / ops.cast(diffusion_steps, "float32")

@@ -175,12 +175,18 @@ def steps_for_calls(sampler, calls):
 def solver_order(sampler, transition, transitions):
     """Order of DPM-Solver++ transition ``transition`` (0-based) of ``transitions``.
 
-    Warm-up: the first transitions have no history, so transition n uses at
-    most order n + 1. Final: with fewer than 10 transitions the last ones use at
-    most order ``transitions - n``, which the reference implementation found
-    more stable for few steps. Works on Python ints and tensors alike.
+    ``transitions`` is K - 1 for K steps (the K-th network call's predicted images are
+    the output). Warm-up: transition n has only n earlier predictions, so it uses at
+    most order n + 1. Final: when ``transitions < 10``, i.e. for 10 steps or fewer,
+    transition n uses at most order ``transitions - n`` (the last one first order),
+    which the reference implementation found more stable for few steps; from 11 steps
+    on, the order is not lowered. A ``transition`` of ``transitions`` or more (the
+    loop's last step, whose result is never used) gets order 1, which does not divide
+    by its step h (0 there with logsnr or karras spacing). Works on Python ints and
+    tensors alike.
     """
     order = {"dpmpp_2m": 2, "dpmpp_3m": 3}.get(sampler, 1)
     order = ops.minimum(order, transition + 1)
     final = ops.minimum(order, transitions - transition)
-    return ops.where(transitions < 10, final, order)
+    order = ops.where(transitions < 10, final, order)
+    return ops.where(transition < transitions, order, 1)
