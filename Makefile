@@ -60,14 +60,18 @@ install: $(STAMP)
 # sampling, samplers, generation) on JAX and on PyTorch.
 # JAX keeps its compiled programs in a cache folder: the many tiny models of the tests
 # compile to the same XLA programs, which are then compiled once.
+# pytest-xdist workers of the TensorFlow and JAX passes: on the 2-core development machine
+# two workers took the TensorFlow pass from 33 to 24 minutes (many tests wait on
+# subprocesses). Each worker holds a few GB; more workers need more memory.
+TEST_WORKERS ?= 2
 test: export JAX_COMPILATION_CACHE_DIR := $(CURDIR)/.pytest_cache/jax
 test: export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS := 0
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(MKDOCS) build --strict
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -q --durations=15 $(ARGS)
-	KERAS_BACKEND=jax $(PY) -m pytest -q -m backends $(ARGS)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15 $(ARGS)
+	KERAS_BACKEND=jax $(PY) -m pytest -q -n $(TEST_WORKERS) -m backends $(ARGS)
 	KERAS_BACKEND=torch $(PY) -m pytest -q -m backends $(ARGS)
 
 # The documentation site (mkdocs.yml, docs/) into site/: offline, strict (any warning fails).
