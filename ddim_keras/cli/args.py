@@ -2,6 +2,7 @@
 
 import argparse
 
+from ddim_keras.core.config import AUGMENTS, LOSS_WEIGHTINGS, PREDICTIONS
 from ddim_keras.core.datasets import check_dataset_name, parse_background
 
 
@@ -27,6 +28,59 @@ def add_model_arguments(parser):
         help="InceptionV3 weights for KID: 'imagenet', a local no-top .h5 file, "
         "or 'none' (random). (default: %(default)s)",
     )
+
+
+def add_objective_arguments(parser):
+    """``train``'s flags of the training objective; each overrides its config field."""
+    objective = parser.add_argument_group(
+        "training objective (defaults: the config's, which are the example's)"
+    )
+    objective.add_argument(
+        "--prediction",
+        choices=PREDICTIONS,
+        help="what the network outputs: noise (the example), velocity "
+        "(signal_rate*noise - noise_rate*image) or image; fixed for a run",
+    )
+    objective.add_argument(
+        "--loss-weighting",
+        choices=LOSS_WEIGHTINGS,
+        help="per-example loss weights: none (the example) or min_snr (min-SNR-gamma)",
+    )
+    objective.add_argument(
+        "--snr-gamma",
+        type=float,
+        help="the cap gamma of --loss-weighting min_snr (config default 5)",
+    )
+    objective.add_argument(
+        "--augment",
+        choices=AUGMENTS,
+        help="training augmentation: none (the example) or flip (random horizontal flips)",
+    )
+    objective.add_argument(
+        "--ema-warmup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="warm the EMA decay up from 0 to the config's ema (diffusers' schedule)",
+    )
+
+
+#: The config field each objective flag sets.
+OBJECTIVE_FLAGS = {
+    "prediction": "prediction",
+    "loss_weighting": "loss_weighting",
+    "snr_gamma": "snr_gamma",
+    "augment": "augment",
+    "ema_warmup": "ema_warmup",
+}
+
+
+def objective_changes(args):
+    """``{config field: value}`` of the objective flags given on the command line."""
+    return {
+        field: getattr(args, name)
+        for name, field in OBJECTIVE_FLAGS.items()
+        if getattr(args, name) is not None
+    }
 
 
 def _argparse_type(parse):

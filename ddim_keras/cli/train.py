@@ -14,6 +14,8 @@ from ddim_keras.cli.args import (
     add_dataset_argument,
     add_debug_argument,
     add_kid_encoder_argument,
+    add_objective_arguments,
+    objective_changes,
 )
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core.config import PRESETS, DiffusionConfig, preset
@@ -123,6 +125,7 @@ def build_parser():
         help="Keras fit verbosity (default: progress bar on a terminal, "
         "one line per epoch otherwise)",
     )
+    add_objective_arguments(parser)
     speed = parser.add_argument_group("speed and multiple devices")
     speed.add_argument(
         "--steps-per-execution",
@@ -180,6 +183,7 @@ def resolve_config(args):
         changes["batch_size"] = args.batch_size
     if args.no_kid:
         changes["kid"] = False
+    changes.update(objective_changes(args))
     return config.replace(**changes) if changes else config
 
 

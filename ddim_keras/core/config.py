@@ -17,6 +17,15 @@ LOSSES = ("mae", "mse")
 
 SCHEDULES = ("cosine", "linear")
 
+#: What the network is trained to output: the noise (the example's), the
+#: velocity ``signal_rate * noise - noise_rate * image`` (Salimans & Ho 2022) or
+#: the image itself. See :mod:`ddim_keras.model.objectives`.
+PREDICTIONS = ("noise", "velocity", "image")
+#: Per-example loss weights: none (the example's) or min-SNR-gamma (Hang et al. 2023).
+LOSS_WEIGHTINGS = ("none", "min_snr")
+#: Training-time augmentation: none (the example's) or random horizontal flips.
+AUGMENTS = ("none", "flip")
+
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionConfig:
@@ -44,6 +53,12 @@ class DiffusionConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     loss: str = "mae"
+    # training objective (the defaults are the example's; see model/objectives.py)
+    prediction: str = "noise"
+    loss_weighting: str = "none"
+    snr_gamma: float = 5.0
+    augment: str = "none"
+    ema_warmup: bool = False
 
     def __post_init__(self):
         # JSON gives lists; keep widths hashable and immutable.
@@ -126,6 +141,15 @@ class DiffusionConfig:
             refuse("weight_decay", "must be zero or positive.")
         if self.loss not in LOSSES:
             refuse("loss", f"must be one of {', '.join(LOSSES)}.")
+        for name, allowed in (
+            ("prediction", PREDICTIONS),
+            ("loss_weighting", LOSS_WEIGHTINGS),
+            ("augment", AUGMENTS),
+        ):
+            if getattr(self, name) not in allowed:
+                refuse(name, f"must be one of {', '.join(allowed)}.")
+        if not (self.snr_gamma > 0 and math.isfinite(self.snr_gamma)):
+            refuse("snr_gamma", "the min-SNR cap must be a positive number (the paper uses 5).")
         if self.schedule not in SCHEDULES:
             refuse("schedule", f"must be one of {', '.join(SCHEDULES)}.")
         if self.kid and self.kid_image_size < 75:
@@ -241,12 +265,27 @@ ARCHITECTURE_FIELDS = (
     "block_depth",
     "embedding_dims",
     "embedding_max_frequency",
+    # What the network's output means: a noise model's weights predict no velocity.
+    "prediction",
 )
+
+#: The value an architecture field has in a config.json written before the field
+#: existed (runs of release 0.1.0 predate ``prediction``).
+_ARCHITECTURE_FIELD_BEFORE = {"prediction": "noise"}
 
 
 #: Config fields a resumed run may change: how long it trains and the optimizer's
-#: step size (lowering learning_rate is the way on after a diverged run).
-RESUME_MAY_CHANGE = ("epochs", "learning_rate", "weight_decay")
+#: step size (lowering learning_rate is the way on after a diverged run), and the
+#: parts of the objective that weigh, augment or average the same network's output.
+RESUME_MAY_CHANGE = (
+    "epochs",
+    "learning_rate",
+    "weight_decay",
+    "loss_weighting",
+    "snr_gamma",
+    "augment",
+    "ema_warmup",
+)
 
 
 def architecture_fields(config):
@@ -254,7 +293,8 @@ def architecture_fields(config):
     data = config.to_dict() if isinstance(config, DiffusionConfig) else dict(config)
     if "widths" in data:
         data["widths"] = list(data["widths"])
-    return [(key, data[key]) for key in ARCHITECTURE_FIELDS]
+    before = _ARCHITECTURE_FIELD_BEFORE
+    return [(key, data.get(key, before.get(key))) for key in ARCHITECTURE_FIELDS]
 
 
 def architecture_differences(a, b):

@@ -18,7 +18,7 @@ from ddim_keras.core.config import DiffusionConfig
 from ddim_keras.core.schedules import get_schedule
 from ddim_keras.core.untracked import Untracked
 from ddim_keras.metrics.kid import KID
-from ddim_keras.model import train_steps
+from ddim_keras.model import objectives, train_steps
 from ddim_keras.model.ema import update_ema
 from ddim_keras.model.network import build_network
 from ddim_keras.model.replicas import replica_seeds, step_logs
@@ -174,17 +174,23 @@ class DiffusionModel(keras.Model):
             self.diffusion_config.max_signal_rate,
         )
 
-    def denoise(self, noisy_images, noise_rates, signal_rates, training, network=None):
+    def network_outputs(self, noisy_images, noise_rates, training, network=None):
+        """The network's raw output: noise, velocity or image, by the config's ``prediction``."""
         # The exponential moving average weights are used for evaluation.
         if network is None:
             network = self.network if training else self.ema_network
-        # Predict the noise component; the image component follows from it.
-        pred_noises = network([noisy_images, noise_rates**2], training=training)
+        outputs = network([noisy_images, noise_rates**2], training=training)
         # Under a mixed precision policy the network computes in float16/bfloat16;
         # its output, the losses and the sampler stay float32.
-        pred_noises = ops.cast(pred_noises, "float32")
-        pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates
-        return pred_noises, pred_images
+        return ops.cast(outputs, "float32")
+
+    def denoise(self, noisy_images, noise_rates, signal_rates, training, network=None):
+        """``(pred_noises, pred_images)`` of noisy images, whatever the network predicts."""
+        outputs = self.network_outputs(noisy_images, noise_rates, training, network)
+        # Predict one component; the other follows from the noisy image.
+        return objectives.components(
+            self.diffusion_config.prediction, outputs, noisy_images, noise_rates, signal_rates
+        )
 
     def _denoise_eval(self, noisy_images, noise_rates, signal_rates):
         return self.denoise(noisy_images, noise_rates, signal_rates, training=False)
@@ -320,6 +326,9 @@ class DiffusionModel(keras.Model):
         # Normalize images to unit variance, like the noises they are mixed with.
         images = self.normalizer(images, training=training)
         noises, diffusion_times = self._draw_noises(images, training)
+        if training and self.diffusion_config.augment == "flip":
+            # Drawn after the example's draws, so those stay the same numbers.
+            images = self._random_flips(images)
         noise_rates, signal_rates = self.diffusion_schedule(diffusion_times)
         noisy_images = signal_rates * images + noise_rates * noises
         return images, noises, noisy_images, noise_rates, signal_rates
@@ -343,24 +352,52 @@ class DiffusionModel(keras.Model):
         diffusion_times = keras.random.uniform(shape=times_shape, minval=0.0, maxval=1.0, seed=seed)
         return noises, diffusion_times
 
+    def _random_flips(self, images):
+        """Each image mirrored left-right with probability 1/2 (``augment="flip"``)."""
+        flips_shape = (ops.shape(images)[0], 1, 1, 1)
+        seed = self._replica_seed(training=True)
+        if seed is not None:
+            coins = self._replica_seeds.value.flip_coins(flips_shape, seed)
+        else:
+            coins = keras.random.uniform(flips_shape, seed=self.seed_generator)
+        return ops.where(coins < 0.5, ops.flip(images, axis=2), images)
+
     def _replica_seed(self, training):
         """None on one replica; a stateless seed per replica and step under a strategy."""
         return self._replica_seeds.value.seed(training, self.optimizer)
 
     def step_losses(self, batch, network):
-        """Per-pixel (noise_loss, image_loss), shape (batch, height, width), of a noisy batch.
+        """Per-pixel (objective, noise_loss, image_loss), each (batch, height, width).
 
-        ``network`` is the network, or a callable(inputs, training) standing for
-        it (JAX's stateless call).
+        ``objective`` is what training differentiates: the loss of the network's
+        output against its target (noise, velocity or image), weighted per
+        example by ``loss_weighting``. With the example's settings (noise,
+        unweighted) it is ``noise_loss`` itself. ``network`` is the network, or a
+        callable(inputs, training) standing for it (JAX's stateless call).
         """
         images, noises, noisy_images, noise_rates, signal_rates = batch
+        config = self.diffusion_config
         # Train the network to separate noisy images into their components.
-        pred_noises, pred_images = self.denoise(
-            noisy_images, noise_rates, signal_rates, training=True, network=network
+        outputs = self.network_outputs(noisy_images, noise_rates, training=True, network=network)
+        pred_noises, pred_images = objectives.components(
+            config.prediction, outputs, noisy_images, noise_rates, signal_rates
         )
-        noise_loss = self.loss_fn(noises, pred_noises)  # used for training
+        noise_loss = self.loss_fn(noises, pred_noises)  # a metric (the example's training loss)
         image_loss = self.loss_fn(images, pred_images)  # only used as a metric
-        return noise_loss, image_loss
+        if config.prediction == "noise":
+            objective = noise_loss
+        else:
+            targets = objectives.target(
+                config.prediction, images, noises, noise_rates, signal_rates
+            )
+            objective = self.loss_fn(targets, outputs)
+        if config.loss_weighting == "min_snr":
+            weights = objectives.min_snr_weights(
+                config.prediction, noise_rates, signal_rates, config.snr_gamma
+            )
+            # (batch, 1, 1, 1) -> (batch, 1, 1): the loss has no channel axis.
+            objective = objective * ops.squeeze(weights, axis=-1)
+        return objective, noise_loss, image_loss
 
     def train_step(self, *args):
         """One optimizer step; each backend's way is in :mod:`ddim_keras.model.train_steps`."""
@@ -387,32 +424,6 @@ class DiffusionModel(keras.Model):
         # KID is not measured while training: it is too expensive.
         return step_logs((self.noise_loss_tracker, self.image_loss_tracker))
 
-    def differentiated_loss(self, per_pixel_loss):
-        """(the loss to differentiate, a factor for its float32 gradients or None).
-
-        The example differentiates the unreduced per-pixel loss, which
-        TensorFlow's tape sums, so its gradients are those of the SUM over
-        pixels and images, not of their mean. AdamW is scale-invariant only up
-        to its epsilon, which would damp a mean's ~260,000x smaller gradients,
-        so the sum is what reproduces the example's updates (on every backend).
-        Under a tf.distribute strategy the optimizer sums the replicas'
-        gradients, and the sum of the replicas' sums is the global batch's sum:
-        no rescaling.
-
-        The gradient wanted is that of ``sum(per_pixel_loss)``. Under a
-        LossScaleOptimizer (mixed_float16) the sum's gradients overflow float16
-        inside the network (measured at 64 px, batch 16: every step skipped and
-        the loss scale halved each time), so there the tape differentiates the
-        scaled MEAN, which float16 holds, and the float32 gradients are
-        multiplied back by the number of terms: the same gradient, up to
-        rounding. float32 and bfloat16 (float32's range) differentiate the sum
-        itself, which keeps float32 bit-identical to the example.
-        """
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            count = ops.cast(ops.size(per_pixel_loss), "float32")
-            return self.optimizer.scale_loss(ops.mean(per_pixel_loss)), count
-        return ops.sum(per_pixel_loss), None
-
     def update_ema(self):
         """Move every EMA weight (batch-norm statistics included) towards the network's.
 
@@ -420,7 +431,13 @@ class DiffusionModel(keras.Model):
         the model: Keras would track such a list as the model's own weights and
         change the checkpoint layout.)
         """
-        update_ema(self.network.weights, self.ema_network.weights, self.diffusion_config.ema)
+        config = self.diffusion_config
+        ema = (
+            objectives.ema_decay(self.optimizer.iterations, config.ema)
+            if config.ema_warmup
+            else config.ema
+        )
+        update_ema(self.network.weights, self.ema_network.weights, ema)
 
     def test_step(self, *args):
         """Validation losses (and KID when configured); see :mod:`ddim_keras.model.train_steps`."""

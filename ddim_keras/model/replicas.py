@@ -15,7 +15,7 @@ import numpy as np
 from keras import ops
 
 #: Seed slots per (step, replica): the step's own streams (noise, times, KID's
-#: starting noise) are the offsets 0, 1 and 2 after its seed.
+#: starting noise, the coins of ``augment="flip"``) are the offsets 0 to 3 after its seed.
 STREAMS_PER_STEP = 4
 
 
@@ -87,6 +87,12 @@ class ReplicaSeeds:
         noises = tf.random.stateless_normal(tf.shape(images), seed)
         diffusion_times = tf.random.stateless_uniform(times_shape, seed + [0, 1])
         return noises, diffusion_times
+
+    def flip_coins(self, flips_shape, seed):
+        """Uniform draws in [0, 1) deciding which images of a replica's step are mirrored."""
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform(flips_shape, seed + [0, 3])
 
     def kid_noise(self, images, seed):
         """The starting noise of the KID samples of one replica's evaluation step."""

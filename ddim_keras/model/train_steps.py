@@ -15,6 +15,7 @@ only how the gradients are taken and how state travels:
 """
 
 import keras
+from keras import ops
 
 
 def _images(data):
@@ -45,13 +46,40 @@ def test_step(model, *args):
     return model.evaluate_batch(images)
 
 
+def differentiated_loss(model, per_pixel_loss):
+    """(the loss to differentiate, a factor for its float32 gradients or None).
+
+    The example differentiates the unreduced per-pixel loss, which
+    TensorFlow's tape sums, so its gradients are those of the SUM over
+    pixels and images, not of their mean. AdamW is scale-invariant only up
+    to its epsilon, which would damp a mean's ~260,000x smaller gradients,
+    so the sum is what reproduces the example's updates (on every backend).
+    Under a tf.distribute strategy the optimizer sums the replicas'
+    gradients, and the sum of the replicas' sums is the global batch's sum:
+    no rescaling.
+
+    The gradient wanted is that of ``sum(per_pixel_loss)``. Under a
+    LossScaleOptimizer (mixed_float16) the sum's gradients overflow float16
+    inside the network (measured at 64 px, batch 16: every step skipped and
+    the loss scale halved each time), so there the tape differentiates the
+    scaled MEAN, which float16 holds, and the float32 gradients are
+    multiplied back by the number of terms: the same gradient, up to
+    rounding. float32 and bfloat16 (float32's range) differentiate the sum
+    itself, which keeps float32 bit-identical to the example.
+    """
+    if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
+        count = ops.cast(ops.size(per_pixel_loss), "float32")
+        return model.optimizer.scale_loss(ops.mean(per_pixel_loss)), count
+    return ops.sum(per_pixel_loss), None
+
+
 def _tensorflow_train_step(model, images):
     import tensorflow as tf
 
     batch = model.noisy_batch(images, training=True)
     with tf.GradientTape() as tape:
-        noise_loss, image_loss = model.step_losses(batch, model.network)
-        training_loss, gradient_factor = model.differentiated_loss(noise_loss)
+        objective, noise_loss, image_loss = model.step_losses(batch, model.network)
+        training_loss, gradient_factor = differentiated_loss(model, objective)
     gradients = tape.gradient(training_loss, model.network.trainable_weights)
     return model.finish_train_step(gradients, gradient_factor, noise_loss, image_loss)
 
@@ -61,8 +89,8 @@ def _torch_train_step(model, images):
 
     batch = model.noisy_batch(images, training=True)
     model.zero_grad()
-    noise_loss, image_loss = model.step_losses(batch, model.network)
-    training_loss, gradient_factor = model.differentiated_loss(noise_loss)
+    objective, noise_loss, image_loss = model.step_losses(batch, model.network)
+    training_loss, gradient_factor = differentiated_loss(model, objective)
     training_loss.backward()
     gradients = [weight.value.grad for weight in model.network.trainable_weights]
     # The update, EMA and metrics are not part of any gradient.
@@ -107,8 +135,8 @@ def _jax_train_step(model, state, images):
                 updated.append(new_others)
                 return outputs
 
-            noise_loss, image_loss = model.step_losses(batch, forward)
-            training_loss, gradient_factor = model.differentiated_loss(noise_loss)
+            objective, noise_loss, image_loss = model.step_losses(batch, forward)
+            training_loss, gradient_factor = differentiated_loss(model, objective)
             # Batch-norm statistics and the reported losses leave through aux.
             return training_loss, (noise_loss, image_loss, updated[0], gradient_factor)
 
