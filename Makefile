@@ -39,10 +39,17 @@ SHAPES_SAMPLERS = ddim,ddim/logsnr,dpmpp_2m/logsnr,dpmpp_2m/karras,dpmpp_3m/logs
 SHAPES_SWEEP_ARGS = --num-images 500 --batch-size 50 --etas 0 --steps 1,2,3,5,10,20 \
 	--samplers $(SHAPES_SAMPLERS)
 DEFAULT_SWEEP_ARGS = --num-images 1000 --samplers ddim,dpmpp_2m/logsnr
-SWEEP_ARGS ?= $(if $(filter shapes,$(EXP_DATASET)),$(SHAPES_SWEEP_ARGS),$(DEFAULT_SWEEP_ARGS))
+# The training-objective experiments (experiments/shapes_*.json, see `make objectives`) sweep
+# only the cells of their table: DDIM and dpmpp_2m/logsnr at 10 and 20 steps.
+OBJECTIVE_SWEEP_ARGS = --num-images 500 --batch-size 50 --etas 0 --steps 10,20 \
+	--samplers ddim,dpmpp_2m/logsnr
+SWEEP_ARGS ?= $(if $(filter shapes_%,$(EXP)),$(OBJECTIVE_SWEEP_ARGS),$(if $(filter \
+	shapes,$(EXP_DATASET)),$(SHAPES_SWEEP_ARGS),$(DEFAULT_SWEEP_ARGS)))
 TRAIN_ARGS ?=
+OBJECTIVE_EXPS ?= shapes_noise shapes_velocity shapes_image shapes_noise_minsnr \
+	shapes_velocity_minsnr shapes_image_minsnr shapes_flip shapes_emawarmup shapes_best
 
-.PHONY: install test docs demo train generate tensorboard clean experiment
+.PHONY: install test docs demo train generate tensorboard clean experiment objectives
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -97,10 +104,15 @@ tensorboard: $(STAMP)
 experiment: $(STAMP)
 	@test -f experiments/$(EXP).json || { echo "no experiments/$(EXP).json"; exit 2; }
 	$(PY) -m ddim_keras.train --dataset $(EXP_DATASET) --config experiments/$(EXP).json \
-		--output runs/$(EXP) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(TRAIN_ARGS)
+		--output runs/$(EXP) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(KID_FLAGS) $(TRAIN_ARGS)
 	$(PY) -m ddim_keras.sweep --run runs/$(EXP) $(KID_FLAGS) $(SWEEP_ARGS)
 	$(PY) -m ddim_keras.report --runs-dir runs --output experiments/README.md
 	@echo "Report: experiments/README.md; results copied to experiments/results/$(EXP)/"
+
+# The training-objective table of experiments/README.md: every shapes objective variant
+# trained and swept in turn (each about as long as `make demo`).
+objectives: $(STAMP)
+	for exp in $(OBJECTIVE_EXPS); do $(MAKE) experiment EXP=$$exp || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build site *.egg-info

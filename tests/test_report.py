@@ -250,3 +250,75 @@ def test_variants_exist():
         "flowers_linear.json",
         "celeba_mse.json",
     } <= names
+
+
+def test_objective_experiment_files_hold_only_what_they_change():
+    """experiments/shapes_*.json are the shapes preset with KID on and one objective change."""
+    shapes = preset("shapes")
+    for path in glob.glob(os.path.join(REPO, "experiments", "shapes_*.json")):
+        config = report_tables.load_experiments(os.path.dirname(path))[
+            os.path.splitext(os.path.basename(path))[0]
+        ]["config"]
+        assert config.kid and (config.image_size, config.epochs) == (32, 24)
+        assert config.widths == shapes.widths and config.learning_rate == shapes.learning_rate
+
+
+def test_objectives_table_reads_history_and_sweep(tmp_path, capsys):
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "README.md").write_text("# Experiments\n")
+    (experiments / "shapes_velocity.json").write_text('{"kid": true, "prediction": "velocity"}')
+    (experiments / "shapes_image.json").write_text('{"kid": true, "prediction": "image"}')
+    config = preset("shapes").replace(kid=True, prediction="velocity", loss_weighting="min_snr")
+    run = make_run(
+        tmp_path / "runs",
+        "shapes_velocity",
+        "shapes",
+        config,
+        sweep_rows=[
+            {**sweep_row("shapes_velocity", "shapes", 20, 0, 0.25, "shapes_classifier")},
+            {
+                **sweep_row("shapes_velocity", "shapes", 10, 0, 0.5, "shapes_classifier"),
+                "sampler": "dpmpp_2m/logsnr",
+            },
+        ],
+    )
+    # The sweep's recognised share of the DDIM 20-step cell.
+    rows = list(csv.DictReader(open(run / "sweep" / "sweep.csv")))
+    rows[0]["recognised"] = "0.64"
+    with open(run / "sweep" / "sweep.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    kids = {6: 3.5, 12: 1.25, 24: 0.75}
+    (run / "history.csv").write_text(
+        "epoch,n_loss,val_kid\n"
+        + "".join(f"{epoch},0.1,{kids.get(epoch + 1, 9.0)}\n" for epoch in range(24))
+    )
+    code, _, _ = run_report(capsys, tmp_path)
+    assert code == 0
+    text = (experiments / "README.md").read_text()
+    section = text.split("### Training objectives")[1]
+    velocity = next(line for line in section.splitlines() if "`shapes_velocity`" in line)
+    cells = [cell.strip() for cell in velocity.strip("|").split("|")]
+    assert cells[1] == "velocity prediction, min-SNR γ=5"
+    assert cells[2:7] == ["3.5", "1.25", "0.75", "0.5", "0.25 (64%)"]
+    image = next(line for line in section.splitlines() if "`shapes_image`" in line)
+    assert image.count("not run yet") == 6
+
+
+def test_results_saved_by_an_earlier_report_are_kept_without_the_run(results, capsys):
+    code, _, _ = run_report(capsys, results)
+    assert code == 0
+    first = (results / "experiments" / "README.md").read_text()
+    assert "0.0123" in first
+    import shutil
+
+    shutil.rmtree(results / "runs" / "shapes")  # the run stays on another machine
+    code, _, _ = run_report(capsys, results)
+    assert code == 0
+    again = (results / "experiments" / "README.md").read_text()
+    shapes_row = table_rows(again, "shapes")["shapes"]
+    assert shapes_row["KID, 5 DDIM steps (lower is better)"].startswith("0.0123")
+    assert shapes_row["training time"] == "not recorded"
+    assert "results/shapes/final.png" in shapes_row["samples"]

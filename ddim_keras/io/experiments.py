@@ -13,6 +13,7 @@ import os
 import shutil
 
 from ddim_keras.core.datasets import DATASETS
+from ddim_keras.io.objectives_table import objectives_table
 from ddim_keras.io.sweep_results import CSV_NAME, PLOT_NAME, SWEEP_FOLDER
 
 NOT_RUN = "not run yet"
@@ -63,15 +64,17 @@ def dataset_of_name(name):
 
 
 def load_experiments(folder):
-    from ddim_keras.core.config import DiffusionConfig
+    from ddim_keras.core.config import PRESETS, DiffusionConfig
 
     experiments = {}
     for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
         name = os.path.splitext(os.path.basename(path))[0]
+        dataset = dataset_of_name(name)
         experiments[name] = {
             "name": name,
-            "dataset": dataset_of_name(name),
-            "config": DiffusionConfig.load(path),
+            "dataset": dataset,
+            # As train reads it: the keys a file omits come from its dataset's preset.
+            "config": DiffusionConfig.load(path, base=dataset if dataset in PRESETS else "flowers"),
             "config_path": path,
         }
     return experiments
@@ -120,6 +123,33 @@ def load_run(path):
         "final_png": final if os.path.isfile(final) else None,
         "sweep_png": _file_or_none(os.path.join(path, SWEEP_FOLDER, PLOT_NAME)),
         "sweep_csv": _file_or_none(os.path.join(path, SWEEP_FOLDER, CSV_NAME)),
+    }
+
+
+def load_saved_results(results_dir, experiment):
+    """A run record from the results the report copied earlier, for an experiment whose run
+    directory is not here (trained on another machine): its sweep and sample grid only.
+    None when nothing was saved."""
+    folder = os.path.join(results_dir, experiment["name"])
+    sweep_csv = _file_or_none(os.path.join(folder, CSV_NAME))
+    if sweep_csv is None:
+        return None
+    return {
+        "name": experiment["name"],
+        "path": folder,
+        "config": experiment["config"],
+        "dataset": experiment["dataset"],
+        "info": {},
+        "state": {},
+        "history": [],
+        "sweep": read_csv(sweep_csv),
+        "kid_results": [],
+        "training_seconds": None,
+        "timed_by_files": False,
+        "final_png": _file_or_none(os.path.join(folder, "final.png")),
+        "sweep_png": _file_or_none(os.path.join(folder, PLOT_NAME)),
+        "sweep_csv": sweep_csv,
+        "saved_results": True,
     }
 
 
@@ -240,7 +270,8 @@ def copy_results(run, results_dir):
         if run[key]:
             os.makedirs(folder, exist_ok=True)
             target = os.path.join(folder, name)
-            shutil.copyfile(run[key], target)
+            if os.path.abspath(run[key]) != os.path.abspath(target):
+                shutil.copyfile(run[key], target)
             copied[key] = target
     return copied
 
@@ -284,7 +315,7 @@ def row_cells(name, dataset, config, run, copied, base):
         if run["timed_by_files"]:
             training += " (file times)"
     else:
-        training = NOT_RUN if not run["history"] else NOT_RECORDED
+        training = NOT_RECORDED if run["history"] or run.get("saved_results") else NOT_RUN
     machine = (
         sweep_machine(run)
         or (kid or {}).get("machine")
@@ -373,7 +404,18 @@ def sweep_table(run):
 
 
 def build_report(experiments, runs, results_dir, base):
-    """The Markdown between the markers (without them)."""
+    """The Markdown between the markers (without them).
+
+    An experiment with no run directory in ``runs`` keeps the results an earlier report
+    copied to ``results_dir`` (its sweep and samples), so a report made on another
+    machine does not erase them.
+    """
+    runs = dict(runs)
+    for name, experiment in experiments.items():
+        if name not in runs:
+            saved = load_saved_results(results_dir, experiment)
+            if saved is not None:
+                runs[name] = saved
     names = list(experiments)
     names += [
         name
@@ -409,6 +451,7 @@ def build_report(experiments, runs, results_dir, base):
             if run is not None and run["sweep"]:
                 details += sweep_table(run)
         lines.append("")
+    lines += objectives_table(experiments, runs, format_kid, format_duration)
     if details:
         lines += ["### KID against sampling steps", ""] + details
     if skipped:
