@@ -226,8 +226,13 @@ def _env():
     return env
 
 
-def test_mirrored_two_replicas_equals_one_device():
-    config = dict(TINY, batch_size=8)
+@pytest.mark.parametrize(
+    "objective",
+    [{}, {"prediction": "velocity", "loss_weighting": "min_snr", "ema_warmup": True}],
+    ids=["example", "velocity_min_snr_warmup"],
+)
+def test_mirrored_two_replicas_equals_one_device(objective):
+    config = dict(TINY, batch_size=8, **objective)
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(config)],
         cwd=ROOT,
@@ -290,7 +295,8 @@ def test_kid_under_two_replicas_is_the_global_batch_estimate():
 
 
 def test_train_command_mirrors_over_two_cpu_devices_with_kid(tmp_path):
-    """The CLI path: two logical CPUs from --devices, batches split, KID gathered."""
+    """The CLI path: two logical CPUs from --devices, batches split, KID gathered; with
+    the objective switches on (each replica draws its own flips)."""
     import csv
 
     config = write_config(tmp_path / "tiny.json", batch_size=8, kid=True)
@@ -315,6 +321,13 @@ def test_train_command_mirrors_over_two_cpu_devices_with_kid(tmp_path):
         "/cpu:0,/cpu:1",
         "--kid-weights",
         "none",
+        "--prediction",
+        "image",
+        "--loss-weighting",
+        "min_snr",
+        "--augment",
+        "flip",
+        "--ema-warmup",
     ]
     result = subprocess.run(
         command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=400

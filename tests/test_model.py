@@ -425,11 +425,23 @@ def test_evaluate_reports_a_finite_kid_with_a_random_encoder(tiny_config):
     assert "kid" not in history.history
 
 
+OBJECTIVES = {
+    "example": {},
+    "velocity_all": dict(
+        prediction="velocity", loss_weighting="min_snr", augment="flip", ema_warmup=True
+    ),
+    "image_min_snr": dict(prediction="image", loss_weighting="min_snr", snr_gamma=2.0),
+}
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_training_follows_float32(tiny_config, policy):
+def test_mixed_precision_training_follows_float32(tiny_config, policy, objective):
     """Two steps under a mixed policy move the weights as float32 does, on every backend
-    (float16 through the LossScaleOptimizer that compile() adds)."""
+    (float16 through the LossScaleOptimizer that compile() adds), for the example's
+    objective and the others (config.prediction, loss_weighting, augment, ema_warmup)."""
     images = tiny_images(8)
+    tiny_config = tiny_config.replace(**OBJECTIVES[objective])
 
     def two_steps(policy_name):
         previous = keras.mixed_precision.global_policy()

@@ -334,3 +334,27 @@ def test_placement_line_of_several_replicas(monkeypatch):
         "Training on 2 replicas of NVIDIA H100 with TensorFlow (TwoReplicas); global batch 64, "
         "32 per replica."
     )
+
+
+def test_a_run_resumes_with_another_weighting_but_not_another_prediction(tmp_path, capsys):
+    config = write_config(tmp_path / "c.json")
+    run = tmp_path / "run"
+    base = ["--dataset", "shapes", "--config", config, "--output", str(run)]
+    base += ["--steps-per-epoch", "2", "--verbose", "0", "--prediction", "velocity"]
+    assert run_train(base + ["--epochs", "1", "--loss-weighting", "min_snr"], capsys)[0] == 0
+    assert json.load(open(run / "config.json"))["loss_weighting"] == "min_snr"
+    code, err = run_train(base + ["--epochs", "2", "--augment", "flip", "--ema-warmup"], capsys)
+    assert code == 0, err
+    recorded = json.load(open(run / "config.json"))
+    assert (recorded["augment"], recorded["ema_warmup"], recorded["prediction"]) == (
+        "flip",
+        True,
+        "velocity",
+    )
+    assert recorded["loss_weighting"] == "none"  # the config file's, as given this time
+    assert json.load(open(run / "state.json"))["epoch"] == 2
+    last = digest(run / "checkpoints" / "last.weights.h5")
+    argv = ["--dataset", "shapes", "--config", config, "--output", str(run), "--epochs", "3"]
+    code, err = run_train(argv + ["--prediction", "noise", "--verbose", "0"], capsys)
+    assert code == 2 and "prediction: 'velocity' -> 'noise'" in err and "Traceback" not in err
+    assert digest(run / "checkpoints" / "last.weights.h5") == last  # nothing lost
