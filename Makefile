@@ -47,7 +47,8 @@ SWEEP_ARGS ?= $(if $(filter shapes_%,$(EXP)),$(OBJECTIVE_SWEEP_ARGS),$(if $(filt
 	shapes,$(EXP_DATASET)),$(SHAPES_SWEEP_ARGS),$(DEFAULT_SWEEP_ARGS)))
 TRAIN_ARGS ?=
 OBJECTIVE_EXPS ?= shapes_noise shapes_velocity shapes_image shapes_noise_minsnr \
-	shapes_velocity_minsnr shapes_image_minsnr shapes_flip shapes_emawarmup shapes_best
+	shapes_velocity_minsnr shapes_image_minsnr shapes_velocity_mse shapes_flip shapes_emawarmup \
+	shapes_best
 
 .PHONY: install test docs demo train generate tensorboard clean experiment objectives
 
