@@ -9,7 +9,7 @@ recognises), both from the best checkpoint. Every cell is read from a file; a mi
 file reads "not run yet".
 """
 
-from ddim_keras.core.config import DiffusionConfig
+from ddim_keras.core.config import PREDICTIONS, DiffusionConfig
 
 NOT_RUN = "not run yet"
 
@@ -28,6 +28,8 @@ _DEFAULT = DiffusionConfig()
 def objective_text(config):
     """The run's objective in words: the fields that differ from the example's."""
     parts = [f"{config.prediction} prediction"]
+    if config.loss != _DEFAULT.loss:
+        parts.append(f"{config.loss} loss")
     if config.loss_weighting == "min_snr":
         parts.append(f"min-SNR γ={config.snr_gamma:g}")
     if config.augment != _DEFAULT.augment:
@@ -60,6 +62,17 @@ def sweep_cell(run, sampler, steps):
     return None
 
 
+def _row_order(config):
+    """The example's objective first, then each prediction with its changes, fewest first."""
+    changes = (
+        int(config.loss != _DEFAULT.loss)
+        + int(config.loss_weighting != _DEFAULT.loss_weighting)
+        + int(config.augment != _DEFAULT.augment)
+        + int(config.ema_warmup != _DEFAULT.ema_warmup)
+    )
+    return (PREDICTIONS.index(config.prediction), changes)
+
+
 def is_objective_experiment(name):
     return name.startswith("shapes_")
 
@@ -70,6 +83,12 @@ def objectives_table(experiments, runs, format_kid, format_duration):
     names += [n for n in runs if is_objective_experiment(n) and n not in experiments]
     if not names:
         return []
+
+    def config_of(name):
+        run = runs.get(name)
+        return run["config"] if run is not None else experiments[name]["config"]
+
+    names.sort(key=lambda name: (_row_order(config_of(name)), name))
     header = (
         ["experiment", "objective"]
         + [f"val KID after {epoch} epochs" for epoch in KID_EPOCHS]
@@ -83,7 +102,8 @@ def objectives_table(experiments, runs, format_kid, format_duration):
         " **val KID** is what training recorded each epoch (5 DDIM steps, the 500 validation"
         " images, shapes classifier features); the last columns are the sweep of the run's best"
         " checkpoint (by val KID) over the same 500 images (seed 0), with the share of samples"
-        " the shapes classifier recognises (real images: 88 %). Lower KID is better.",
+        " the shapes classifier recognises (real images: 88 %). Lower KID is better. Training"
+        " times are wall times with three or four runs sharing the machine.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + " --- |" * len(header),
