@@ -305,6 +305,25 @@ def test_objectives_table_reads_history_and_sweep(tmp_path, capsys):
     assert cells[2:7] == ["3.5", "1.25", "0.75", "0.5", "0.25 (64%)"]
     image = next(line for line in section.splitlines() if "`shapes_image`" in line)
     assert image.count("not run yet") == 6
+    # Swept at 10 and 20 steps only: the main table says so rather than "not run yet".
+    main_row = table_rows(text, "shapes")["shapes_velocity"]
+    assert main_row["KID, 5 DDIM steps (lower is better)"] == "not swept at 5 steps"
+
+    # The run directory stays on the machine that trained it: the copied history and
+    # state keep every cell of the row, the training time included.
+    state = json.loads((run / "state.json").read_text())
+    (run / "state.json").write_text(json.dumps({**state, "train_seconds": 1500.0}))
+    code, _, _ = run_report(capsys, tmp_path)
+    assert code == 0
+    import shutil
+
+    shutil.rmtree(run)
+    code, _, _ = run_report(capsys, tmp_path)
+    assert code == 0
+    section = (experiments / "README.md").read_text().split("### Training objectives")[1]
+    velocity = next(line for line in section.splitlines() if "`shapes_velocity`" in line)
+    cells = [cell.strip() for cell in velocity.strip("|").split("|")]
+    assert cells[2:] == ["3.5", "1.25", "0.75", "0.5", "0.25 (64%)", "25 min, 24/24 epochs"]
 
 
 def test_results_saved_by_an_earlier_report_are_kept_without_the_run(results, capsys):

@@ -17,6 +17,8 @@ from ddim_keras.io.objectives_table import objectives_table
 from ddim_keras.io.sweep_results import CSV_NAME, PLOT_NAME, SWEEP_FOLDER
 
 NOT_RUN = "not run yet"
+HISTORY_NAME = "history.csv"
+STATE_NAME = "state.json"
 
 
 NOT_RECORDED = "not recorded"
@@ -91,8 +93,8 @@ def load_run(path):
     except ConfigError:
         return None
     info = read_json(os.path.join(path, "run.json")) or {}
-    state = read_json(os.path.join(path, "state.json")) or {}
-    history_path = os.path.join(path, "history.csv")
+    state = read_json(os.path.join(path, STATE_NAME)) or {}
+    history_path = os.path.join(path, HISTORY_NAME)
     history = read_csv(history_path)
     sweep_rows = read_csv(os.path.join(path, SWEEP_FOLDER, CSV_NAME))
     kid_results = []
@@ -123,28 +125,31 @@ def load_run(path):
         "final_png": final if os.path.isfile(final) else None,
         "sweep_png": _file_or_none(os.path.join(path, SWEEP_FOLDER, PLOT_NAME)),
         "sweep_csv": _file_or_none(os.path.join(path, SWEEP_FOLDER, CSV_NAME)),
+        "history_csv": history_path if history else None,
+        "state_json": _file_or_none(os.path.join(path, STATE_NAME)),
     }
 
 
 def load_saved_results(results_dir, experiment):
     """A run record from the results the report copied earlier, for an experiment whose run
-    directory is not here (trained on another machine): its sweep and sample grid only.
-    None when nothing was saved."""
+    directory is not here (trained on another machine): its sweep, sample grid, and, where
+    they were copied, its per-epoch history and training time. None when nothing was saved."""
     folder = os.path.join(results_dir, experiment["name"])
     sweep_csv = _file_or_none(os.path.join(folder, CSV_NAME))
     if sweep_csv is None:
         return None
+    state = read_json(os.path.join(folder, STATE_NAME)) or {}
     return {
         "name": experiment["name"],
         "path": folder,
         "config": experiment["config"],
         "dataset": experiment["dataset"],
         "info": {},
-        "state": {},
-        "history": [],
+        "state": state,
+        "history": read_csv(os.path.join(folder, HISTORY_NAME)),
         "sweep": read_csv(sweep_csv),
         "kid_results": [],
-        "training_seconds": None,
+        "training_seconds": state.get("train_seconds"),
         "timed_by_files": False,
         "final_png": _file_or_none(os.path.join(folder, "final.png")),
         "sweep_png": _file_or_none(os.path.join(folder, PLOT_NAME)),
@@ -266,8 +271,12 @@ def copy_results(run, results_dir):
         ("final_png", "final.png"),
         ("sweep_csv", CSV_NAME),
         ("sweep_png", PLOT_NAME),
+        # The objectives table's per-epoch KIDs and the training time, kept for when
+        # the run directory is not on the machine that writes the report.
+        ("history_csv", HISTORY_NAME),
+        ("state_json", STATE_NAME),
     ):
-        if run[key]:
+        if run.get(key):
             os.makedirs(folder, exist_ok=True)
             target = os.path.join(folder, name)
             if os.path.abspath(run[key]) != os.path.abspath(target):
@@ -296,7 +305,11 @@ def row_cells(name, dataset, config, run, copied, base):
             NOT_RUN,
         ]
     kid = headline_kid(run)
-    if kid is None:
+    if kid is None and run["sweep"]:
+        # Swept, but at other step counts (the objectives' sweeps use 10 and 20).
+        steps = run["config"].kid_diffusion_steps
+        kid_text, kid_how = f"not swept at {steps} steps", "—"
+    elif kid is None:
         kid_text, kid_how = NOT_RUN, NOT_RUN
     else:
         kid_text = format_kid(kid["kid"])
