@@ -202,3 +202,73 @@ def add_result_file_arguments(parser, what="the result file"):
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug_argument(parser)
+
+
+#: generate's modes that edit a given picture, and the flags that only they take.
+EDIT_MODES = ("inpaint", "img2img")
+EDIT_FLAGS = {
+    "image": EDIT_MODES,
+    "mask": ("inpaint",),
+    "strength": EDIT_MODES,
+    "resample": ("inpaint",),
+}
+#: --strength of --mode img2img unless given (inpaint: 1, from pure noise).
+DEFAULT_IMG2IMG_STRENGTH = 0.6
+
+
+def add_edit_arguments(parser):
+    """--image, --mask, --strength, --resample (generate's inpaint and img2img modes);
+    checked by :func:`check_edit_arguments`."""
+    group = parser.add_argument_group("inpaint and img2img")
+    group.add_argument(
+        "--image",
+        help="the picture to edit (--mode inpaint, img2img): any format Pillow reads, "
+        "turned upright (EXIF), centre-cropped and resized to the model's size as "
+        "training images are, transparent pixels on the run's background",
+    )
+    group.add_argument(
+        "--mask",
+        help="--mode inpaint: white where the picture is regenerated, black where it "
+        "is kept; the picture's size, or square (its centre square); resized "
+        "nearest-neighbour and thresholded at half brightness",
+    )
+    group.add_argument(
+        "--strength",
+        type=float,
+        help="the diffusion time in (0, 1] the picture is noised to before the sampler "
+        "runs from there; lower keeps more of it and makes fewer network calls "
+        f"(img2img: default {DEFAULT_IMG2IMG_STRENGTH}; inpaint: default 1, the "
+        "regenerated part from pure noise)",
+    )
+    group.add_argument(
+        "--resample",
+        type=int,
+        help="--mode inpaint: do every step but the last N times, jumping back to its "
+        "noise level in between (RePaint), for a better blend at N times the network "
+        "calls; ddim and heun only (default 1)",
+    )
+
+
+def check_edit_arguments(args):
+    """The edit flags fit ``args.mode``, and their values are valid (before any heavy import)."""
+    from ddim_keras.core import checks
+    from ddim_keras.core.errors import UsageError
+
+    mode = args.mode
+    for name, modes in EDIT_FLAGS.items():
+        if getattr(args, name) is not None and mode not in modes:
+            raise UsageError(
+                f"--{name} is for --mode {' or '.join(modes)}, not --mode {mode}; drop "
+                f"--{name}, or pass --mode {modes[0]}."
+            )
+    if mode in EDIT_MODES and args.image is None:
+        raise UsageError(f"--mode {mode} needs --image FILE, the picture to edit.")
+    if mode == "inpaint" and args.mask is None:
+        raise UsageError(
+            "--mode inpaint needs --mask FILE: white where the picture is regenerated, "
+            "black where it is kept."
+        )
+    if args.strength is not None:
+        checks.check_strength(args.strength, "--strength")
+    if args.resample is not None:
+        checks.check_resample(args.resample, args.sampler, ("--resample", "--sampler"))

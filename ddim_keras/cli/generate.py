@@ -10,7 +10,9 @@ Modes (``--mode``):
 * ``steps``: the same initial noise decoded with 1, 2, ..., K steps (GIF, and a
   PNG with one row per step count);
 * ``interpolation``: initial noises on the great circle between two random
-  noises (spherical interpolation), decoded frame by frame (GIF and PNG strip).
+  noises (spherical interpolation), decoded frame by frame (GIF and PNG strip);
+* ``inpaint``, ``img2img``: ``--image`` regenerated where ``--mask`` is white; noised to
+  time ``--strength`` and denoised. A PNG grid: the picture (and mask), then the results.
 
 Grids, strips and GIF frames are enlarged (nearest neighbour) so that each
 image is at least 128 pixels a side; ``--scale`` sets the factor, 1 for the
@@ -31,10 +33,14 @@ import sys
 import numpy as np
 
 from ddim_keras.cli.args import (
+    DEFAULT_IMG2IMG_STRENGTH,
+    EDIT_MODES,
     SAMPLER_FLAGS,
+    add_edit_arguments,
     add_model_arguments,
     add_result_file_arguments,
     add_sampler_arguments,
+    check_edit_arguments,
 )
 from ddim_keras.cli.progress import make_progress
 from ddim_keras.cli.runner import ArgumentParser, run_cli
@@ -44,11 +50,13 @@ from ddim_keras.core.errors import UsageError
 from ddim_keras.io.loading import load_checked_model, resolve_source
 from ddim_keras.io.run_dir import check_output_files, check_writable_folder
 
-MODES = ("grid", "images", "process", "steps", "interpolation")
+MODES = ("grid", "images", "process", "steps", "interpolation") + EDIT_MODES
 DEFAULT_ROWS = 3
 DEFAULT_COLS = 6
 #: Frames in an interpolation unless --num-images says otherwise.
 DEFAULT_INTERPOLATION_FRAMES = 10
+#: Results of inpaint and img2img unless --num-images says otherwise.
+DEFAULT_VARIATIONS = 4
 #: The process strip shows at most this many steps (evenly spaced, first and last included).
 STRIP_MAX_COLUMNS = 20
 #: Milliseconds per GIF frame.
@@ -77,8 +85,9 @@ def build_parser():
         "--num-images",
         type=int,
         help="samples (grid, images: default rows*cols; process, steps: "
-        f"default cols) or frames (interpolation: default "
-        f"{DEFAULT_INTERPOLATION_FRAMES})",
+        f"default cols), frames (interpolation: default "
+        f"{DEFAULT_INTERPOLATION_FRAMES}) or results of the same picture "
+        f"(inpaint, img2img: default {DEFAULT_VARIATIONS})",
     )
     sampling.add_argument(
         "--steps",
@@ -106,6 +115,7 @@ def build_parser():
         "by about 1 %% of the pixel range; the file names get a "
         "_bfloat16/_float16 suffix",
     )
+    add_edit_arguments(parser)
     layout = parser.add_argument_group("output")
     layout.add_argument(
         "--rows",
@@ -119,10 +129,10 @@ def build_parser():
     )
     layout.add_argument(
         "--output",
-        help="grid: the PNG file; images: their folder; animations: the "
+        help="grid, inpaint, img2img: the PNG file; images: their folder; animations: the "
         "path without extension (PATH.gif and PATH.png are written). For "
         "the grid and animations an existing folder receives the default "
-        "names, MODE_seedS_stepsK_etaE. Default: RUN/generated/ with --run, "
+        "names, MODE[_PICTURE]_seedS_stepsK_etaE. Default: RUN/generated/ with --run, "
         "./generated/ otherwise",
     )
     layout.add_argument(
@@ -198,6 +208,7 @@ def check_numbers(args):
         value = getattr(args, flag, None)
         if value is not None:
             checks.check_at_least(value, 1, "--" + flag.replace("_", "-"))
+    check_edit_arguments(args)
 
 
 # -- the plan: what to sample and where it goes --------------------------------------------
@@ -220,6 +231,7 @@ class Plan:
         from ddim_keras.core.pictures import default_scale
 
         native = self.mode == "images"
+        self.edit = self.mode in EDIT_MODES
         self.scale = getattr(args, "scale", None) or (
             1 if native else default_scale(config.image_size)
         )
@@ -237,6 +249,8 @@ class Plan:
                     f"{self.num_images} images do not fit a {self.rows} x "
                     f"{self.cols} grid; raise --rows/--cols or lower --num-images."
                 )
+        elif self.edit:
+            self._plan_edit(args, config, run_path)
         elif self.mode == "interpolation":
             self.num_images = args.num_images or DEFAULT_INTERPOLATION_FRAMES
             if self.num_images < 2:
@@ -249,8 +263,35 @@ class Plan:
         self.paths = self._output_paths(args.output, run_path if args.run else None)
         check_output_files(self.paths, args.overwrite)
 
+    def _plan_edit(self, args, config, run_path):
+        """The picture (and mask) read and checked, the results' number and grid."""
+        from ddim_keras.io.run_info import training_background
+        from ddim_keras.io.user_images import read_edit_inputs
+
+        self.num_images = args.num_images or DEFAULT_VARIATIONS
+        default = DEFAULT_IMG2IMG_STRENGTH if self.mode == "img2img" else 1.0
+        self.strength = args.strength or default  # (0 is refused)
+        self.resample = args.resample or 1
+        background = training_background(None, run_path if args.run else None)
+        self.picture, self.mask = read_edit_inputs(
+            args.image, args.mask, config.image_size, background
+        )
+        self.picture_name = os.path.splitext(os.path.basename(args.image))[0]
+        # One grid: the picture, the mask, then the results.
+        cells = self.num_images + (2 if self.mask is not None else 1)
+        self.cols = args.cols or cells
+        self.rows = args.rows or math.ceil(cells / self.cols)
+        if self.rows * self.cols < cells:
+            raise UsageError(
+                f"the picture, mask and {self.num_images} results do not fit a {self.rows} x "
+                f"{self.cols} grid; raise --rows/--cols or lower --num-images."
+            )
+
     def _output_paths(self, output, run_path):
         stem = f"{self.mode}_seed{self.seed}_steps{self.steps}_eta{self.eta:g}"
+        if self.edit:  # the picture's name, strength and resampling too
+            stem = stem.replace("_", f"_{self.picture_name}_", 1) + f"_strength{self.strength:g}"
+            stem += f"_resample{self.resample}" if self.resample > 1 else ""
         # Only what differs from the example's sampler shows in the name.
         for value, default in ((self.sampler, "ddim"), (self.spacing, "time")):
             if value != default:
@@ -282,7 +323,7 @@ class Plan:
             digits = max(4, len(str(self.num_images - 1)))
             return [os.path.join(base, f"image_{i:0{digits}d}.png") for i in range(self.num_images)]
         check_writable_folder(os.path.dirname(base), create_levels)
-        if self.mode == "grid":
+        if self.mode == "grid" or self.edit:
             return [base if file_name_given else base + ".png"]
         root, extension = os.path.splitext(base)
         if file_name_given and extension.lower() in (".gif", ".png"):
@@ -298,6 +339,20 @@ def write_atomically(save, data, path):
     from ddim_keras.core.durable import write_durably
 
     return write_durably(path, lambda tmp_path: save(data, tmp_path), user_error=True)
+
+
+def edited_cells(model, plan, how, progress):
+    """The cells of an edit's grid: the picture, its mask (inpaint), then the results."""
+    copies = np.repeat(plan.picture[np.newaxis], plan.num_images, axis=0)
+    common = dict(seed=plan.seed, batch_size=plan.batch_size, progress=progress, **how)
+    if plan.mask is None:
+        results = model.image_to_image(copies, plan.strength, plan.steps, **common)
+        return np.concatenate([plan.picture[np.newaxis], results])
+    results = model.inpaint(
+        copies, plan.mask, plan.steps, strength=plan.strength, resample=plan.resample, **common
+    )
+    mask_cell = np.repeat(plan.mask, 3, axis=-1)
+    return np.concatenate([plan.picture[np.newaxis], mask_cell[np.newaxis], results])
 
 
 def generate_files(model, plan, progress_enabled):
@@ -330,6 +385,11 @@ def generate_files(model, plan, progress_enabled):
             for image, path in zip(samples, plan.paths)
         ]
 
+    if plan.edit:
+        with make_progress(progress_enabled, count, "sampling", "img") as bar:
+            cells = edited_cells(model, plan, how, lambda done, _: bar.update(done - bar.n))
+        grid = pictures.image_grid(cells, plan.rows, plan.cols, scale=scale)
+        return [write_atomically(image_files.save_png, grid, plan.paths[0])]
     rows, cols = grid_shape(count, plan.cols)
     gif_path, png_path = plan.paths
     if mode == "process":

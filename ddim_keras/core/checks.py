@@ -122,3 +122,79 @@ def parse_number_list(text, kind, flag):
     if not values:
         raise UsageError(f"{flag} is empty.")
     return list(dict.fromkeys(values))
+
+
+#: The step rules RePaint's resampling can redo: one-step rules, without a history.
+RESAMPLING_SAMPLERS = ("ddim", "heun")
+
+
+def check_strength(strength, name="strength"):
+    """The diffusion time image-to-image noises its input to: in (0, 1]."""
+    if (
+        isinstance(strength, bool)
+        or not isinstance(strength, numbers.Real)
+        or not math.isfinite(strength)
+        or not 0 < strength <= 1
+    ):
+        raise UsageError(
+            f"{name} must be above 0 and at most 1, got {strength}: it is the diffusion "
+            "time the input is noised to, 1 for pure noise (as generation), near 0 for "
+            "the input almost unchanged."
+        )
+    return float(strength)
+
+
+def check_resample(resample, sampler="ddim", names=("resample", "sampler")):
+    """RePaint's repetitions per step: at least 1; above 1 only with a one-step rule."""
+    resample = check_at_least(resample, 1, names[0], " (1: each step once)")
+    if resample > 1 and sampler not in RESAMPLING_SAMPLERS:
+        raise UsageError(
+            f"{names[0]} {resample} needs a one-step sampler ({' or '.join(RESAMPLING_SAMPLERS)}): "
+            f"{sampler} extrapolates from its earlier predictions, which a jump back to a "
+            f"noisier state leaves behind; pass {names[1]} ddim or {names[0]} 1."
+        )
+    return resample
+
+
+def check_edit_images(images, masks=None, image_size=None):
+    """Images to edit and their masks, as float32 arrays: ((N, S, S, 3), (N, S, S, 1)).
+
+    ``images``: (N, S, S, 3), or one (S, S, 3), finite values in [0, 1]; S the
+    model's ``image_size``. ``masks`` (inpainting): one per image, (N, S, S) or
+    (N, S, S, 1), or one for all, (S, S) or (S, S, 1); 1 where the image is
+    regenerated, 0 where it is kept, nothing else. None: no masks.
+    """
+    import numpy as np
+
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[np.newaxis]
+    if image_size is not None:
+        size = int(image_size)
+    else:
+        size = images.shape[1] if images.ndim == 4 else 0
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3) or len(images) == 0:
+        raise UsageError(
+            f"images must be an array (N, {size}, {size}, 3) of RGB images at the model's "
+            f"resolution, got shape {images.shape}."
+        )
+    if not np.all(np.isfinite(images)) or images.min() < 0 or images.max() > 1:
+        raise UsageError("images must hold values in [0, 1] (divide uint8 pixels by 255).")
+    if masks is None:
+        return images, None
+    masks = np.asarray(masks, dtype=np.float32)
+    if masks.ndim == 2 or masks.shape == (size, size, 1):
+        masks = masks.reshape((1,) + masks.shape[:2] + (1,))  # one mask for all
+    elif masks.ndim == 3:
+        masks = masks[..., np.newaxis]
+    if masks.ndim != 4 or masks.shape[1:] != (size, size, 1) or len(masks) not in (1, len(images)):
+        raise UsageError(
+            f"masks must be one (N, {size}, {size}) mask per image or one ({size}, {size}) "
+            f"mask for all {len(images)}, got shape {masks.shape}."
+        )
+    if not np.all((masks == 0) | (masks == 1)):
+        raise UsageError(
+            "masks must hold 1 where the image is regenerated and 0 where it is kept, "
+            "nothing else; threshold a soft mask first (mask >= 0.5)."
+        )
+    return images, np.broadcast_to(masks, (len(images), size, size, 1)).astype(np.float32)

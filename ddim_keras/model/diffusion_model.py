@@ -19,6 +19,7 @@ from ddim_keras.core.schedules import get_schedule
 from ddim_keras.core.untracked import Untracked
 from ddim_keras.metrics.kid import KID
 from ddim_keras.model import objectives, train_steps
+from ddim_keras.model.editing import ImageEditing
 from ddim_keras.model.ema import update_ema
 from ddim_keras.model.network import build_network
 from ddim_keras.model.replicas import replica_seeds, step_logs
@@ -34,7 +35,7 @@ LOSS_FUNCTIONS = {
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class DiffusionModel(keras.Model):
+class DiffusionModel(ImageEditing, keras.Model):
     """Denoising diffusion model with DDIM (and DDPM) sampling.
 
     Example::
@@ -44,6 +45,9 @@ class DiffusionModel(keras.Model):
         model.normalizer.adapt(train_dataset)
         model.fit(train_dataset, validation_data=val_dataset, epochs=50)
         images = model.generate(num_images=18, diffusion_steps=20)
+
+    ``inpaint`` and ``image_to_image`` edit given images (see
+    :mod:`ddim_keras.model.editing`).
     """
 
     def __init__(self, config=None, kid_weights="imagenet", kid_encoder=None, **kwargs):

@@ -9,7 +9,8 @@ reaches a checkpoint.
 
 from ddim_keras.core.devices import POLICIES
 from ddim_keras.model.network import build_network
-from ddim_keras.sampling.compiled import compile_sampler
+from ddim_keras.sampling.compiled import EDITOR_ARGUMENTS, compile_loop, compile_sampler
+from ddim_keras.sampling.edit_loop import edit_diffusion_graph
 from ddim_keras.sampling.loops import reverse_diffusion_graph
 
 
@@ -17,7 +18,9 @@ class SamplerCache:
     def __init__(self, config):
         self.config = config
         self.copies = {}  # precision -> network computing in that precision
-        self.functions = {}  # (record, precision, sampler, spacing) -> compiled sampler
+        # (record, precision, sampler, spacing) -> compiled sampler; editing loops under
+        # ("edit", precision, sampler, spacing, paste, resampling).
+        self.functions = {}
 
     def network(self, ema_network, precision="float32"):
         """The network that samples in ``precision``: "float32", "bfloat16" or "float16".
@@ -81,4 +84,52 @@ class SamplerCache:
                 )
 
             self.functions[key] = compile_sampler(run, network, self.config.image_size)
+        return self.functions[key]
+
+    def compiled_editor(
+        self, denoise_fn, schedule_fn, precision, sampler, spacing, paste, resampling, network
+    ):
+        """The compiled editing loop for (precision, sampler, spacing, paste, resampling).
+
+        Like :meth:`compiled`; the function takes (initial_noise, known_images,
+        masks, diffusion_steps, start_step, resample, eta, seed, first_image) and
+        returns what :func:`ddim_keras.sampling.edit_loop.edit_diffusion_graph`
+        returns. ``paste`` (inpainting) and ``resampling`` (RePaint's repeated
+        steps) are part of the graph; new numbers do not retrace it.
+        """
+        key = ("edit", precision, sampler, spacing, paste, resampling)
+        if key not in self.functions:
+
+            def run(
+                initial_noise,
+                known_images,
+                masks,
+                diffusion_steps,
+                start_step,
+                resample,
+                eta,
+                seed,
+                first_image,
+            ):
+                return edit_diffusion_graph(
+                    denoise_fn,
+                    schedule_fn,
+                    initial_noise,
+                    known_images,
+                    masks,
+                    diffusion_steps,
+                    start_step=start_step,
+                    resample=resample,
+                    eta=eta,
+                    seed=seed,
+                    first_image=first_image,
+                    sampler=sampler,
+                    spacing=spacing,
+                    paste=paste,
+                    resampling=resampling,
+                )
+
+            self.functions[key] = compile_loop(
+                run, network, self.config.image_size, EDITOR_ARGUMENTS
+            )
         return self.functions[key]

@@ -34,5 +34,8 @@ call's predicted images, as the example does. The loops are in
 :mod:`~ddim_keras.sampling.loops`, their per-backend compilation in
 :mod:`~ddim_keras.sampling.compiled`, the chunked path from noise to images in
 :mod:`~ddim_keras.sampling.chunks`, the stochastic steps' noise in
-:mod:`~ddim_keras.sampling.keyed_noise`.
+:mod:`~ddim_keras.sampling.keyed_noise`. Inpainting and image-to-image run the
+same step rules from part-way down the grid, pasting the known part after each
+step: their math is in :mod:`~ddim_keras.sampling.editing`, their loop in
+:mod:`~ddim_keras.sampling.edit_loop`.
 """

@@ -10,13 +10,15 @@ one place and the same seed gives the same images whatever the caller:
   image index), see :func:`ddim_keras.sampling.loops.fresh_noise`, and drawn the same
   way on every backend.
 So the images do not depend on the chunk size, and a seed gives the same images
-on TensorFlow, JAX and PyTorch (up to float rounding).
+on TensorFlow, JAX and PyTorch (up to float rounding). Inpainting and
+image-to-image (:func:`edit`) follow the same rules.
 """
 
 import numpy as np
 from keras import ops
 
 from ddim_keras.core import checks
+from ddim_keras.sampling.editing import start_step
 
 
 def sample_chunks(
@@ -104,3 +106,73 @@ def sample(
 
 def _pixels(model, normalized_images):
     return ops.convert_to_numpy(model.denormalize(normalized_images))
+
+
+def edit(
+    model,
+    images,
+    masks,
+    noise,
+    diffusion_steps,
+    strength=1.0,
+    resample=1,
+    eta=0.0,
+    seed=0,
+    batch_size=None,
+    precision="float32",
+    on_chunk=None,
+    sampler="ddim",
+    spacing="time",
+):
+    """``images`` (N, S, S, 3) in [0, 1] edited chunk by chunk: the results, in [0, 1].
+
+    Inpainted where ``masks`` (N, S, S, 1) is 1, or, with ``masks`` None,
+    image-to-image; ``noise`` is the initial noise, as in :func:`sample`, and
+    ``strength`` the diffusion time the images are noised to (see
+    :mod:`ddim_keras.sampling.editing`). Inpainted images take the known part
+    from ``images`` itself, so it comes back exactly. The arrays are taken as
+    checked (:func:`ddim_keras.core.checks.check_edit_images`).
+    """
+    diffusion_steps = checks.check_steps(diffusion_steps)
+    sampler, spacing, eta = checks.check_sampler(sampler, spacing, eta)
+    seed = checks.check_seed(seed)
+    strength = checks.check_strength(strength)
+    resample = checks.check_resample(resample, sampler)
+    batch_size = checks.check_at_least(
+        int(batch_size or model.diffusion_config.batch_size), 1, "batch_size"
+    )
+    start = start_step(model.diffusion_schedule, spacing, diffusion_steps, strength)
+    if start >= diffusion_steps:  # no grid point at or below the strength's noise level
+        if on_chunk is not None:
+            on_chunk(len(images))
+        return np.array(images, dtype=np.float32)
+    parts = []
+    for first_image in range(0, len(images), batch_size):
+        chunk = images[first_image : first_image + batch_size]
+        chunk_masks = (
+            np.ones(chunk.shape[:3] + (1,), np.float32)
+            if masks is None
+            else masks[first_image : first_image + batch_size]
+        )
+        result = model.compiled_edit(
+            noise[first_image : first_image + batch_size],
+            chunk,
+            chunk_masks,
+            diffusion_steps,
+            start,
+            resample,
+            eta=eta,
+            seed=seed,
+            first_image=first_image,
+            precision=precision,
+            sampler=sampler,
+            spacing=spacing,
+            paste=masks is not None,
+        )
+        pixels = _pixels(model, result)
+        if masks is not None:
+            pixels = np.where(chunk_masks > 0.5, pixels, chunk)
+        parts.append(pixels)
+        if on_chunk is not None:
+            on_chunk(first_image + len(chunk))
+    return np.concatenate(parts, axis=0)

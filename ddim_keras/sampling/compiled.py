@@ -1,8 +1,15 @@
-"""The sampling loop compiled the way each Keras backend compiles: one graph per sampler."""
+"""The sampling loops compiled the way each Keras backend compiles: one graph per sampler."""
 
 import keras
 
-pass
+#: The arguments of a compiled generation loop: (initial_noise, diffusion_steps, eta,
+#: seed, first_image). "images" is a float32 batch of images (any batch size), "masks"
+#: one float32 channel per pixel, "int" and "float" scalars.
+SAMPLER_ARGUMENTS = ("images", "int", "float", "int", "int")
+#: The arguments of a compiled editing loop (:mod:`ddim_keras.sampling.edit_loop`):
+#: (initial_noise, known_images, masks, diffusion_steps, start_step, resample, eta,
+#: seed, first_image).
+EDITOR_ARGUMENTS = ("images", "images", "masks", "int", "int", "int", "float", "int", "int")
 
 
 def no_gradients():
@@ -21,6 +28,14 @@ def no_gradients():
 def compile_sampler(run, network, image_size):
     """``run(initial_noise, diffusion_steps, eta, seed, first_image)`` compiled for the backend.
 
+    See :func:`compile_loop`, with the arguments :data:`SAMPLER_ARGUMENTS`.
+    """
+    return compile_loop(run, network, image_size, SAMPLER_ARGUMENTS)
+
+
+def compile_loop(run, network, image_size, arguments):
+    """``run(*args)`` compiled for the backend; ``arguments`` names each argument's kind.
+
     * TensorFlow: a ``tf.function`` with a fixed input signature (any batch
       size, the scalars as tensors), so it is traced once;
     * JAX: ``jax.jit`` of a pure function of the network's weights, which are
@@ -35,54 +50,50 @@ def compile_sampler(run, network, image_size):
     if backend == "tensorflow":
         import tensorflow as tf
 
+        specs = {
+            "images": tf.TensorSpec((None, image_size, image_size, 3), tf.float32),
+            "masks": tf.TensorSpec((None, image_size, image_size, 1), tf.float32),
+            "int": tf.TensorSpec((), tf.int32),
+            "float": tf.TensorSpec((), tf.float32),
+        }
         function = tf.function(
-            run,
-            input_signature=[
-                tf.TensorSpec((None, image_size, image_size, 3), tf.float32),
-                tf.TensorSpec((), tf.int32),  # diffusion_steps
-                tf.TensorSpec((), tf.float32),  # eta
-                tf.TensorSpec((), tf.int32),  # seed
-                tf.TensorSpec((), tf.int32),  # first_image
-            ],
-            jit_compile=False,
+            run, input_signature=[specs[kind] for kind in arguments], jit_compile=False
         )
-        return lambda noise, steps, eta, seed, first_image: function(
-            tf.convert_to_tensor(noise, tf.float32),
-            tf.constant(steps, tf.int32),
-            tf.constant(eta, tf.float32),
-            tf.constant(seed, tf.int32),
-            tf.constant(first_image, tf.int32),
+        return lambda *args: function(
+            *(tf.convert_to_tensor(arg, specs[kind].dtype) for arg, kind in zip(args, arguments))
         )
     if backend == "jax":
         import jax
         import jax.numpy as jnp
 
         variables = list(network.variables)
+        converters = {
+            "images": lambda arg: jnp.asarray(arg, jnp.float32),
+            "masks": lambda arg: jnp.asarray(arg, jnp.float32),
+            "int": jnp.int32,
+            "float": jnp.float32,
+        }
 
-        def pure(values, noise, steps, eta, seed, first_image):
+        def pure(values, *args):
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return run(noise, steps, eta, seed, first_image)
+                return run(*args)
 
         function = jax.jit(pure)
-        return lambda noise, steps, eta, seed, first_image: function(
+        return lambda *args: function(
             [variable.value for variable in variables],
-            jnp.asarray(noise, jnp.float32),
-            jnp.int32(steps),
-            jnp.float32(eta),
-            jnp.int32(seed),
-            jnp.int32(first_image),
+            *(converters[kind](arg) for arg, kind in zip(args, arguments)),
         )
     if backend == "torch":
+        converters = {
+            "images": lambda arg: keras.ops.convert_to_tensor(arg, "float32"),
+            "masks": lambda arg: keras.ops.convert_to_tensor(arg, "float32"),
+            "int": int,
+            "float": float,
+        }
 
-        def eager(noise, steps, eta, seed, first_image):
+        def eager(*args):
             with no_gradients():
-                return run(
-                    keras.ops.convert_to_tensor(noise, "float32"),
-                    int(steps),
-                    float(eta),
-                    int(seed),
-                    int(first_image),
-                )
+                return run(*(converters[kind](arg) for arg, kind in zip(args, arguments)))
 
         return eager
     raise ValueError(

@@ -56,7 +56,7 @@ def _uniforms(keys, counters):
     return (ops.cast(bits, "float32") + 0.5) * (1.0 / 2**_UNIFORM_BITS)
 
 
-def keyed_normal(shape, seed, step, first_image=0):
+def keyed_normal(shape, seed, step, first_image=0, stream=0):
     """Standard normal noise of ``shape`` (images first), keyed by (seed, step, image index).
 
     Image ``i`` of the batch is image ``first_image + i`` of the whole sample:
@@ -64,10 +64,13 @@ def keyed_normal(shape, seed, step, first_image=0):
     chunked. ``seed``, ``step`` and ``first_image`` may be Python ints or int32
     tensors (so a compiled loop does not retrace for new values); seeds are
     taken modulo 2**32. ``shape`` may hold tensors (a batch size from the data).
+    ``stream`` separates draws that share a step: 0 is a sampling step's fresh
+    noise; inpainting draws its pasted and re-noised images from others (see
+    :mod:`ddim_keras.sampling.editing`).
     """
     num_images = shape[0]
     per_image = math.prod(int(size) for size in shape[1:])
-    key = _mix(_mix(hash32(_wrap(seed)), step), 0)
+    key = _mix(_mix(hash32(_wrap(seed)), step), stream)
     image_index = ops.add(ops.arange(num_images, dtype="int32"), ops.cast(first_image, "int32"))
     image_keys = ops.reshape(_mix(key, image_index), (-1, 1))
     # Two uniforms per element (counters 2j and 2j + 1) feed one Box-Muller normal.

@@ -20,19 +20,28 @@ from ddim_keras.sampling.step_rules import (
 )
 
 
-def fresh_noise(shape, seed, first_image, step):
+def fresh_noise(shape, seed, first_image, step, stream=0):
     """The fresh noise of one stochastic step: keyed by (seed, step, image index).
 
     Drawn by :func:`ddim_keras.sampling.keyed_noise.keyed_normal`, the same on every
     backend and in the graph loop and the Python loop alike, which makes
     seeded DDPM sampling repeatable; image ``first_image + i`` gets the same
-    noise whatever chunk it is sampled in.
+    noise whatever chunk it is sampled in. ``stream`` 0 is generation's; a
+    redone step of inpainting draws from another (its own fresh noise).
     """
-    return keyed_normal(shape, seed, step, first_image)
+    return keyed_normal(shape, seed, step, first_image, stream)
 
 
 def _reverse_step_at(
-    denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed, first_image=0
+    denoise_fn,
+    schedule_fn,
+    noisy_images,
+    step,
+    diffusion_steps,
+    eta,
+    seed,
+    first_image=0,
+    stream=0,
 ):
     """Separate the noisy images at step ``step`` and remix them one step on.
 
@@ -47,7 +56,7 @@ def _reverse_step_at(
     pred_noises, pred_images = denoise_fn(noisy_images, noise_rates, signal_rates)
     next_diffusion_times = ops.full((shape[0], 1, 1, 1), next_time, dtype="float32")
     next_noise_rates, next_signal_rates = schedule_fn(next_diffusion_times)
-    fresh_noises = fresh_noise(shape, seed, first_image, step)
+    fresh_noises = fresh_noise(shape, seed, first_image, step, stream)
     next_noisy_images = ddim_step(
         noisy_images,
         pred_noises,
@@ -82,36 +91,29 @@ def reverse_diffusion_loop(
     return pred_images
 
 
-def reverse_diffusion_graph(
+def make_step_rule(
     denoise_fn,
     schedule_fn,
-    initial_noise,
     diffusion_steps,
-    eta=0.0,
-    seed=0,
-    record=False,
-    first_image=0,
-    sampler="ddim",
-    spacing="time",
+    eta,
+    seed,
+    first_image,
+    sampler,
+    spacing,
+    start_step=None,
 ):
-    """Any sampler as one ``keras.ops.while_loop`` over steps, on every backend.
+    """``step_rule(step, noisy_images, history, stream=0)`` of one sampler and spacing.
 
-    ``diffusion_steps`` may be a tensor, so a compiled caller does not retrace
-    when it changes (TensorFlow's ``tf.while_loop``, JAX's ``lax.while_loop``;
-    PyTorch runs the loop in Python); ``sampler`` and ``spacing`` are Python
-    strings (one graph each). The multistep history (the last predicted images
-    and their lambdas) travels in the loop state. With ``record`` (the number
-    of steps, a Python int: the recording's shape depends on it) also returns
-    the noisy and predicted images of every step, stacked on a leading axis
-    (for animations). ``ddim`` with ``time`` spacing is the example's sampler,
-    computed exactly as :func:`reverse_diffusion_loop` computes it.
+    It returns (next noisy images, predicted images, new history) of step
+    ``step``; the graph loops of generation (:func:`reverse_diffusion_graph`)
+    and of editing (:mod:`ddim_keras.sampling.editing`) share it. ``stream``
+    keys a stochastic step's fresh noise (0: generation's). ``start_step``: the
+    step a loop starts at (image-to-image starts part-way down the grid); the
+    DPM-Solver++ orders then count their warm-up and final steps from there, as
+    if the remaining grid were the whole one. None: from step 0.
     """
-    diffusion_steps = ops.cast(diffusion_steps, "int32")
-    eta = ops.cast(eta, "float32")
-    initial_noise = ops.convert_to_tensor(initial_noise, "float32")
-    num_images = ops.shape(initial_noise)[0]
 
-    def rates(index):
+    def rates(index, num_images):
         noise_rates, signal_rates = grid_rates(schedule_fn, spacing, index, diffusion_steps)
         # One rate per image, shaped like the network's noise-variance input.
         return (
@@ -119,18 +121,27 @@ def reverse_diffusion_graph(
             ops.full((num_images, 1, 1, 1), signal_rates, dtype="float32"),
         )
 
-    def step_rule(step, noisy_images, history):
+    def step_rule(step, noisy_images, history, stream=0):
         """(next noisy images, predicted images, new history) of step ``step``."""
         if sampler == "ddim" and spacing == "time":
             next_noisy_images, pred_images = _reverse_step_at(
-                denoise_fn, schedule_fn, noisy_images, step, diffusion_steps, eta, seed, first_image
+                denoise_fn,
+                schedule_fn,
+                noisy_images,
+                step,
+                diffusion_steps,
+                eta,
+                seed,
+                first_image,
+                stream,
             )
             return next_noisy_images, pred_images, history
-        noise_rates, signal_rates = rates(step)
-        next_noise_rates, next_signal_rates = rates(step + 1)
+        num_images = ops.shape(noisy_images)[0]
+        noise_rates, signal_rates = rates(step, num_images)
+        next_noise_rates, next_signal_rates = rates(step + 1, num_images)
         pred_noises, pred_images = denoise_fn(noisy_images, noise_rates, signal_rates)
         if sampler == "ddim":
-            fresh_noises = fresh_noise(ops.shape(noisy_images), seed, first_image, step)
+            fresh_noises = fresh_noise(ops.shape(noisy_images), seed, first_image, step, stream)
             return (
                 ddim_step(
                     noisy_images,
@@ -182,7 +193,11 @@ def reverse_diffusion_graph(
         h = log_snr(*grid_rates(schedule_fn, spacing, step + 1, diffusion_steps)) - log_snr(
             *grid_rates(schedule_fn, spacing, step, diffusion_steps)
         )
-        order = solver_order(sampler, step, diffusion_steps - 1)
+        if start_step is None:
+            order = solver_order(sampler, step, diffusion_steps - 1)
+        else:
+            # No history before the start: warm up from there.
+            order = solver_order(sampler, step - start_step, diffusion_steps - 1 - start_step)
         first = lambda: dpmpp_first_order_step(  # noqa: E731
             noisy_images, pred_images, noise_rates, next_noise_rates, next_signal_rates, h
         )
@@ -212,6 +227,47 @@ def reverse_diffusion_graph(
         next_noisy_images = ops.switch(ops.cast(order, "int32") - 1, branches)
         return next_noisy_images, pred_images, (pred_images, previous_images, h, previous_h)
 
+    return step_rule
+
+
+def empty_history(initial_noise):
+    """The multistep history before the first step: the previous two predicted images
+    and lambda steps, placeholders until the warm-up steps fill them (never read before)."""
+    one = ops.ones((), "float32")
+    return (initial_noise, initial_noise, one, one)
+
+
+def reverse_diffusion_graph(
+    denoise_fn,
+    schedule_fn,
+    initial_noise,
+    diffusion_steps,
+    eta=0.0,
+    seed=0,
+    record=False,
+    first_image=0,
+    sampler="ddim",
+    spacing="time",
+):
+    """Any sampler as one ``keras.ops.while_loop`` over steps, on every backend.
+
+    ``diffusion_steps`` may be a tensor, so a compiled caller does not retrace
+    when it changes (TensorFlow's ``tf.while_loop``, JAX's ``lax.while_loop``;
+    PyTorch runs the loop in Python); ``sampler`` and ``spacing`` are Python
+    strings (one graph each). The multistep history (the last predicted images
+    and their lambdas) travels in the loop state. With ``record`` (the number
+    of steps, a Python int: the recording's shape depends on it) also returns
+    the noisy and predicted images of every step, stacked on a leading axis
+    (for animations). ``ddim`` with ``time`` spacing is the example's sampler,
+    computed exactly as :func:`reverse_diffusion_loop` computes it.
+    """
+    diffusion_steps = ops.cast(diffusion_steps, "int32")
+    eta = ops.cast(eta, "float32")
+    initial_noise = ops.convert_to_tensor(initial_noise, "float32")
+    step_rule = make_step_rule(
+        denoise_fn, schedule_fn, diffusion_steps, eta, seed, first_image, sampler, spacing
+    )
+
     def body(step, noisy_images, pred_images, history, recording):
         next_noisy_images, pred_images, history = step_rule(step, noisy_images, history)
         if record:
@@ -223,10 +279,7 @@ def reverse_diffusion_graph(
             )
         return step + 1, next_noisy_images, pred_images, history, recording
 
-    # Multistep history: the previous two predicted images and lambda steps
-    # (placeholders until the warm-up steps fill them; never read before).
-    one = ops.ones((), "float32")
-    history = (initial_noise, initial_noise, one, one)
+    history = empty_history(initial_noise)
     recording = ()
     if record:
         trajectory = ops.zeros((int(record),) + tuple(ops.shape(initial_noise)), "float32")
