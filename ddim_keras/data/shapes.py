@@ -50,14 +50,28 @@ def shapes_images_with_labels(num_images, image_size, seed=0):
     * ``drawn``: (N,) number of shapes drawn (1 or 2);
     * ``shape_kind``: (N, 2) kind code of each drawn shape, -1 where none;
     * ``visible``: (N, 2) visible share of each drawn shape's area, 0 where none;
-    * ``colour``: (N, 2, 3) float32 RGB (0..255) of each drawn shape, 0 where none.
+    * ``colour``: (N, 2, 3) float32 RGB (0..255) of each drawn shape, 0 where none;
+    * ``coverage``: (N, image_size, image_size) float32, the share of each pixel
+      covered by any shape (antialiased edges in between): where the shapes are.
     """
+    return labelled_shapes(np.random.default_rng(seed), num_images, image_size)
+
+
+def shapes_validation_with_labels(image_size, seed=0):
+    """The ``shapes`` validation split of a training ``seed``, with the labels of
+    :func:`shapes_images_with_labels` (the images are exactly the split's)."""
+    return labelled_shapes(_split_rng("validation", seed), SHAPES_VALIDATION_COUNT, image_size)
+
+
+def labelled_shapes(rng, num_images, image_size):
+    """``(images, labels)`` of :func:`shapes_images_with_labels`, drawn from ``rng``."""
     labels = []
-    images = draw_shapes(np.random.default_rng(seed), num_images, image_size, labels)
+    images = draw_shapes(rng, num_images, image_size, labels)
     shape_kind = np.full((num_images, 2), -1, dtype=np.int64)
     visible = np.zeros((num_images, 2), dtype=np.float32)
     colour = np.zeros((num_images, 2, 3), dtype=np.float32)
-    for index, shapes in enumerate(labels):
+    coverage = np.stack([covered for _, covered in labels]) if labels else None
+    for index, (shapes, _) in enumerate(labels):
         for slot, (kind, share, rgb) in enumerate(shapes):
             shape_kind[index, slot] = kind
             visible[index, slot] = share
@@ -73,6 +87,7 @@ def shapes_images_with_labels(num_images, image_size, seed=0):
         "shape_kind": shape_kind,
         "visible": visible,
         "colour": colour,
+        "coverage": coverage,
     }
 
 
@@ -82,18 +97,23 @@ def shapes_split_images(split, image_size, seed, shapes_count):
         count = SHAPES_TRAIN_COUNT if shapes_count is None else shapes_count
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise UsageError(f"the shapes image count must be a positive integer, got {count!r}.")
-        rng = np.random.default_rng(seed)
     else:
         count = SHAPES_VALIDATION_COUNT
-        # An independent stream, so validation never repeats training images.
-        rng = np.random.default_rng([seed, 1])
-    return draw_shapes(rng, count, image_size)
+    return draw_shapes(_split_rng(split, seed), count, image_size)
+
+
+def _split_rng(split, seed):
+    if split == "train":
+        return np.random.default_rng(seed)
+    # An independent stream, so validation never repeats training images.
+    return np.random.default_rng([seed, 1])
 
 
 def draw_shapes(rng, num_images, image_size, labels=None):
     """Draw the shapes images; ``labels``, a list, gets one entry per image.
 
-    Each entry lists the drawn shapes as ``(kind, visible share, colour)``.
+    Each entry is ``(shapes, coverage)``: the drawn shapes as ``(kind, visible share,
+    colour)`` and the (image_size, image_size) share of each pixel under any shape.
     Recording labels draws no random numbers, so the images do not change.
     """
     # Supersampling factor: enough sub-pixels per pixel for smooth edges while
@@ -127,7 +147,10 @@ def draw_shapes(rng, num_images, image_size, labels=None):
                 drawn.append((int(kind), coverage[..., 0], colour))
         images[index] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
         if labels is not None:
-            labels.append(_visible_shares(drawn))
+            uncovered = np.ones((image_size, image_size), dtype=np.float32)
+            for _, covered, _ in drawn:
+                uncovered *= 1.0 - covered
+            labels.append((_visible_shares(drawn), 1.0 - uncovered))
     return images
 
 
