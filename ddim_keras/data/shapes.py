@@ -76,8 +76,11 @@ def shapes_images_with_labels(num_images, image_size, seed=0):
     }
 
 
-def shapes_split_images(split, image_size, seed, shapes_count):
-    """uint8 (N, image_size, image_size, 3): the drawn images of a split of ``shapes``."""
+def shapes_split_images(split, image_size, seed, shapes_count, labels=None):
+    """uint8 (N, image_size, image_size, 3): the drawn images of a split of ``shapes``.
+
+    ``labels``, a list, gets what each image holds (see :func:`draw_shapes`).
+    """
     if split == "train":
         count = SHAPES_TRAIN_COUNT if shapes_count is None else shapes_count
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
@@ -87,7 +90,7 @@ def shapes_split_images(split, image_size, seed, shapes_count):
         count = SHAPES_VALIDATION_COUNT
         # An independent stream, so validation never repeats training images.
         rng = np.random.default_rng([seed, 1])
-    return draw_shapes(rng, count, image_size)
+    return draw_shapes(rng, count, image_size, labels)
 
 
 def draw_shapes(rng, num_images, image_size, labels=None):
