@@ -84,3 +84,9 @@ def resolve_class(text, class_names, flag="--class"):
         f"{flag} {text!r} is not a class of this run: give a class name or an index from "
         f"0 to {len(class_names) - 1}. Its {len(class_names)} classes are: {shown}."
     )
+
+
+def class_rows(num_classes, num_rows, num_cols):
+    """The labels of a grid with one class per row: row r shows class r (cycling past
+    the last class), so a model of more classes than rows shows its first ``num_rows``."""
+    return np.repeat(np.arange(num_rows) % num_classes, num_cols).astype(np.int32)

@@ -11,7 +11,7 @@ class-conditional model samples with classifier-free guidance (see
 import numpy as np
 
 from ddim_keras.core import checks
-from ddim_keras.core.classes import check_guidance, check_labels
+from ddim_keras.core.classes import check_guidance, check_labels, class_rows
 from ddim_keras.sampling.chunks import sample
 from ddim_keras.sampling.compiled import no_gradients
 from ddim_keras.sampling.loops import reverse_diffusion_loop
@@ -187,7 +187,7 @@ class Generation:
         from ddim_keras.core.pictures import image_grid
 
         num_classes = self.diffusion_config.num_classes
-        labels = np.repeat(np.arange(num_rows) % num_classes, num_cols) if num_classes else None
+        labels = class_rows(num_classes, num_rows, num_cols) if num_classes else None
         images = self.generate(
             num_rows * num_cols,
             self.diffusion_config.plot_diffusion_steps,
