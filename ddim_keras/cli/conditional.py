@@ -7,8 +7,9 @@ there (:func:`run_classes`).
 
 import argparse
 
-from ddim_keras.core.classes import check_guidance
+from ddim_keras.core.classes import check_guidance, resolve_class
 from ddim_keras.core.errors import UsageError
+from ddim_keras.io.run_info import run_classes
 
 
 def add_training_arguments(parser):
@@ -35,17 +36,55 @@ def add_training_arguments(parser):
     )
 
 
-def add_guidance_argument(parser, default=1.0):
-    """--guidance W (a conditional run's guidance scale)."""
+#: A conditional run's --mode grid shows one row per class, at most this many
+#: unless --rows says otherwise (flowers has 102 classes).
+MAX_CLASS_ROWS = 10
+
+
+def add_guidance_argument(parser):
+    """--guidance W (a conditional run's guidance scale; default 1)."""
     parser.add_argument(
         "--guidance",
         type=_guidance,
-        default=default,
         metavar="W",
         help="classifier-free guidance scale of a conditional run: unconditional + W * "
-        "(conditional - unconditional); 0 ignores the class, 1 the plain conditional model, "
-        "3-7 follows it more closely (default: %(default)s)",
+        "(conditional - unconditional); 0 ignores the class, 1 the plain conditional model "
+        "(the default), 3-7 follows it more closely",
     )
+
+
+def add_generate_arguments(parser):
+    """``generate``'s --class and --guidance."""
+    group = parser.add_argument_group("class-conditional runs")
+    group.add_argument(
+        "--class",
+        dest="class_name",
+        metavar="NAME|INDEX",
+        help="sample this class of a conditional run (name or index; see the run's "
+        "run.json). Without it --mode grid shows one row per class (the first "
+        f"{MAX_CLASS_ROWS} unless --rows is given) and other modes sample without a class",
+    )
+    add_guidance_argument(group)
+
+
+def sampling_classes(args, config, run_path):
+    """``(class names, chosen class index or None, guidance)`` of a generate command.
+
+    Refuses --class and --guidance on an unconditional run. A conditional run
+    without run.json (a .keras file, a bare checkpoint) names its classes by index.
+    """
+    num_classes = config.num_classes
+    classes = run_classes(run_path) if num_classes else []
+    if num_classes and len(classes) != num_classes:
+        classes = [str(index) for index in range(num_classes)]
+    if args.guidance is not None and not num_classes:
+        raise UsageError(
+            "--guidance needs a class-conditional run, and this one is unconditional (it was "
+            "trained without --conditional). Leave out --guidance."
+        )
+    chosen = None if args.class_name is None else resolve_class(args.class_name, classes)
+    guidance = 1.0 if args.guidance is None else args.guidance
+    return classes, chosen, guidance
 
 
 def _guidance(text):
@@ -102,17 +141,22 @@ def check_resumed_classes(run_dir, classes):
         )
 
 
-def run_classes(run_path):
-    """The class names recorded in a run's run.json ([] for an unconditional run or none)."""
-    if not run_path:
-        return []
-    from ddim_keras.io.run_dir import RunDir
-
-    return list(RunDir(run_path).read_run_info().get("classes") or [])
-
-
 def describe_classes(classes, limit=12):
     """One line naming a conditional run's classes, for the commands' output."""
     more = f", ... ({len(classes)} in all)" if len(classes) > limit else ""
     shown = ", ".join(classes[:limit]) + more
     return f"class-conditional, {len(classes)} classes: {shown}"
+
+
+def describe_sampling(plan):
+    """What a ``generate`` plan of a conditional run samples, in one line."""
+    classes = plan.classes
+    if plan.chosen is not None:
+        what = f"class {plan.chosen} ({classes[plan.chosen]})"
+    elif plan.class_rows:
+        shown = min(plan.rows, len(classes))
+        what = f"one row per class, classes 0 to {shown - 1} of {len(classes)}"
+        what += "" if shown == len(classes) else " (--rows N shows more)"
+    else:
+        what = "no class (the unconditional prediction; --class NAME picks one)"
+    return f"{describe_classes(classes)}. Sampling {what}, guidance {plan.guidance:g}."
