@@ -321,3 +321,259 @@ def test_the_unconditional_model_refuses_labels():
     model = tiny_model()
     with pytest.raises(UsageError, match="unconditional"):
         model.generate(2, 2, seed=0, labels=[0, 1])
+
+
+# -- labels from the sources --------------------------------------------------------------
+
+
+def test_shapes_labels_are_the_kind_of_the_last_drawn_shape():
+    from ddim_keras.data import numpy_pipeline
+    from ddim_keras.data.labels import SHAPES_CLASSES
+    from ddim_keras.data.shapes import SHAPE_KINDS, shapes_images_with_labels
+
+    config = DiffusionConfig(**TINY)
+    # The train split of seed 3 is shapes_images(count, size, 3): its generator's record.
+    images, record = shapes_images_with_labels(24, 16, seed=3)
+    expected = record["shape_kind"][np.arange(24), record["drawn"] - 1]
+    assert set(expected) == {0, 1, 2}  # every kind occurs (the test means something)
+    split, _ = numpy_pipeline.split_images(
+        "shapes", config, ("train",), None, 3, 24, conditional=True
+    )
+    np.testing.assert_array_equal(split["train"].labels, expected)
+    np.testing.assert_array_equal(split["train"].images, images)
+    assert list(SHAPES_CLASSES) == list(SHAPE_KINDS) == ["circle", "square", "triangle"]
+
+
+def make_class_folder(root, classes, per_class=3, loose=0):
+    """A folder of one subfolder per class; each class's images one flat grey level."""
+    from PIL import Image
+
+    levels = {}
+    for position, name in enumerate(classes):
+        levels[name] = 20 + 70 * position
+        os.makedirs(root / name)
+        for index in range(per_class):
+            pixels = np.full((20, 20, 3), levels[name], np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{index}.png")
+    for index in range(loose):
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / f"loose{index}.png")
+    return levels
+
+
+def check_folder_pairs(images, labels, classes, levels):
+    """Each image's grey level is its labelled class's: labels travel with their images."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    want = np.array([levels[classes[label]] for label in labels]) / 255.0
+    np.testing.assert_allclose(images.mean(axis=(1, 2, 3)), want, atol=1e-3)
+
+
+@pytest.mark.parametrize("pipeline", ["numpy", "tf.data"])
+def test_folder_labels_follow_sorted_subfolder_names(tmp_path, pipeline):
+    from ddim_keras.data import numpy_pipeline
+    from ddim_keras.data.loaders import _load_split_images, source_classes
+
+    levels = make_class_folder(tmp_path / "images", ["zebra", "apple", "Mango"])
+    folder = tmp_path / "images"
+    classes = source_classes("folder", folder)
+    assert classes == sorted(["zebra", "apple", "Mango"]) == ["Mango", "apple", "zebra"]
+    config = DiffusionConfig(**TINY)
+    splits = ("train", "validation")
+    if pipeline == "numpy":
+        split, _ = numpy_pipeline.split_images(
+            "folder", config, splits, folder, 0, None, conditional=True
+        )
+        pairs = [(split[s].uint8(range(len(split[s]))) / 255.0, split[s].labels) for s in splits]
+    else:
+        datasets, _ = _load_split_images("folder", config, splits, folder, 0, None, None, True)
+        pairs = []
+        for s in splits:
+            elements = list(datasets[s].as_numpy_iterator())
+            pairs.append(
+                (np.stack([e[0] for e in elements]) / 255.0, np.array([e[1] for e in elements]))
+            )
+    all_labels = np.concatenate([labels for _, labels in pairs])
+    assert sorted(all_labels.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for images, labels in pairs:
+        check_folder_pairs(images, labels, classes, levels)
+
+
+def test_a_folder_without_subfolders_or_with_loose_images_is_refused(tmp_path):
+    from ddim_keras.data.loaders import load_datasets
+
+    config = DiffusionConfig(**{**TINY, "batch_size": 2})
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    from PIL import Image
+
+    for index in range(4):
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(flat / f"{index}.png")
+    with pytest.raises(UsageError, match="no subfolders"):
+        load_datasets("folder", config, data_dir=flat, conditional=True)
+    mixed = tmp_path / "mixed"
+    make_class_folder(mixed, ["cats", "dogs"], per_class=3, loose=2)
+    with pytest.raises(UsageError, match="lie directly in"):
+        load_datasets("folder", config, data_dir=mixed, conditional=True)
+
+
+@pytest.mark.parametrize("name", ["tfds:cifar10", "flowers"])
+def test_tfds_labels_come_from_the_label_feature(name, tmp_path, no_network):
+    import tensorflow_datasets as tfds
+
+    from ddim_keras.data.loaders import load_datasets, source_classes
+
+    config = DiffusionConfig(**{**TINY, "batch_size": 2})
+    with tfds.testing.mock_data(num_examples=8):
+        classes = source_classes(name, tmp_path)
+        train_ds, _ = load_datasets(name, config, data_dir=tmp_path, conditional=True)
+        images, labels = next(iter(train_ds))
+    assert len(classes) == {"tfds:cifar10": 10, "flowers": 102}[name]
+    assert images.shape == (2, 16, 16, 3) and labels.dtype == "int32"
+    assert all(0 <= int(label) < len(classes) for label in labels)
+
+
+def test_celeba_classes_are_an_attributes_two_values(tmp_path, no_network):
+    import tensorflow_datasets as tfds
+
+    from ddim_keras.data.loaders import load_datasets, source_classes
+
+    config = DiffusionConfig(**{**TINY, "batch_size": 2})
+    assert source_classes("celeba", tmp_path, "Smiling") == ["not Smiling", "Smiling"]
+    with pytest.raises(UsageError, match="--label ATTRIBUTE"):
+        source_classes("celeba", tmp_path)
+    with pytest.raises(UsageError, match="not a celeba attribute"):
+        source_classes("celeba", tmp_path, "Grinning")
+    with tfds.testing.mock_data(num_examples=8):
+        train_ds, _ = load_datasets(
+            "celeba", config, data_dir=tmp_path, conditional=True, attribute="Smiling"
+        )
+        _, labels = next(iter(train_ds))
+    assert set(np.asarray(labels).tolist()) <= {0, 1}
+
+
+# -- the commands -------------------------------------------------------------------------
+
+
+def train_args(config_path, output, *more):
+    return [
+        "--dataset",
+        "shapes",
+        "--config",
+        config_path,
+        "--output",
+        output,
+        "--steps-per-epoch",
+        "2",
+        "--verbose",
+        "0",
+        *more,
+    ]
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    """A class-conditional run of `shapes`, one short epoch (read-only for tests)."""
+    from conftest import write_config
+
+    from ddim_keras.cli import train
+
+    root = tmp_path_factory.mktemp("conditional_run")
+    config_path = write_config(root / "tiny.json", batch_size=8)
+    run = root / "run"
+    assert train.main(train_args(config_path, str(run), "--conditional")) == 0
+    return str(run), config_path
+
+
+def test_a_conditional_run_records_its_classes(conditional_run):
+    import json
+
+    from ddim_keras.io.run_dir import RunDir
+    from ddim_keras.io.run_info import run_classes
+
+    run, _ = conditional_run
+    assert run_classes(run) == ["circle", "square", "triangle"]
+    config = RunDir(run).read_config()
+    assert config.num_classes == 3 and config.label_dropout == 0.1
+    with open(os.path.join(run, "config.json"), encoding="utf-8") as handle:
+        assert json.load(handle)["num_classes"] == 3
+
+
+def test_resuming_with_another_num_classes_is_refused(conditional_run, capsys):
+    from conftest import assert_one_error, run_command
+
+    from ddim_keras.cli import train
+
+    run, config_path = conditional_run
+    with open(os.path.join(run, "config.json"), encoding="utf-8") as handle:
+        before = handle.read()
+    code, _, err = run_command(capsys, train.main, *train_args(config_path, run))
+    assert code == 2
+    assert_one_error(err, ["num_classes: 3 -> 0", "Nothing was changed"])
+    with open(os.path.join(run, "config.json"), encoding="utf-8") as handle:
+        assert handle.read() == before
+
+
+def test_train_refuses_label_flags_without_conditional(tmp_path, capsys):
+    from conftest import assert_one_error, run_command, write_config
+
+    from ddim_keras.cli import train
+
+    config_path = write_config(tmp_path / "tiny.json")
+    for flags, words in (
+        (["--label", "Smiling"], ["--label", "--conditional"]),
+        (["--label-dropout", "0.2"], ["--label-dropout", "--conditional"]),
+    ):
+        code, _, err = run_command(
+            capsys, train.main, *train_args(config_path, str(tmp_path / "run"), *flags)
+        )
+        assert code == 2
+        assert_one_error(err, words)
+    assert not os.path.exists(tmp_path / "run")
+
+
+@backends
+def test_generate_class_and_guidance_sample_that_class(conditional_run, tmp_path, capsys):
+    from conftest import run_command
+    from PIL import Image
+
+    from ddim_keras.cli import generate
+    from ddim_keras.core.pictures import default_scale, image_grid
+    from ddim_keras.io.loading import load_model
+
+    run, _ = conditional_run
+    output = tmp_path / "square.png"
+    common = ["--run", run, "--steps", "2", "--seed", "5", "--rows", "1", "--cols", "3"]
+    code, out, err = run_command(
+        capsys, generate.main, *common, "--class", "square", "--guidance", "2.5", "--output", output
+    )
+    assert code == 0, err
+    assert "class 1 (square), guidance 2.5" in err
+    model = load_model(run=run)
+    want = model.generate(3, 2, seed=5, labels=1, guidance=2.5)
+    grid = image_grid(want, 1, 3, scale=default_scale(16))
+    with Image.open(output) as image:
+        got = np.asarray(image, np.float64) / 255.0
+    np.testing.assert_allclose(got, grid, atol=1.5 / 255)
+    # Without --class the grid has one row per class.
+    code, out, err = run_command(
+        capsys, generate.main, "--run", run, "--steps", "2", "--seed", "5", "--output", tmp_path
+    )
+    assert code == 0, err
+    assert "one row per class, classes 0 to 2 of 3" in err
+
+
+def test_generate_refuses_bad_classes_and_guidance(conditional_run, tiny_run, capsys):
+    from conftest import assert_one_error, run_command
+
+    from ddim_keras.cli import generate
+
+    run, _ = conditional_run
+    for flags, words in (
+        (["--run", run, "--class", "hexagon"], ["hexagon", "circle, square, triangle"]),
+        (["--run", run, "--class", "3"], ["0 to 2"]),
+        (["--run", run, "--guidance", "-1"], ["--guidance", "at least 0"]),
+        (["--run", tiny_run, "--class", "circle"], ["unconditional", "--conditional"]),
+        (["--run", tiny_run, "--guidance", "3"], ["unconditional", "--guidance"]),
+    ):
+        code, _, err = run_command(capsys, generate.main, *flags, "--steps", "2")
+        assert code == 2, flags
+        assert_one_error(err, words)
