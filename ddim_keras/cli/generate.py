@@ -35,20 +35,23 @@ import numpy as np
 from ddim_keras.cli.args import (
     DEFAULT_IMG2IMG_STRENGTH,
     EDIT_MODES,
+    MAX_CLASS_ROWS,
     SAMPLER_FLAGS,
     add_edit_arguments,
+    add_generate_arguments,
     add_model_arguments,
     add_result_file_arguments,
     add_sampler_arguments,
     check_edit_arguments,
-)
-from ddim_keras.cli.conditional import (
-    MAX_CLASS_ROWS,
-    add_generate_arguments,
     describe_sampling,
     sampling_classes,
 )
-from ddim_keras.cli.generate_helpers import (  # noqa: F401 (this module's names before)
+from ddim_keras.cli.progress import make_progress
+from ddim_keras.cli.runner import ArgumentParser, run_cli
+from ddim_keras.core import checks
+from ddim_keras.core.devices import PRECISIONS, resolve_precision_name
+from ddim_keras.core.errors import UsageError
+from ddim_keras.core.pictures import (  # noqa: F401 (this module's names before)
     FRAME_DURATION_MS,
     STRIP_MAX_COLUMNS,
     grid_shape,
@@ -56,11 +59,6 @@ from ddim_keras.cli.generate_helpers import (  # noqa: F401 (this module's names
     strip_columns,
     with_progress_line,
 )
-from ddim_keras.cli.progress import make_progress
-from ddim_keras.cli.runner import ArgumentParser, run_cli
-from ddim_keras.core import checks
-from ddim_keras.core.devices import PRECISIONS, resolve_precision_name
-from ddim_keras.core.errors import UsageError
 from ddim_keras.io.loading import load_checked_model, resolve_source
 from ddim_keras.io.run_dir import check_output_files, check_writable_folder
 

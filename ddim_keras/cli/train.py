@@ -11,17 +11,15 @@ import time
 
 from ddim_keras.cli.args import (
     add_background_argument,
+    add_conditional_arguments,
     add_dataset_argument,
     add_debug_argument,
     add_kid_encoder_argument,
     add_objective_arguments,
-    objective_changes,
-)
-from ddim_keras.cli.conditional import (
-    add_training_arguments,
     check_resumed_classes,
     conditional_config,
     describe_classes,
+    objective_changes,
 )
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core.config import PRESETS, DiffusionConfig, preset
@@ -132,7 +130,7 @@ def build_parser():
         "one line per epoch otherwise)",
     )
     add_objective_arguments(parser)
-    add_training_arguments(parser)
+    add_conditional_arguments(parser)
     speed = parser.add_argument_group("speed and multiple devices")
     speed.add_argument(
         "--steps-per-execution",

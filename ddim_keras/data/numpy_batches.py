@@ -20,7 +20,9 @@ def to_unit_range(images):
 
 
 class ImageBatches(keras.utils.PyDataset):
-    """Shuffled float32 batches (batch_size, S, S, 3) in [0, 1] of a :class:`SplitImages`.
+    """Shuffled float32 batches (batch_size, S, S, 3) in [0, 1] of a split's images.
+
+    ``images`` is a :class:`~ddim_keras.data.numpy_pipeline.SplitImages`.
 
     Images that carry ``labels`` (a class-conditional run) come as (images, labels).
 
@@ -97,7 +99,9 @@ class ImageBatches(keras.utils.PyDataset):
 
 
 class OrderedBatches:
-    """The first ``num_batches`` whole batches of a :class:`SplitImages`, in order.
+    """The first ``num_batches`` whole batches of a split's images, in order.
+
+    ``images`` is a :class:`~ddim_keras.data.numpy_pipeline.SplitImages`.
 
     Iterable as often as wanted; each batch is float32 (batch_size, S, S, 3).
     """
