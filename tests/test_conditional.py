@@ -577,3 +577,37 @@ def test_generate_refuses_bad_classes_and_guidance(conditional_run, tiny_run, ca
         code, _, err = run_command(capsys, generate.main, *flags, "--steps", "2")
         assert code == 2, flags
         assert_one_error(err, words)
+
+
+def test_a_conditional_run_resumes(conditional_run, tmp_path, capsys):
+    import shutil
+
+    from conftest import run_command
+
+    from ddim_keras.cli import train
+    from ddim_keras.io.run_dir import RunDir
+
+    source, config_path = conditional_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    code, _, err = run_command(
+        capsys,
+        train.main,
+        *train_args(config_path, str(run), "--conditional", "--epochs", "2"),
+    )
+    assert code == 0, err
+    assert "Resuming" in err and "3 classes: circle, square, triangle" in err
+    assert RunDir(str(run)).read_state()["epoch"] == 2
+
+
+@backends
+def test_a_conditional_model_saves_and_loads_as_keras_in_safe_mode(conditional, tmp_path):
+    path = str(tmp_path / "model.keras")
+    conditional.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.diffusion_config.num_classes == CLASSES
+    np.testing.assert_allclose(
+        loaded.generate(2, 2, seed=1, labels=[0, 2], guidance=2.0),
+        conditional.generate(2, 2, seed=1, labels=[0, 2], guidance=2.0),
+        atol=1e-5,
+    )
