@@ -212,9 +212,10 @@ class DiffusionModel(Generation, ImageEditing, keras.Model):
 
         A conditional model's ``labels`` (None: "no class"); with ``guidance`` w
         as well, classifier-free guidance from one doubled network call (see
-        :func:`~ddim_keras.model.conditioning.guided_outputs`).
+        :func:`~ddim_keras.model.conditioning.guided_outputs`). An unconditional
+        model ignores both.
         """
-        if guidance is None or not self.diffusion_config.num_classes:
+        if guidance is None or labels is None or not self.diffusion_config.num_classes:
             outputs = self.network_outputs(noisy_images, noise_rates, training, network, labels)
         else:
             outputs = guided_outputs(
