@@ -37,6 +37,9 @@ class SampleGrid(Configurable, keras.callbacks.Callback):
     returning images in [0, 1], such as :class:`ddim_keras.DiffusionModel`;
     ``sampler`` and ``spacing`` other than the example's ("ddim", "time") are
     passed on to it too (see ``DiffusionModel.compiled_reverse_diffusion``).
+    A class-conditional model (``diffusion_config.num_classes`` > 0) shows one
+    class per row (row r: class r; the first ``num_rows`` classes of a model with
+    more), sampled with guidance scale ``guidance``.
 
     Example::
 
@@ -66,9 +69,11 @@ class SampleGrid(Configurable, keras.callbacks.Callback):
         scale=None,
         sampler="ddim",
         spacing="time",
+        guidance=1.0,
     ):
         super().__init__()
         from ddim_keras.core.checks import check_sampler
+        from ddim_keras.core.classes import check_guidance
 
         self.sampler, self.spacing, self.eta = check_sampler(sampler, spacing, eta)
         if int(every) < 1:
@@ -86,6 +91,7 @@ class SampleGrid(Configurable, keras.callbacks.Callback):
         self.tag = tag
         self.inline = inline
         self.scale = None if scale is None else int(scale)
+        self.guidance = check_guidance(guidance)
         self.last_path = None
         self._writer = None
 
@@ -105,6 +111,7 @@ class SampleGrid(Configurable, keras.callbacks.Callback):
             "scale": self.scale,
             "sampler": self.sampler,
             "spacing": self.spacing,
+            "guidance": self.guidance,
         }
 
     def make_grid(self):
@@ -119,6 +126,14 @@ class SampleGrid(Configurable, keras.callbacks.Callback):
             if (self.sampler, self.spacing) == ("ddim", "time")
             else dict(sampler=self.sampler, spacing=self.spacing)
         )
+        config = getattr(self.model, "diffusion_config", None)
+        if getattr(config, "num_classes", 0):
+            from ddim_keras.core.classes import class_rows
+
+            extra.update(
+                labels=class_rows(config.num_classes, self.num_rows, self.num_cols),
+                guidance=self.guidance,
+            )
         samples = self.model.generate(
             self.num_rows * self.num_cols,
             self.diffusion_steps,

@@ -137,6 +137,8 @@ def evaluate(args):
 
     model = load_checked_model(checkpoint, config, args.kid_weights, args.debug)
     config = model.diffusion_config
+    if config.num_classes:
+        say(evaluation.UNCONDITIONAL_KID_NOTE)
     if output is None:  # a .keras file: settled now that its config is known
         output = resolve_output(args, run_path, checkpoint, dataset, config)
     steps = args.steps or config.kid_diffusion_steps

@@ -35,18 +35,30 @@ import numpy as np
 from ddim_keras.cli.args import (
     DEFAULT_IMG2IMG_STRENGTH,
     EDIT_MODES,
+    MAX_CLASS_ROWS,
     SAMPLER_FLAGS,
     add_edit_arguments,
+    add_generate_arguments,
     add_model_arguments,
     add_result_file_arguments,
     add_sampler_arguments,
     check_edit_arguments,
+    describe_sampling,
+    sampling_classes,
 )
 from ddim_keras.cli.progress import make_progress
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core import checks
 from ddim_keras.core.devices import PRECISIONS, resolve_precision_name
 from ddim_keras.core.errors import UsageError
+from ddim_keras.core.pictures import (  # noqa: F401 (this module's names before)
+    FRAME_DURATION_MS,
+    STRIP_MAX_COLUMNS,
+    grid_shape,
+    slerp,
+    strip_columns,
+    with_progress_line,
+)
 from ddim_keras.io.loading import load_checked_model, resolve_source
 from ddim_keras.io.run_dir import check_output_files, check_writable_folder
 
@@ -57,10 +69,6 @@ DEFAULT_COLS = 6
 DEFAULT_INTERPOLATION_FRAMES = 10
 #: Results of inpaint and img2img unless --num-images says otherwise.
 DEFAULT_VARIATIONS = 4
-#: The process strip shows at most this many steps (evenly spaced, first and last included).
-STRIP_MAX_COLUMNS = 20
-#: Milliseconds per GIF frame.
-FRAME_DURATION_MS = 120
 
 
 def build_parser():
@@ -116,6 +124,7 @@ def build_parser():
         "_bfloat16/_float16 suffix",
     )
     add_edit_arguments(parser)
+    add_generate_arguments(parser)
     layout = parser.add_argument_group("output")
     layout.add_argument(
         "--rows",
@@ -145,56 +154,6 @@ def build_parser():
     )
     add_result_file_arguments(layout, "existing output files")
     return parser
-
-
-# -- pure helpers ------------------------------------------------------------------------
-
-
-def slerp(start, end, fraction):
-    """Spherical interpolation between two arrays of the same shape.
-
-    Walks the great circle from ``start`` (fraction 0) to ``end`` (fraction 1),
-    so that the norm is interpolated smoothly rather than shrinking in the
-    middle as with a straight line: the interpolated Gaussian noise still looks
-    like Gaussian noise to the model. Nearly parallel inputs fall back to a
-    straight line.
-    """
-    start = np.asarray(start, dtype=np.float64)
-    end = np.asarray(end, dtype=np.float64)
-    if start.shape != end.shape:
-        raise ValueError(f"slerp needs arrays of one shape, got {start.shape} and {end.shape}")
-    norms = np.linalg.norm(start) * np.linalg.norm(end)
-    cosine = float(np.clip(np.vdot(start, end) / norms, -1.0, 1.0)) if norms > 0 else 1.0
-    angle = math.acos(cosine)
-    if math.sin(angle) < 1e-6:
-        return (1.0 - fraction) * start + fraction * end
-    return (
-        math.sin((1.0 - fraction) * angle) * start + math.sin(fraction * angle) * end
-    ) / math.sin(angle)
-
-
-def strip_columns(num_steps, max_columns=STRIP_MAX_COLUMNS):
-    """Indices of the steps shown in a strip: all, or evenly spaced with first and last."""
-    if num_steps <= max_columns:
-        return list(range(num_steps))
-    return sorted({int(round(i)) for i in np.linspace(0, num_steps - 1, max_columns)})
-
-
-def with_progress_line(frame, fraction, height=2, colour=0.25):
-    """A frame with a thin bar below it, filled to ``fraction`` of the width.
-
-    It shows where an animation is, and keeps consecutive frames distinct:
-    GIF writers merge identical frames, which would break frame counts.
-    """
-    width = frame.shape[1]
-    bar = np.ones((height, width, frame.shape[2]), dtype=frame.dtype)
-    bar[:, : int(round(fraction * width))] = colour
-    return np.concatenate([frame, bar], axis=0)
-
-
-def grid_shape(count, cols):
-    cols = max(1, min(cols, count))
-    return math.ceil(count / cols), cols
 
 
 # -- checks before any heavy import -------------------------------------------------------
@@ -232,6 +191,11 @@ class Plan:
 
         native = self.mode == "images"
         self.edit = self.mode in EDIT_MODES
+        self.classes, self.chosen, self.guidance = sampling_classes(args, config, run_path)
+        # A conditional run's grid without --class: one row per class.
+        self.class_rows = self.mode == "grid" and bool(self.classes) and self.chosen is None
+        if self.class_rows and args.num_images is None:
+            self.rows = self.rows or min(len(self.classes), MAX_CLASS_ROWS)
         self.scale = getattr(args, "scale", None) or (
             1 if native else default_scale(config.image_size)
         )
@@ -262,6 +226,17 @@ class Plan:
             self.num_images = args.num_images or self.cols
         self.paths = self._output_paths(args.output, run_path if args.run else None)
         check_output_files(self.paths, args.overwrite)
+
+    def labels(self):
+        """The class of each sampled image (None: an unconditional run)."""
+        from ddim_keras.core.classes import class_rows
+
+        if not self.classes:
+            return None
+        if self.class_rows:
+            return class_rows(len(self.classes), self.rows, self.cols)[: self.num_images]
+        label = len(self.classes) if self.chosen is None else self.chosen  # none: "no class"
+        return np.full(self.num_images, label, np.int32)
 
     def _plan_edit(self, args, config, run_path):
         """The picture (and mask) read and checked, the results' number and grid."""
@@ -298,6 +273,10 @@ class Plan:
                 stem += f"_{value}"
         if self.precision != "float32":
             stem += f"_{self.precision}"
+        if self.chosen is not None:
+            stem += f"_class{self.chosen}"
+        if self.classes and self.guidance != 1.0:
+            stem += f"_guidance{self.guidance:g}"
         if self.mode == "images" and output is not None:
             # --output is the images' own folder, existing or not.
             base, create_levels, file_name_given = os.path.abspath(output), 0, True
@@ -365,6 +344,8 @@ def generate_files(model, plan, progress_enabled):
     count, batch_size = plan.num_images, plan.batch_size
     # How every image is sampled: the step rule, its spacing, eta and precision.
     how = dict(eta=plan.eta, sampler=plan.sampler, spacing=plan.spacing, precision=plan.precision)
+    if plan.classes:
+        how.update(labels=plan.labels(), guidance=plan.guidance)
     os.makedirs(os.path.dirname(plan.paths[0]), exist_ok=True)
 
     if mode in ("grid", "images"):
@@ -483,6 +464,8 @@ def generate(args):
         say(f"Seed {seed} (pass --seed {seed} to repeat).")
     if args.mixed_precision != "off":
         say(f"Sampling in {precision}.")
+    if plan.classes:
+        say(describe_sampling(plan))
     paths = generate_files(model, plan, progress_enabled=not args.no_progress)
     for path in paths if plan.mode != "images" else [plan.images_dir]:
         print(path)

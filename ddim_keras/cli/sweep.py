@@ -230,6 +230,8 @@ def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
         from ddim_keras.io.loading import load_model
 
         model = load_model(checkpoint=checkpoint, config=config, kid_weights=kid_weights)
+        if model.diffusion_config.num_classes:
+            say(evaluation.UNCONDITIONAL_KID_NOTE)
         real_batches, num_images, batch_size = evaluation.validation_batches(
             dataset,
             config,

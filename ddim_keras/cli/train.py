@@ -11,10 +11,14 @@ import time
 
 from ddim_keras.cli.args import (
     add_background_argument,
+    add_conditional_arguments,
     add_dataset_argument,
     add_debug_argument,
     add_kid_encoder_argument,
     add_objective_arguments,
+    check_resumed_classes,
+    conditional_config,
+    describe_classes,
     objective_changes,
 )
 from ddim_keras.cli.runner import ArgumentParser, run_cli
@@ -126,6 +130,7 @@ def build_parser():
         "one line per epoch otherwise)",
     )
     add_objective_arguments(parser)
+    add_conditional_arguments(parser)
     speed = parser.add_argument_group("speed and multiple devices")
     speed.add_argument(
         "--steps-per-execution",
@@ -226,8 +231,13 @@ def check_args(args):
 
 def train(args):
     check_args(args)
-    config = resolve_config(args)
+    config, classes = conditional_config(args, resolve_config(args))
+    args.classes = classes
     run_dir = RunDir(args.output or os.path.join("runs", dataset_slug(args.dataset)))
+    if not args.overwrite:
+        check_resumed_classes(run_dir, classes)
+    if classes:
+        print(describe_classes(classes), file=sys.stderr)
     # Multi-worker: only the chief decides about (and writes) the run directory.
     chief = args.strategy != "multi-worker" or is_chief()
     state = (
@@ -316,6 +326,8 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
         background=background,
         cache=cache,
         cache_dir=args.cache_dir or os.path.join(run_dir.path, "cache"),
+        conditional=bool(args.classes),
+        attribute=args.label,
     )
     if config.kid:
         # Built now: a failed weights download should stop the run before an hour
@@ -366,6 +378,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
                 "background": format_background(background),
                 "seed": args.seed,
                 "machine": machine_description(),
+                **({"classes": args.classes, "label": args.label} if args.classes else {}),
             },
         )
     except OSError as error:
@@ -439,7 +452,9 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
     from ddim_keras.io.images import save_grid
 
     final_grid = os.path.join(run_dir.samples_dir, "final.png")
-    grid = model.generate(18, config.plot_diffusion_steps, seed=SAMPLE_SEED)
+    grid = model.generate(
+        18, config.plot_diffusion_steps, seed=SAMPLE_SEED, labels=_grid_labels(config)
+    )
     # Enlarged like the per-epoch grids (images.default_scale: tiles of at least 128 px).
     write_durably(final_grid, lambda tmp_path: save_grid(grid, tmp_path))
     minutes = (time.time() - started) / 60.0
@@ -456,6 +471,13 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
         f"{os.path.relpath(curves.path, run_dir.path)}{logs}"
     )
     return 0
+
+
+def _grid_labels(config):
+    # A conditional run's grids: one class per row (SampleGrid's rule).
+    from ddim_keras.core.classes import class_rows
+
+    return class_rows(config.num_classes, 3, 6) if config.num_classes else None
 
 
 def main(argv=None):

@@ -59,6 +59,9 @@ class DiffusionConfig:
     snr_gamma: float = 5.0
     augment: str = "none"
     ema_warmup: bool = False
+    # class conditioning (0 classes: unconditional, the example's; see model/conditioning.py)
+    num_classes: int = 0
+    label_dropout: float = 0.1
 
     def __post_init__(self):
         # JSON gives lists; keep widths hashable and immutable.
@@ -148,6 +151,16 @@ class DiffusionConfig:
         ):
             if getattr(self, name) not in allowed:
                 refuse(name, f"must be one of {', '.join(allowed)}.")
+        if self.num_classes < 0:
+            refuse("num_classes", "must be 0 (unconditional) or the number of classes.")
+        if self.num_classes == 1:
+            refuse("num_classes", "a conditional model needs at least 2 classes; use 0 for none.")
+        if not 0.0 <= self.label_dropout < 1.0:
+            refuse(
+                "label_dropout",
+                "the probability of training without the label must be in [0, 1) "
+                "(0.1 is usual; 0 learns no unconditional prediction, so no guidance).",
+            )
         if not (self.snr_gamma > 0 and math.isfinite(self.snr_gamma)):
             refuse("snr_gamma", "the min-SNR cap must be a positive number (the paper uses 5).")
         if self.schedule not in SCHEDULES:
@@ -267,11 +280,14 @@ ARCHITECTURE_FIELDS = (
     "embedding_max_frequency",
     # What the network's output means: a noise model's weights predict no velocity.
     "prediction",
+    # A conditional network has a class embedding (and a label input) of this size.
+    "num_classes",
 )
 
 #: The value an architecture field has in a config.json written before the field
-#: existed (runs of release 0.1.0 predate ``prediction``).
-_ARCHITECTURE_FIELD_BEFORE = {"prediction": "noise"}
+#: existed (runs of release 0.1.0 predate ``prediction``; unconditional runs predate
+#: ``num_classes``).
+_ARCHITECTURE_FIELD_BEFORE = {"prediction": "noise", "num_classes": 0}
 
 
 #: Config fields a resumed run may change: how long it trains and the optimizer's

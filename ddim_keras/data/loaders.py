@@ -22,6 +22,7 @@ from ddim_keras.core.datasets import CACHE_MODES
 from ddim_keras.core.errors import UsageError
 from ddim_keras.core.optional import tensorflow_installed
 from ddim_keras.data.cache import cache_prefix
+from ddim_keras.data.labels import SHAPES_CLASSES, folder_classes, labelled_split_sources
 from ddim_keras.data.sources import LOCAL_SOURCES, checked_source, split_sources
 from ddim_keras.data.splits import SPLITS
 from ddim_keras.data.tf_pipeline import (
@@ -30,7 +31,7 @@ from ddim_keras.data.tf_pipeline import (
     shapes_dataset,
     to_unit_range,
 )
-from ddim_keras.data.tfds_sources import tfds_split_images
+from ddim_keras.data.tfds_sources import tfds_classes, tfds_label, tfds_split_images
 
 
 def load_datasets(
@@ -42,8 +43,13 @@ def load_datasets(
     background=None,
     cache="memory",
     cache_dir=None,
+    conditional=False,
+    attribute=None,
 ):
     """Batched, shuffled (train_ds, val_ds) pipelines for the source ``name``.
+
+    ``conditional``: batches of (images, int32 labels), the classes of
+    :func:`source_classes` (``attribute``: celeba's attribute, two classes).
 
     ``data_dir`` is the image folder for ``folder`` and TFDS's data directory for
     ``flowers``/``celeba``/``tfds:NAME``. ``seed`` and ``shapes_count`` (the number
@@ -71,14 +77,14 @@ def load_datasets(
     pipeline = "tf.data" if tensorflow_installed() else "numpy"
     if pipeline == "tf.data":
         images, identities = _load_split_images(
-            name, config, SPLITS, data_dir, seed, shapes_count, background
+            name, config, SPLITS, data_dir, seed, shapes_count, background, conditional, attribute
         )
         prepare = prepare_dataset
     else:
         from ddim_keras.data import numpy_pipeline as numpy_data
 
         images, identities = numpy_data.split_images(
-            name, config, SPLITS, data_dir, seed, shapes_count, background
+            name, config, SPLITS, data_dir, seed, shapes_count, background, conditional
         )
         prepare = functools.partial(numpy_data.prepare_batches, seed=seed)
     caches = {split: cache for split in SPLITS}
@@ -167,7 +173,31 @@ def _is_tf_dataset(value):
     return tf is not None and isinstance(value, tf.data.Dataset)
 
 
-def _load_split_images(name, config, splits, data_dir, seed, shapes_count, background=None):
+def source_classes(name, data_dir=None, attribute=None):
+    """The class names of a source for class-conditional training (index = label).
+
+    ``shapes``: the main shape's kind; ``folder``: its sorted first-level
+    subfolders (:mod:`ddim_keras.data.labels`); ``flowers`` and ``tfds:NAME``: the
+    names of TFDS's ``label`` feature; ``celeba``: ``attribute``'s two values.
+    """
+    if name == "shapes":
+        return list(SHAPES_CLASSES)
+    if name == "folder":
+        return folder_classes(data_dir)
+    return tfds_classes(name, data_dir, attribute)
+
+
+def _load_split_images(
+    name,
+    config,
+    splits,
+    data_dir,
+    seed,
+    shapes_count,
+    background=None,
+    conditional=False,
+    attribute=None,
+):
     """Map each requested split to its ``tf.data`` dataset of preprocessed uint8 images.
 
     Returns ``(datasets, identities)``: ``identities[split]`` describes what the
@@ -176,23 +206,45 @@ def _load_split_images(name, config, splits, data_dir, seed, shapes_count, backg
     rather than once per split.
     """
     if name in LOCAL_SOURCES:
-        sources, identities, background = split_sources(
-            name, config, splits, data_dir, seed, shapes_count, background
-        )
+        if conditional:
+            sources, labels, identities, background, _ = labelled_split_sources(
+                name, config, splits, data_dir, seed, shapes_count, background
+            )
+        else:
+            sources, identities, background = split_sources(
+                name, config, splits, data_dir, seed, shapes_count, background
+            )
+            labels = dict.fromkeys(splits)
         if name == "shapes":
             return (
-                {split: shapes_dataset(sources[split], config.image_size) for split in splits},
+                {
+                    split: shapes_dataset(sources[split], config.image_size, labels[split])
+                    for split in splits
+                },
                 identities,
             )
         folder = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
         return (
             {
                 split: files_dataset(
-                    sources[split], config.image_size, background, split=split, folder=folder
+                    sources[split],
+                    config.image_size,
+                    background,
+                    split=split,
+                    folder=folder,
+                    labels=labels[split],
                 )
                 for split in splits
             },
             identities,
         )
     background, common = checked_source(name, config, background)
-    return tfds_split_images(name, splits, config.image_size, data_dir, background, common)
+    return tfds_split_images(
+        name,
+        splits,
+        config.image_size,
+        data_dir,
+        background,
+        common,
+        label=tfds_label(name, attribute) if conditional else None,
+    )

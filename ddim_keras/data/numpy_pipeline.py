@@ -39,7 +39,6 @@ import os
 import threading
 import warnings
 
-import keras
 import numpy as np
 
 from ddim_keras.core.datasets import background_rgb
@@ -47,26 +46,48 @@ from ddim_keras.core.errors import DataError, UnreadableImagesWarning
 from ddim_keras.data.cache import CacheWriter
 from ddim_keras.data.decode import ORIENTATIONS, pillow_rgba
 from ddim_keras.data.failures import short_reason, undecodable_message
+from ddim_keras.data.labels import labelled_split_sources
+from ddim_keras.data.numpy_batches import (  # noqa: F401 (this module's names before the move)
+    ImageBatches,
+    OrderedBatches,
+    adapt_normalizer,
+    to_unit_range,
+)
 from ddim_keras.data.sources import split_sources
 from ddim_keras.data.splits import check_one_batch
 
 
-def split_images(name, config, splits, data_dir, seed, shapes_count, background=None):
+def split_images(
+    name, config, splits, data_dir, seed, shapes_count, background=None, conditional=False
+):
     """``(images, identities)``: the :class:`SplitImages` of each split in ``splits``.
 
     The NumPy counterpart of ``data._load_split_images`` (same arguments, same
     identities). The TFDS sources raise :class:`DataError`: they need TensorFlow.
+    ``conditional``: the images carry their class labels
+    (:mod:`ddim_keras.data.labels`), and their batches are (images, labels).
     """
-    sources, identities, background = split_sources(
-        name, config, splits, data_dir, seed, shapes_count, background
-    )
+    if conditional:
+        sources, labels, identities, background, _ = labelled_split_sources(
+            name, config, splits, data_dir, seed, shapes_count, background
+        )
+    else:
+        sources, identities, background = split_sources(
+            name, config, splits, data_dir, seed, shapes_count, background
+        )
+        labels = dict.fromkeys(splits)
     if name == "shapes":
-        images = {split: ImageArray(sources[split]) for split in splits}
+        images = {split: ImageArray(sources[split], labels[split]) for split in splits}
     else:
         folder = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
         images = {
             split: ImageFiles(
-                sources[split], config.image_size, background, split=split, folder=folder
+                sources[split],
+                config.image_size,
+                background,
+                split=split,
+                folder=folder,
+                labels=labels[split],
             )
             for split in splits
         }
@@ -169,6 +190,8 @@ class SplitImages:
     """
 
     image_size = None
+    #: int32 class per image of a class-conditional run, or None.
+    labels = None
 
     def __len__(self):
         raise NotImplementedError
@@ -194,9 +217,10 @@ class SplitImages:
 class ImageArray(SplitImages):
     """Images already in memory: a uint8 (N, S, S, 3) array (the drawn ``shapes``)."""
 
-    def __init__(self, images):
+    def __init__(self, images, labels=None):
         self.images = np.asarray(images, np.uint8)
         self.image_size = self.images.shape[1]
+        self.labels = labels
 
     def __len__(self):
         return len(self.images)
@@ -213,8 +237,18 @@ class ImageFiles(SplitImages):
     ``split`` and ``folder`` only name them in warnings.
     """
 
-    def __init__(self, entries, image_size, background, cache="none", split=None, folder=None):
+    def __init__(
+        self,
+        entries,
+        image_size,
+        background,
+        cache="none",
+        split=None,
+        folder=None,
+        labels=None,
+    ):
         self.entries = list(entries)
+        self.labels = labels
         self.image_size = image_size
         self.background = background
         self.cache = cache
@@ -243,7 +277,13 @@ class ImageFiles(SplitImages):
         if cache == self.cache:
             return self
         return ImageFiles(
-            self.entries, self.image_size, self.background, cache, self.split, self.folder
+            self.entries,
+            self.image_size,
+            self.background,
+            cache,
+            self.split,
+            self.folder,
+            self.labels,
         )
 
     def uint8(self, indices):
@@ -352,11 +392,6 @@ class ImageFiles(SplitImages):
         self._filled = None
 
 
-def to_unit_range(images):
-    """float32 in [0, 1] of uint8 images."""
-    return np.asarray(images, np.float32) / np.float32(255.0)
-
-
 _POOL = None
 
 
@@ -368,123 +403,3 @@ def _pool():
             max_workers=os.cpu_count() or 1, thread_name_prefix="ddim-decode"
         )
     return _POOL
-
-
-# -- batches --------------------------------------------------------------------------
-
-
-class ImageBatches(keras.utils.PyDataset):
-    """Shuffled float32 batches (batch_size, S, S, 3) in [0, 1] of a :class:`SplitImages`.
-
-    One epoch is ``repetitions`` passes over the images, each in its own random
-    order, cut into ``len(images) * repetitions // batch_size`` batches (the
-    remainder is dropped). The order of epoch ``e`` comes from
-    ``numpy.random.default_rng([seed, stream, e])``: the same seed gives the same
-    batches, every epoch a new order. Keras counts the epochs by calling
-    ``on_epoch_end``. :meth:`repeat` gives the endless version that
-    ``fit(steps_per_epoch=...)`` needs, where batch ``i`` belongs to pass group
-    ``i // batches_per_epoch`` whatever the Keras epoch.
-    """
-
-    def __init__(self, images, batch_size, repetitions=1, seed=0, stream=0, endless=False):
-        # One worker: a batch's files are decoded in parallel by the decoding pool.
-        super().__init__(workers=1, use_multiprocessing=False)
-        self.images = images
-        self.batch_size = int(batch_size)
-        self.repetitions = int(repetitions)
-        self.seed = int(seed)
-        self.stream = int(stream)
-        self.endless = bool(endless)
-        self.epoch = 0
-        self.batches_per_epoch = len(images) * self.repetitions // self.batch_size
-        self._orders = {}
-
-    @property
-    def num_batches(self):
-        return None if self.endless else self.batches_per_epoch
-
-    def __len__(self):
-        if self.endless:
-            raise TypeError("an endless ImageBatches has no length")
-        return self.batches_per_epoch
-
-    def __getitem__(self, index):
-        if self.endless:
-            epoch, index = divmod(int(index), self.batches_per_epoch)
-        else:
-            if not 0 <= index < self.batches_per_epoch:
-                raise IndexError(f"batch {index} of {self.batches_per_epoch}")
-            epoch = self.epoch
-        return self.batch(epoch, index)
-
-    def batch(self, epoch, index):
-        """float32 batch ``index`` of epoch ``epoch``."""
-        start = index * self.batch_size
-        return to_unit_range(self.images.uint8(self.order(epoch)[start : start + self.batch_size]))
-
-    def order(self, epoch):
-        """The image indices of epoch ``epoch``: ``repetitions`` permutations in a row."""
-        order = self._orders.get(epoch)
-        if order is None:
-            rng = np.random.default_rng([self.seed, self.stream, epoch])
-            order = np.concatenate(
-                [rng.permutation(len(self.images)) for _ in range(self.repetitions)]
-            )
-            self._orders = {epoch: order}  # the current epoch's only
-        return order
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-    def repeat(self):
-        """The same batches without end (what ``tf.data.Dataset.repeat()`` makes)."""
-        return ImageBatches(
-            self.images, self.batch_size, self.repetitions, self.seed, self.stream, endless=True
-        )
-
-
-class OrderedBatches:
-    """The first ``num_batches`` whole batches of a :class:`SplitImages`, in order.
-
-    Iterable as often as wanted; each batch is float32 (batch_size, S, S, 3).
-    """
-
-    def __init__(self, images, batch_size, num_batches):
-        self.images = images
-        self.batch_size = int(batch_size)
-        self.num_batches = max(0, min(int(num_batches), len(images) // self.batch_size))
-
-    def __len__(self):
-        return self.num_batches
-
-    def __iter__(self):
-        for index in range(self.num_batches):
-            start = index * self.batch_size
-            yield to_unit_range(self.images.uint8(range(start, start + self.batch_size)))
-
-
-def adapt_normalizer(layer, batches):
-    """Adapt a per-channel ``keras.layers.Normalization`` to one epoch of ``batches``.
-
-    What ``layer.adapt(batches)`` computes (mean and population variance over
-    every pixel of the epoch's batches), in float64 with NumPy, then set the way
-    ``adapt`` sets them; works without TensorFlow, which Keras' ``adapt`` needs
-    for a dataset.
-    """
-    total = np.zeros(3, np.float64)
-    squares = np.zeros(3, np.float64)
-    count = 0
-    for index in range(batches.batches_per_epoch):
-        pixels = batches.batch(0, index).reshape(-1, 3).astype(np.float64)
-        total += pixels.sum(axis=0)
-        squares += np.square(pixels).sum(axis=0)
-        count += len(pixels)
-    if not count:
-        raise DataError("cannot adapt the normalizer: the training set yields no batch.")
-    mean = total / count
-    variance = np.maximum(squares / count - np.square(mean), 0.0)
-    if not layer.built:
-        layer.build((None, batches.images.image_size, batches.images.image_size, 3))
-    layer.adapt_mean.assign(mean.reshape(layer.adapt_mean.shape).astype("float32"))
-    layer.adapt_variance.assign(variance.reshape(layer.adapt_variance.shape).astype("float32"))
-    layer.finalize_state()

@@ -91,15 +91,18 @@ def labelled_shapes(rng, num_images, image_size):
     }
 
 
-def shapes_split_images(split, image_size, seed, shapes_count):
-    """uint8 (N, image_size, image_size, 3): the drawn images of a split of ``shapes``."""
+def shapes_split_images(split, image_size, seed, shapes_count, labels=None):
+    """uint8 (N, image_size, image_size, 3): the drawn images of a split of ``shapes``.
+
+    ``labels``, a list, gets what each image holds (see :func:`draw_shapes`).
+    """
     if split == "train":
         count = SHAPES_TRAIN_COUNT if shapes_count is None else shapes_count
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise UsageError(f"the shapes image count must be a positive integer, got {count!r}.")
     else:
         count = SHAPES_VALIDATION_COUNT
-    return draw_shapes(_split_rng(split, seed), count, image_size)
+    return draw_shapes(_split_rng(split, seed), count, image_size, labels)
 
 
 def _split_rng(split, seed):

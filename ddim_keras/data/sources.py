@@ -32,7 +32,9 @@ def check_source_available(name):
     )
 
 
-def split_sources(name, config, splits, data_dir, seed, shapes_count, background=None):
+def split_sources(
+    name, config, splits, data_dir, seed, shapes_count, background=None, shapes_record=None
+):
     """What the images of ``shapes`` or ``folder`` are made of, before any pipeline.
 
     Returns ``(sources, identities, background)``: ``sources[split]`` is a uint8
@@ -42,12 +44,20 @@ def split_sources(name, config, splits, data_dir, seed, shapes_count, background
     fingerprint of a disk cache); ``background`` is the parsed (R, G, B). Both
     pipelines build on this, so they read the same images in the same order.
     Other sources raise (TFDS ones are read by ``ddim_keras.data.loaders._load_split_images``).
+    ``shapes_record``, a dict, gets per split what each drawn image holds (see
+    :func:`~ddim_keras.data.shapes.draw_shapes`).
     """
     background, common = checked_source(name, config, background)
     if name == "shapes":
         return (
             {
-                split: shapes_split_images(split, config.image_size, seed, shapes_count)
+                split: shapes_split_images(
+                    split,
+                    config.image_size,
+                    seed,
+                    shapes_count,
+                    None if shapes_record is None else shapes_record.setdefault(split, []),
+                )
                 for split in splits
             },
             {split: dict(common, split=split, seed=seed, count=shapes_count) for split in splits},

@@ -26,16 +26,21 @@ def at_end_of_each_pass(dataset, callback, *inputs):
     """``dataset`` as it is, calling ``callback(count, *inputs)`` in Python whenever a pass
     over it reaches its end; ``count`` is the number of elements of that pass.
 
-    ``dataset``'s elements are single tensors of known rank; ``inputs`` are
-    tensors, given to ``callback`` as NumPy values.
+    ``dataset``'s elements are tensors of known rank, or tuples of them ((image,
+    label) pairs); ``inputs`` are tensors, given to ``callback`` as NumPy values.
     """
     import tensorflow as tf
 
-    spec = dataset.element_spec
-    filler = tf.zeros([0 if size is None else size for size in spec.shape.as_list()], spec.dtype)
-    marked = dataset.map(lambda element: (element, False)).concatenate(
-        tf.data.Dataset.from_tensors((filler, True))
+    filler = tf.nest.map_structure(
+        lambda spec: tf.zeros(
+            [0 if size is None else size for size in spec.shape.as_list()], spec.dtype
+        ),
+        dataset.element_spec,
     )
+    # (tf.data passes a tuple's parts as separate arguments.)
+    marked = dataset.map(
+        lambda *parts: (parts[0] if len(parts) == 1 else parts, False)
+    ).concatenate(tf.data.Dataset.from_tensors((filler, True)))
 
     def call(count, *values):
         callback(int(count), *(value.numpy() for value in values))

@@ -112,7 +112,13 @@ def prepare_dataset(images_ds, config, training=True, cache="memory"):
         .shuffle(10 * batch_size)
         .batch(batch_size, drop_remainder=True)
     )
-    if batches.element_spec.dtype == tf.uint8:
+    if isinstance(batches.element_spec, tuple):  # (images, labels) of a conditional run
+        if batches.element_spec[0].dtype == tf.uint8:
+            batches = batches.map(
+                lambda images, labels: (to_unit_range(images), labels),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+    elif batches.element_spec.dtype == tf.uint8:
         batches = batches.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)
 
@@ -129,10 +135,18 @@ def _count_images(images_ds, enough):
     return int(images_ds.take(enough).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
-def shapes_dataset(images, image_size):
-    """The drawn images as a tf.data dataset (resized to themselves: exactly the same)."""
+def shapes_dataset(images, image_size, labels=None):
+    """The drawn images as a tf.data dataset (resized to themselves: exactly the same).
+
+    With ``labels`` (one int per image) its elements are (image, label).
+    """
     import tensorflow as tf
 
+    if labels is not None:
+        return tf.data.Dataset.from_tensor_slices((images, labels)).map(
+            lambda image, label: (preprocess_image_uint8(image, image_size), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return tf.data.Dataset.from_tensor_slices(images).map(
         lambda image: preprocess_image_uint8(image, image_size),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -148,12 +162,13 @@ def image_files_dataset(paths, image_size, background=None):
     return files_dataset(file_entries(paths), image_size, background_rgb(background))
 
 
-def files_dataset(entries, image_size, background, split=None, folder=None):
+def files_dataset(entries, image_size, background, split=None, folder=None, labels=None):
     """uint8 images of ``(path, decoder, orientation)`` entries, decoded in parallel.
 
     Files that fail to decode are skipped; at the end of each pass over the files
     an :class:`~ddim_keras.core.errors.UnreadableImagesWarning` says how many of
-    them, of which ``split`` (named relative to ``folder``).
+    them, of which ``split`` (named relative to ``folder``). With ``labels`` (one
+    int per entry) the elements are (image, label): a skipped file takes its label along.
     """
     import tensorflow as tf
 
@@ -168,8 +183,17 @@ def files_dataset(entries, image_size, background, split=None, folder=None):
     def problem_of(entry):
         return decode_problem(entry, image_size, background)
 
-    images = tf.data.Dataset.from_tensor_slices((paths, decoders, orientations))
-    images = images.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    if labels is None:
+        images = tf.data.Dataset.from_tensor_slices((paths, decoders, orientations))
+        images = images.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        images = tf.data.Dataset.from_tensor_slices(
+            (paths, decoders, orientations, tf.constant(labels, tf.int32))
+        )
+        images = images.map(
+            lambda path, decoder, orientation, label: (read(path, decoder, orientation), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     # For damage the listing-time check cannot see (a file truncated after its
     # header): skip rather than crash mid-training, and count what was skipped.
     images = images.ignore_errors()

@@ -75,8 +75,57 @@ def _proxy_for(host):
     return parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
-def tfds_split_images(name, splits, image_size, data_dir, background, common):
-    """``(datasets, identities)`` of a TFDS source: flowers, celeba or ``tfds:NAME``."""
+def tfds_label(name, attribute=None):
+    """The feature a TFDS source's class labels come from: ``"label"``, or celeba's
+    ``("attributes", ATTRIBUTE)`` (``--label ATTRIBUTE``, two classes)."""
+    if name == "celeba":
+        if not attribute:
+            raise UsageError(
+                "--conditional with --dataset celeba needs --label ATTRIBUTE, the attribute "
+                "whose two values are the classes (e.g. --label Smiling or --label Eyeglasses)."
+            )
+        return ("attributes", attribute)
+    if attribute:
+        raise UsageError(
+            f"--label names a celeba attribute; --dataset {name} takes its classes from "
+            "its own labels. Leave out --label."
+        )
+    return ("label",)
+
+
+def tfds_classes(name, data_dir=None, attribute=None):
+    """The class names of a TFDS source's labels (:func:`tfds_label`), from TFDS's metadata."""
+    import tensorflow_datasets as tfds
+
+    label = tfds_label(name, attribute)
+    if name.startswith(TFDS_PREFIX):
+        builder, _ = _named_tfds_source(tfds, name, data_dir)
+    else:
+        builder = tfds.builder(_TFDS_SOURCES[name]["tfds_name"], data_dir=data_dir)
+    features = builder.info.features
+    if label[0] == "attributes":
+        names = sorted(features["attributes"].keys())
+        if attribute not in names:
+            raise UsageError(
+                f"--label {attribute!r} is not a celeba attribute; choose one of "
+                f"{', '.join(names)}."
+            )
+        return [f"not {attribute}", attribute]
+    feature = features["label"] if "label" in features.keys() else None  # noqa: SIM118
+    if not isinstance(feature, tfds.features.ClassLabel):
+        raise UsageError(
+            f"--conditional needs class labels, and TFDS dataset {builder.name!r} has no "
+            f"'label' class feature (its features: {', '.join(features.keys())}). Train "
+            "it without --conditional, or choose a labelled dataset such as tfds:cifar10."
+        )
+    return list(feature.names)
+
+
+def tfds_split_images(name, splits, image_size, data_dir, background, common, label=None):
+    """``(datasets, identities)`` of a TFDS source: flowers, celeba or ``tfds:NAME``.
+
+    ``label`` (see :func:`tfds_label`): elements are (image, int32 label).
+    """
     import tensorflow as tf
     import tensorflow_datasets as tfds  # slow to import; only these sources need it
 
@@ -101,10 +150,17 @@ def tfds_split_images(name, splits, image_size, data_dir, background, common):
                 f"cannot read split {split_strings[split]!r} of the {name} dataset "
                 f"(TFDS '{builder.name}'): {type(error).__name__}: {error}"
             ) from None
-        datasets[split] = examples.map(
-            lambda example: preprocess_image_uint8(example["image"], image_size, background),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+
+        def prepare(example):
+            image = preprocess_image_uint8(example["image"], image_size, background)
+            if label is None:
+                return image
+            value = example
+            for key in label:
+                value = value[key]
+            return image, tf.cast(value, tf.int32)
+
+        datasets[split] = examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         identities[split] = dict(
             common,
             tfds=builder.name,
@@ -112,6 +168,8 @@ def tfds_split_images(name, splits, image_size, data_dir, background, common):
             data_dir=str(builder.data_dir),
             split=split_strings[split],
         )
+        if label is not None:
+            identities[split]["label"] = list(label)
     return datasets, identities
 
 

@@ -49,3 +49,13 @@ def training_background(background, run_path):
         raise UsageError(
             f"{os.path.join(run_path, 'run.json')}: {error} Pass --background."
         ) from None
+
+
+def run_classes(run_path):
+    """The class names a class-conditional run recorded in its run.json (index = label);
+    [] for an unconditional run, or without a run directory."""
+    if not run_path:
+        return []
+    from ddim_keras.io.run_dir import RunDir
+
+    return [str(name) for name in RunDir(run_path).read_run_info().get("classes") or []]

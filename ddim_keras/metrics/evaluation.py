@@ -28,6 +28,14 @@ def check_kid_settings(num_images, batch_size, seed):
     checks.check_seed(seed, "--seed")
 
 
+#: What evaluate and sweep say of a class-conditional run: they have no --guidance or
+#: per-class numbers yet, so its samples are its unconditional ("no class") ones.
+UNCONDITIONAL_KID_NOTE = (
+    "This run is class-conditional: KID is measured on its unconditional samples (no "
+    "class; per-class KID and --guidance are not supported by evaluate and sweep yet)."
+)
+
+
 #: The ``kid_weights`` recorded for ``--kid-encoder shapes`` (its weights ship with the package).
 SHAPES_WEIGHTS_LABEL = "shapes_classifier"
 

@@ -10,23 +10,22 @@ checkpoints load here.
 """
 
 import keras
-import numpy as np
 from keras import layers, ops
 
-from ddim_keras.core import PACKAGE, checks
+from ddim_keras.core import PACKAGE
 from ddim_keras.core.config import DiffusionConfig
 from ddim_keras.core.schedules import get_schedule
 from ddim_keras.core.untracked import Untracked
 from ddim_keras.metrics.kid import KID
 from ddim_keras.model import objectives, train_steps
+from ddim_keras.model.conditioning import drop_labels, guided_outputs, null_labels
 from ddim_keras.model.editing import ImageEditing
 from ddim_keras.model.ema import update_ema
+from ddim_keras.model.generation import Generation
 from ddim_keras.model.network import build_network
 from ddim_keras.model.replicas import replica_seeds, step_logs
 from ddim_keras.model.sampler_cache import SamplerCache
-from ddim_keras.sampling.chunks import sample
-from ddim_keras.sampling.compiled import no_gradients
-from ddim_keras.sampling.loops import reverse_diffusion_graph, reverse_diffusion_loop
+from ddim_keras.sampling.loops import reverse_diffusion_graph
 
 LOSS_FUNCTIONS = {
     "mae": keras.losses.mean_absolute_error,
@@ -35,7 +34,7 @@ LOSS_FUNCTIONS = {
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class DiffusionModel(ImageEditing, keras.Model):
+class DiffusionModel(Generation, ImageEditing, keras.Model):
     """Denoising diffusion model with DDIM (and DDPM) sampling.
 
     Example::
@@ -47,7 +46,10 @@ class DiffusionModel(ImageEditing, keras.Model):
         images = model.generate(num_images=18, diffusion_steps=20)
 
     ``inpaint`` and ``image_to_image`` edit given images (see
-    :mod:`ddim_keras.model.editing`).
+    :mod:`ddim_keras.model.editing`); ``generate`` and its loops are in
+    :mod:`ddim_keras.model.generation`. With ``num_classes`` > 0 the model is
+    class-conditional: it trains on (images, labels) and samples with
+    classifier-free guidance (:mod:`ddim_keras.model.conditioning`).
     """
 
     def __init__(self, config=None, kid_weights="imagenet", kid_encoder=None, **kwargs):
@@ -178,19 +180,52 @@ class DiffusionModel(ImageEditing, keras.Model):
             self.diffusion_config.max_signal_rate,
         )
 
-    def network_outputs(self, noisy_images, noise_rates, training, network=None):
-        """The network's raw output: noise, velocity or image, by the config's ``prediction``."""
+    def network_outputs(self, noisy_images, noise_rates, training, network=None, labels=None):
+        """The network's raw output: noise, velocity or image, by the config's ``prediction``.
+
+        ``labels``: a conditional network's class per image (None: "no class").
+        """
         # The exponential moving average weights are used for evaluation.
         if network is None:
             network = self.network if training else self.ema_network
-        outputs = network([noisy_images, noise_rates**2], training=training)
+        inputs = [noisy_images, noise_rates**2]
+        if self.diffusion_config.num_classes:
+            if labels is None:
+                labels = null_labels(ops.shape(noisy_images)[0], self.diffusion_config.num_classes)
+            inputs.append(ops.cast(labels, "int32"))
+        outputs = network(inputs, training=training)
         # Under a mixed precision policy the network computes in float16/bfloat16;
         # its output, the losses and the sampler stay float32.
         return ops.cast(outputs, "float32")
 
-    def denoise(self, noisy_images, noise_rates, signal_rates, training, network=None):
-        """``(pred_noises, pred_images)`` of noisy images, whatever the network predicts."""
-        outputs = self.network_outputs(noisy_images, noise_rates, training, network)
+    def denoise(
+        self,
+        noisy_images,
+        noise_rates,
+        signal_rates,
+        training,
+        network=None,
+        labels=None,
+        guidance=None,
+    ):
+        """``(pred_noises, pred_images)`` of noisy images, whatever the network predicts.
+
+        A conditional model's ``labels`` (None: "no class"); with ``guidance`` w
+        as well, classifier-free guidance from one doubled network call (see
+        :func:`~ddim_keras.model.conditioning.guided_outputs`). An unconditional
+        model ignores both.
+        """
+        if guidance is None or labels is None or not self.diffusion_config.num_classes:
+            outputs = self.network_outputs(noisy_images, noise_rates, training, network, labels)
+        else:
+            outputs = guided_outputs(
+                lambda x, rates, y: self.network_outputs(x, rates, training, network, y),
+                noisy_images,
+                noise_rates,
+                labels,
+                guidance,
+                self.diffusion_config.num_classes,
+            )
         # Predict one component; the other follows from the noisy image.
         return objectives.components(
             self.diffusion_config.prediction, outputs, noisy_images, noise_rates, signal_rates
@@ -199,134 +234,14 @@ class DiffusionModel(ImageEditing, keras.Model):
     def _denoise_eval(self, noisy_images, noise_rates, signal_rates):
         return self.denoise(noisy_images, noise_rates, signal_rates, training=False)
 
-    def sampling_network(self, precision="float32"):
-        """The network that samples in ``precision``: "float32", "bfloat16" or "float16".
-
-        float32 is ``ema_network`` itself; the others are a copy of it computing
-        in that precision, holding the current EMA weights (see
-        :class:`~ddim_keras.model.sampler_cache.SamplerCache`). On the development
-        CPU, which has native bfloat16 instructions (AVX512_BF16), bfloat16
-        sampled 1.7x faster than float32 at the default config, with images
-        about 1 % of the pixel range apart; see the docs' "Generating" page.
-        """
-        return self._samplers.value.network(self.ema_network, precision)
-
-    def reverse_diffusion(self, initial_noise, diffusion_steps, eta=0.0, seed=0, first_image=0):
-        """Step-by-step sampling loop (the example's), returns normalized images.
-
-        ``eta=0`` is deterministic DDIM; ``eta=1`` is DDPM-like stochastic
-        sampling with noise drawn statelessly from ``seed`` and ``first_image``
-        (the index of the chunk's first image); eta must lie in [0, 1].
-        """
-        with no_gradients():
-            return reverse_diffusion_loop(
-                self._denoise_eval,
-                self.diffusion_schedule,
-                initial_noise,
-                checks.check_steps(diffusion_steps),
-                eta=checks.check_eta(eta),
-                seed=seed,
-                first_image=first_image,
-            )
-
-    def compiled_reverse_diffusion(
-        self,
-        initial_noise,
-        diffusion_steps,
-        eta=0.0,
-        seed=0,
-        record=False,
-        precision="float32",
-        first_image=0,
-        sampler="ddim",
-        spacing="time",
-    ):
-        """Any sampler compiled into one graph; no retrace per step count.
-
-        ``sampler``: "ddim" (the example's, with ``eta``), "dpmpp_2m",
-        "dpmpp_3m" or "heun"; ``spacing``: "time" (the example's), "logsnr" or
-        "karras" (see :mod:`ddim_keras.sampling`). ``precision`` other than
-        "float32" samples with :meth:`sampling_network`.
-        ``first_image`` keys the fresh noise (eta > 0) with ``seed``: pass the
-        index of the chunk's first image (see :mod:`ddim_keras.sampling.chunks`).
-        """
-        diffusion_steps = checks.check_steps(diffusion_steps)
-        sampler, spacing, eta = checks.check_sampler(sampler, spacing, eta)
-        network = self.sampling_network(precision)
-
-        def denoise(noisy_images, noise_rates, signal_rates):
-            return self.denoise(
-                noisy_images, noise_rates, signal_rates, training=False, network=network
-            )
-
-        # A recording's shape is its step count: record mode compiles per count.
-        record = int(diffusion_steps) if record else False
-        function = self._samplers.value.compiled(
-            denoise, self.diffusion_schedule, record, precision, sampler, spacing, network=network
-        )
-        return function(
-            initial_noise,
-            int(diffusion_steps),
-            float(eta),
-            int(seed) % checks.SEED_LIMIT,
-            int(first_image),
-        )
-
-    def initial_noise(self, num_images, seed=None):
-        """Standard normal noise drawn with NumPy from ``seed``.
-
-        Drawn on the host so the same seed gives the same noise whatever the
-        device or chunk size.
-        """
-        rng = np.random.default_rng(seed)
-        shape = (num_images, self.image_size, self.image_size, 3)
-        return rng.standard_normal(shape, dtype=np.float32)
-
-    def generate(
-        self,
-        num_images,
-        diffusion_steps,
-        eta=0.0,
-        seed=None,
-        batch_size=None,
-        progress=None,
-        precision="float32",
-        sampler="ddim",
-        spacing="time",
-    ):
-        """Sample ``num_images`` images in [0, 1] as a NumPy array (N, S, S, 3).
-
-        Works in chunks of ``batch_size`` (default: the config's batch size) so
-        that memory stays bounded; the result does not depend on the chunking,
-        nor on the Keras backend (up to float rounding). ``progress`` is an
-        optional callable(done, total).
-        ``precision``: "float32" (default), "bfloat16" or "float16", see
-        :meth:`sampling_network`. ``sampler`` and ``spacing``: see
-        :meth:`compiled_reverse_diffusion`; the defaults are the example's. A
-        step is one network call, except with "heun" (see
-        :func:`ddim_keras.sampling.step_rules.network_calls`).
-        """
-        checks.check_at_least(num_images, 1, "num_images")
-        if seed is None:
-            seed = checks.draw_seed()
-        on_chunk = None if progress is None else (lambda done: progress(done, num_images))
-        return sample(
-            self,
-            self.initial_noise(num_images, seed),
-            diffusion_steps,
-            eta=eta,
-            seed=seed,
-            batch_size=batch_size,
-            precision=precision,
-            on_chunk=on_chunk,
-            sampler=sampler,
-            spacing=spacing,
-        )
-
     # -- training --------------------------------------------------------------------
 
-    def noisy_batch(self, images, training):
-        """(images, noises, noisy_images, noise_rates, signal_rates) of one step's batch."""
+    def noisy_batch(self, images, training, labels=None):
+        """(images, noises, noisy_images, noise_rates, signal_rates) of one step's batch.
+
+        A conditional model's ``labels`` follow as a sixth element, in training
+        each one replaced by "no class" with probability ``label_dropout``.
+        """
         # Normalize images to unit variance, like the noises they are mixed with.
         images = self.normalizer(images, training=training)
         noises, diffusion_times = self._draw_noises(images, training)
@@ -335,7 +250,12 @@ class DiffusionModel(ImageEditing, keras.Model):
             images = self._random_flips(images)
         noise_rates, signal_rates = self.diffusion_schedule(diffusion_times)
         noisy_images = signal_rates * images + noise_rates * noises
-        return images, noises, noisy_images, noise_rates, signal_rates
+        if labels is None:
+            return images, noises, noisy_images, noise_rates, signal_rates
+        if training:
+            # Drawn after every other draw, so those stay the same numbers.
+            labels = self._drop_labels(labels)
+        return images, noises, noisy_images, noise_rates, signal_rates, labels
 
     def _draw_noises(self, images, training):
         """The random draws of one step: (noises like ``images``, diffusion_times).
@@ -366,6 +286,17 @@ class DiffusionModel(ImageEditing, keras.Model):
             coins = keras.random.uniform(flips_shape, seed=self.seed_generator)
         return ops.where(coins < 0.5, ops.flip(images, axis=2), images)
 
+    def _drop_labels(self, labels):
+        """Each label replaced by "no class" with probability ``label_dropout``."""
+        coins_shape = (ops.shape(labels)[0],)
+        seed = self._replica_seed(training=True)
+        if seed is not None:
+            coins = self._replica_seeds.value.label_coins(coins_shape, seed)
+        else:
+            coins = keras.random.uniform(coins_shape, seed=self.seed_generator)
+        config = self.diffusion_config
+        return drop_labels(labels, coins, config.label_dropout, config.num_classes)
+
     def _replica_seed(self, training):
         """None on one replica; a stateless seed per replica and step under a strategy."""
         return self._replica_seeds.value.seed(training, self.optimizer)
@@ -379,10 +310,12 @@ class DiffusionModel(ImageEditing, keras.Model):
         unweighted) it is ``noise_loss`` itself. ``network`` is the network, or a
         callable(inputs, training) standing for it (JAX's stateless call).
         """
-        images, noises, noisy_images, noise_rates, signal_rates = batch
+        images, noises, noisy_images, noise_rates, signal_rates, *labels = batch
         config = self.diffusion_config
         # Train the network to separate noisy images into their components.
-        outputs = self.network_outputs(noisy_images, noise_rates, training=True, network=network)
+        outputs = self.network_outputs(
+            noisy_images, noise_rates, True, network, labels[0] if labels else None
+        )
         pred_noises, pred_images = objectives.components(
             config.prediction, outputs, noisy_images, noise_rates, signal_rates
         )
@@ -447,13 +380,17 @@ class DiffusionModel(ImageEditing, keras.Model):
         """Validation losses (and KID when configured); see :mod:`ddim_keras.model.train_steps`."""
         return train_steps.test_step(self, *args)
 
-    def evaluate_batch(self, images):
-        """Update the metrics with one validation batch; return their logs."""
+    def evaluate_batch(self, images, labels=None):
+        """Update the metrics with one validation batch; return their logs.
+
+        A conditional model's losses use the batch's ``labels``; its KID
+        samples are unconditional.
+        """
         images, noises, noisy_images, noise_rates, signal_rates = self.noisy_batch(
             images, training=False
         )
         pred_noises, pred_images = self.denoise(
-            noisy_images, noise_rates, signal_rates, training=False
+            noisy_images, noise_rates, signal_rates, training=False, labels=labels
         )
         # The metrics average every pixel's loss, as the example's do.
         self.noise_loss_tracker.update_state(self.loss_fn(noises, pred_noises))
@@ -479,21 +416,3 @@ class DiffusionModel(ImageEditing, keras.Model):
             )
             self.kid.update_state(real_images, generated_images)
         return step_logs(self.metrics)
-
-    def plot_images(self, epoch=None, logs=None, num_rows=3, num_cols=6, seed=None):
-        """Show a grid of generated images with matplotlib (as in the example)."""
-        import matplotlib.pyplot as plt
-
-        from ddim_keras.core.pictures import image_grid
-
-        images = self.generate(
-            num_rows * num_cols, self.diffusion_config.plot_diffusion_steps, seed=seed
-        )
-        grid = image_grid(images, num_rows, num_cols)
-        plt.figure(figsize=(num_cols * 2.0, num_rows * 2.0))
-        plt.imshow(grid)
-        plt.axis("off")
-        plt.tight_layout()
-        plt.show()
-        plt.close()
-        return grid

@@ -6,6 +6,7 @@ chunks, seeded like ``generate``; the math is in :mod:`ddim_keras.sampling.editi
 """
 
 from ddim_keras.core import checks
+from ddim_keras.core.classes import check_guidance, check_labels
 from ddim_keras.sampling.chunks import edit
 
 
@@ -27,6 +28,8 @@ class ImageEditing:
         precision="float32",
         sampler="ddim",
         spacing="time",
+        labels=None,
+        guidance=1.0,
     ):
         """Regenerate the part of ``images`` where ``masks`` is 1; keep the rest exactly.
 
@@ -43,7 +46,8 @@ class ImageEditing:
         :meth:`~ddim_keras.model.diffusion_model.DiffusionModel.generate`: image i
         of a seed starts from the same noise as ``generate``'s image i, so an
         all-ones mask at strength 1 and resample 1 gives ``generate``'s images
-        (up to float rounding). Returns (N, S, S, 3) in [0, 1], a NumPy array.
+        (up to float rounding), and so do a conditional model's ``labels`` and
+        ``guidance``. Returns (N, S, S, 3) in [0, 1], a NumPy array.
         """
         images, masks = checks.check_edit_images(images, masks, self.image_size)
         return self._edit(
@@ -59,6 +63,8 @@ class ImageEditing:
             precision,
             sampler,
             spacing,
+            labels,
+            guidance,
         )
 
     def image_to_image(
@@ -73,6 +79,8 @@ class ImageEditing:
         precision="float32",
         sampler="ddim",
         spacing="time",
+        labels=None,
+        guidance=1.0,
     ):
         """Re-imagine ``images`` (N, S, S, 3) in [0, 1]: noise them to time ``strength``, denoise.
 
@@ -84,8 +92,9 @@ class ImageEditing:
         floor(strength * diffusion_steps)). 1 is plain generation (the input is
         ignored); where no step is left the input comes back unchanged. The other
         arguments are those of
-        :meth:`~ddim_keras.model.diffusion_model.DiffusionModel.generate`.
-        Returns (N, S, S, 3) in [0, 1], a NumPy array.
+        :meth:`~ddim_keras.model.diffusion_model.DiffusionModel.generate`
+        (``labels`` and ``guidance`` included). Returns (N, S, S, 3) in [0, 1],
+        a NumPy array.
         """
         images, _ = checks.check_edit_images(images, None, self.image_size)
         return self._edit(
@@ -101,6 +110,8 @@ class ImageEditing:
             precision,
             sampler,
             spacing,
+            labels,
+            guidance,
         )
 
     def _edit(
@@ -117,10 +128,14 @@ class ImageEditing:
         precision,
         sampler,
         spacing,
+        labels=None,
+        guidance=1.0,
     ):
         if seed is None:
             seed = checks.draw_seed()
         num_images = len(images)
+        labels = check_labels(labels, num_images, self.diffusion_config.num_classes)
+        guidance = check_guidance(guidance)
         on_chunk = None if progress is None else (lambda done: progress(done, num_images))
         return edit(
             self,
@@ -137,6 +152,8 @@ class ImageEditing:
             on_chunk=on_chunk,
             sampler=sampler,
             spacing=spacing,
+            labels=labels,
+            guidance=guidance,
         )
 
     def compiled_edit(
@@ -154,6 +171,8 @@ class ImageEditing:
         sampler="ddim",
         spacing="time",
         paste=True,
+        labels=None,
+        guidance=1.0,
     ):
         """One chunk of an edit, compiled: the last step's predicted images (normalized).
 
@@ -161,13 +180,20 @@ class ImageEditing:
         steps ``start_step`` .. ``diffusion_steps - 1`` run (see
         :func:`~ddim_keras.sampling.edit_loop.edit_diffusion_graph`). ``paste``
         False: image-to-image (``masks`` unused). One graph per (precision,
-        sampler, spacing, paste, resample > 1).
+        sampler, spacing, paste, resample > 1). A conditional model's ``labels``
+        and ``guidance`` are inputs of the graph, as in ``compiled_reverse_diffusion``.
         """
         network = self.sampling_network(precision)
 
-        def denoise(noisy_images, noise_rates, signal_rates):
+        def denoise(noisy_images, noise_rates, signal_rates, labels=None, guidance=None):
             return self.denoise(
-                noisy_images, noise_rates, signal_rates, training=False, network=network
+                noisy_images,
+                noise_rates,
+                signal_rates,
+                training=False,
+                network=network,
+                labels=labels,
+                guidance=guidance,
             )
 
         function = self._samplers.value.compiled_editor(
@@ -180,7 +206,7 @@ class ImageEditing:
             resampling=int(resample) > 1,
             network=network,
         )
-        return function(
+        arguments = (
             initial_noise,
             self.normalizer(images, training=False),
             masks,
@@ -191,3 +217,8 @@ class ImageEditing:
             int(seed) % checks.SEED_LIMIT,
             int(first_image),
         )
+        num_classes = self.diffusion_config.num_classes
+        if num_classes:
+            labels = check_labels(labels, len(initial_noise), num_classes)
+            arguments += (labels, check_guidance(guidance))
+        return function(*arguments)

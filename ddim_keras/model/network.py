@@ -99,8 +99,14 @@ def build_unet(
     embedding_max_frequency=1000.0,
     name="residual_unet",
     dtype=None,
+    num_classes=0,
 ):
     """The residual U-Net; 1,953,507 parameters at the example's defaults.
+
+    ``num_classes`` > 0 makes it class-conditional: a third input of integer
+    labels (the label ``num_classes`` meaning "no class") picks a learned
+    embedding that joins the noise embedding as further channels, once, at the
+    input. At 0 (the example's) the network has neither, layer for layer.
 
     ``dtype`` is the layers' dtype policy (e.g. "mixed_bfloat16"); None follows
     Keras' global policy. The embedding computes in float32 under every policy:
@@ -114,6 +120,14 @@ def build_unet(
     e = SinusoidalEmbedding(embedding_dims, embedding_max_frequency, dtype="float32")(
         noise_variances
     )
+    inputs = [noisy_images, noise_variances]
+    if num_classes:
+        labels = keras.Input(shape=(), dtype="int32")
+        inputs.append(labels)
+        # One more entry than classes: the last is the "no class" of guidance.
+        c = layers.Embedding(num_classes + 1, embedding_dims, dtype=dtype)(labels)
+        c = layers.Reshape((1, 1, embedding_dims), dtype=dtype)(c)
+        e = layers.Concatenate(dtype=dtype)([e, c])
     e = layers.UpSampling2D(size=image_size, interpolation="nearest", dtype=dtype)(e)
 
     x = Conv2D(widths[0], kernel_size=1, dtype=dtype)(noisy_images)
@@ -132,7 +146,7 @@ def build_unet(
     # Zero init: the untrained network predicts zero noise, the targets' mean.
     x = Conv2D(3, kernel_size=1, kernel_initializer="zeros", dtype=dtype)(x)
 
-    return keras.Model([noisy_images, noise_variances], x, name=name)
+    return keras.Model(inputs, x, name=name)
 
 
 def build_network(config, name="residual_unet", dtype=None):
@@ -145,4 +159,5 @@ def build_network(config, name="residual_unet", dtype=None):
         embedding_max_frequency=config.embedding_max_frequency,
         name=name,
         dtype=dtype,
+        num_classes=config.num_classes,
     )

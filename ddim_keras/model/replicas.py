@@ -94,6 +94,16 @@ class ReplicaSeeds:
 
         return tf.random.stateless_uniform(flips_shape, seed + [0, 3])
 
+    def label_coins(self, coins_shape, seed):
+        """Uniform draws in [0, 1) deciding which labels of a replica's step are dropped.
+
+        Keyed by another base (the seed's first part + 2: evaluation uses + 1), so
+        the streams above keep their numbers and an unconditional run its draws.
+        """
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform(coins_shape, seed + [2, 0])
+
     def kid_noise(self, images, seed):
         """The starting noise of the KID samples of one replica's evaluation step."""
         import tensorflow as tf

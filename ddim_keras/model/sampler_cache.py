@@ -9,7 +9,12 @@ reaches a checkpoint.
 
 from ddim_keras.core.devices import POLICIES
 from ddim_keras.model.network import build_network
-from ddim_keras.sampling.compiled import EDITOR_ARGUMENTS, compile_loop, compile_sampler
+from ddim_keras.sampling.compiled import (
+    CONDITION_ARGUMENTS,
+    EDITOR_ARGUMENTS,
+    SAMPLER_ARGUMENTS,
+    compile_loop,
+)
 from ddim_keras.sampling.edit_loop import edit_diffusion_graph
 from ddim_keras.sampling.loops import reverse_diffusion_graph
 
@@ -64,14 +69,16 @@ class SamplerCache:
         :func:`ddim_keras.sampling.loops.reverse_diffusion_graph` returns. New values
         do not retrace it, except ``record``: a recording's shape is its number
         of steps, so it is part of the key (False, or the number of steps).
-        Each backend compiles in its own way, see :func:`compile_sampler`.
+        Each backend compiles in its own way, see :func:`compile_loop`.
+        A class-conditional model's function takes (labels, guidance) last,
+        passed on to ``denoise_fn`` as its fourth and fifth arguments.
         """
         key = (record, precision, sampler, spacing)
         if key not in self.functions:
 
-            def run(initial_noise, diffusion_steps, eta, seed, first_image):
+            def run(initial_noise, diffusion_steps, eta, seed, first_image, *condition):
                 return reverse_diffusion_graph(
-                    denoise_fn,
+                    _bind(denoise_fn, condition),
                     schedule_fn,
                     initial_noise,
                     diffusion_steps,
@@ -83,7 +90,9 @@ class SamplerCache:
                     spacing=spacing,
                 )
 
-            self.functions[key] = compile_sampler(run, network, self.config.image_size)
+            self.functions[key] = compile_loop(
+                run, network, self.config.image_size, self._arguments(SAMPLER_ARGUMENTS)
+            )
         return self.functions[key]
 
     def compiled_editor(
@@ -94,8 +103,9 @@ class SamplerCache:
         Like :meth:`compiled`; the function takes (initial_noise, known_images,
         masks, diffusion_steps, start_step, resample, eta, seed, first_image) and
         returns what :func:`ddim_keras.sampling.edit_loop.edit_diffusion_graph`
-        returns. ``paste`` (inpainting) and ``resampling`` (RePaint's repeated
-        steps) are part of the graph; new numbers do not retrace it.
+        returns (a conditional model's take (labels, guidance) last, as in
+        :meth:`compiled`). ``paste`` (inpainting) and ``resampling`` (RePaint's
+        repeated steps) are part of the graph; new numbers do not retrace it.
         """
         key = ("edit", precision, sampler, spacing, paste, resampling)
         if key not in self.functions:
@@ -110,9 +120,10 @@ class SamplerCache:
                 eta,
                 seed,
                 first_image,
+                *condition,
             ):
                 return edit_diffusion_graph(
-                    denoise_fn,
+                    _bind(denoise_fn, condition),
                     schedule_fn,
                     initial_noise,
                     known_images,
@@ -130,6 +141,20 @@ class SamplerCache:
                 )
 
             self.functions[key] = compile_loop(
-                run, network, self.config.image_size, EDITOR_ARGUMENTS
+                run, network, self.config.image_size, self._arguments(EDITOR_ARGUMENTS)
             )
         return self.functions[key]
+
+    def _arguments(self, arguments):
+        # A conditional model's loops take (labels, guidance) as well.
+        return arguments + CONDITION_ARGUMENTS if self.config.num_classes else arguments
+
+
+def _bind(denoise_fn, condition):
+    """``denoise_fn`` with a conditional loop's (labels, guidance) bound; unchanged without."""
+    if not condition:
+        return denoise_fn
+    labels, guidance = condition
+    return lambda noisy_images, noise_rates, signal_rates: denoise_fn(
+        noisy_images, noise_rates, signal_rates, labels, guidance
+    )

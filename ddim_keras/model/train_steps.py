@@ -18,16 +18,27 @@ import keras
 from keras import ops
 
 
-def _images(data):
-    # A dataset may yield images alone or (images,) / (images, targets) tuples.
-    images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    return images
+def _inputs(model, data):
+    """(images,) or, for a conditional model, (images, labels).
+
+    A dataset may yield images alone or (images,) / (images, targets) tuples; an
+    unconditional model ignores the targets.
+    """
+    images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+    if not model.diffusion_config.num_classes:
+        return (images,)
+    if labels is None:
+        raise ValueError(
+            "a class-conditional model (num_classes > 0) trains on (images, labels) "
+            "batches; this dataset yields images only."
+        )
+    return (images, labels)
 
 
 def train_step(model, *args):
     """``model.train_step`` for the active backend (JAX passes ``state`` first)."""
     *state, data = args
-    args = (*state, _images(data))
+    args = (*state, *_inputs(model, data))
     backend = keras.backend.backend()
     if backend == "jax":
         return _jax_train_step(model, *args)
@@ -39,11 +50,10 @@ def train_step(model, *args):
 def test_step(model, *args):
     """``model.test_step`` for the active backend: no gradients, so only JAX's state differs."""
     *state, data = args
-    args = (*state, _images(data))
+    args = (*state, *_inputs(model, data))
     if keras.backend.backend() == "jax":
         return _jax_test_step(model, *args)
-    (images,) = args
-    return model.evaluate_batch(images)
+    return model.evaluate_batch(*args)
 
 
 def differentiated_loss(model, per_pixel_loss):
@@ -73,10 +83,10 @@ def differentiated_loss(model, per_pixel_loss):
     return ops.sum(per_pixel_loss), None
 
 
-def _tensorflow_train_step(model, images):
+def _tensorflow_train_step(model, images, labels=None):
     import tensorflow as tf
 
-    batch = model.noisy_batch(images, training=True)
+    batch = model.noisy_batch(images, training=True, labels=labels)
     with tf.GradientTape() as tape:
         objective, noise_loss, image_loss = model.step_losses(batch, model.network)
         training_loss, gradient_factor = differentiated_loss(model, objective)
@@ -84,10 +94,10 @@ def _tensorflow_train_step(model, images):
     return model.finish_train_step(gradients, gradient_factor, noise_loss, image_loss)
 
 
-def _torch_train_step(model, images):
+def _torch_train_step(model, images, labels=None):
     import torch
 
-    batch = model.noisy_batch(images, training=True)
+    batch = model.noisy_batch(images, training=True, labels=labels)
     model.zero_grad()
     objective, noise_loss, image_loss = model.step_losses(batch, model.network)
     training_loss, gradient_factor = differentiated_loss(model, objective)
@@ -115,13 +125,13 @@ def _read_state(scope, mapping, state):
     return tuple([next(values) for _ in group] for group in state)
 
 
-def _jax_train_step(model, state, images):
+def _jax_train_step(model, state, images, labels=None):
     import jax
 
     mapping = _state_mapping(model, state, with_optimizer=True)
     network = model.network
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        batch = model.noisy_batch(images, training=True)
+        batch = model.noisy_batch(images, training=True, labels=labels)
         weights = [scope.get_current_value(v) for v in network.trainable_variables]
         others = [scope.get_current_value(v) for v in network.non_trainable_variables]
 
@@ -173,8 +183,8 @@ def _stateless_apply(model, scope, gradients):
         variable.assign(value)
 
 
-def _jax_test_step(model, state, images):
+def _jax_test_step(model, state, images, labels=None):
     mapping = _state_mapping(model, state, with_optimizer=False)
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        logs = model.evaluate_batch(images)
+        logs = model.evaluate_batch(images, labels)
     return logs, _read_state(scope, mapping, state)

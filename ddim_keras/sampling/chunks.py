@@ -32,12 +32,16 @@ def sample_chunks(
     precision="float32",
     sampler="ddim",
     spacing="time",
+    labels=None,
+    guidance=1.0,
 ):
     """Decode ``noise`` chunk by chunk; yields ``(first_image, images)`` in [0, 1].
 
     ``images`` is a NumPy array (n, S, S, 3). With ``record`` each chunk is
     ``(first_image, (images, noisy, predicted))``, the last two (steps, n, S, S, 3)
-    in [0, 1]: the noisy and predicted images of every step.
+    in [0, 1]: the noisy and predicted images of every step. A conditional
+    model's ``labels`` (one per image of ``noise``, or None) and ``guidance``
+    are passed on chunk by chunk.
     """
     checks.check_steps(diffusion_steps)
     sampler, spacing, eta = checks.check_sampler(sampler, spacing, eta)
@@ -56,6 +60,7 @@ def sample_chunks(
             precision=precision,
             sampler=sampler,
             spacing=spacing,
+            **_condition(labels, guidance, first_image, batch_size),
         )
         if record:
             images, noisy, predicted = result
@@ -79,6 +84,8 @@ def sample(
     on_chunk=None,
     sampler="ddim",
     spacing="time",
+    labels=None,
+    guidance=1.0,
 ):
     """All chunks of :func:`sample_chunks` joined: images (N, S, S, 3) in [0, 1].
 
@@ -88,7 +95,18 @@ def sample(
     """
     parts = []
     for first_image, chunk in sample_chunks(
-        model, noise, diffusion_steps, eta, seed, batch_size, record, precision, sampler, spacing
+        model,
+        noise,
+        diffusion_steps,
+        eta,
+        seed,
+        batch_size,
+        record,
+        precision,
+        sampler,
+        spacing,
+        labels,
+        guidance,
     ):
         parts.append(chunk)
         if on_chunk is not None:
@@ -102,6 +120,13 @@ def sample(
         np.concatenate(noisy, axis=1),
         np.concatenate(predicted, axis=1),
     )
+
+
+def _condition(labels, guidance, first_image, batch_size):
+    """The keyword arguments of one chunk's labels and guidance (none without labels)."""
+    if labels is None:
+        return {}
+    return {"labels": labels[first_image : first_image + batch_size], "guidance": guidance}
 
 
 def _pixels(model, normalized_images):
@@ -123,6 +148,8 @@ def edit(
     on_chunk=None,
     sampler="ddim",
     spacing="time",
+    labels=None,
+    guidance=1.0,
 ):
     """``images`` (N, S, S, 3) in [0, 1] edited chunk by chunk: the results, in [0, 1].
 
@@ -131,7 +158,8 @@ def edit(
     ``strength`` the diffusion time the images are noised to (see
     :mod:`ddim_keras.sampling.editing`). Inpainted images take the known part
     from ``images`` itself, so it comes back exactly. The arrays are taken as
-    checked (:func:`ddim_keras.core.checks.check_edit_images`).
+    checked (:func:`ddim_keras.core.checks.check_edit_images`). ``labels`` and
+    ``guidance``: as in :func:`sample_chunks`.
     """
     diffusion_steps = checks.check_steps(diffusion_steps)
     sampler, spacing, eta = checks.check_sampler(sampler, spacing, eta)
@@ -168,6 +196,7 @@ def edit(
             sampler=sampler,
             spacing=spacing,
             paste=masks is not None,
+            **_condition(labels, guidance, first_image, batch_size),
         )
         pixels = _pixels(model, result)
         if masks is not None:

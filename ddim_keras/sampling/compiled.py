@@ -10,6 +10,9 @@ SAMPLER_ARGUMENTS = ("images", "int", "float", "int", "int")
 #: (initial_noise, known_images, masks, diffusion_steps, start_step, resample, eta,
 #: seed, first_image).
 EDITOR_ARGUMENTS = ("images", "images", "masks", "int", "int", "int", "float", "int", "int")
+#: What a class-conditional model's loops take after those: (labels, guidance), one
+#: int32 class per image and the guidance scale, inputs so that new values do not retrace.
+CONDITION_ARGUMENTS = ("labels", "float")
 
 
 def no_gradients():
@@ -53,6 +56,7 @@ def compile_loop(run, network, image_size, arguments):
         specs = {
             "images": tf.TensorSpec((None, image_size, image_size, 3), tf.float32),
             "masks": tf.TensorSpec((None, image_size, image_size, 1), tf.float32),
+            "labels": tf.TensorSpec((None,), tf.int32),
             "int": tf.TensorSpec((), tf.int32),
             "float": tf.TensorSpec((), tf.float32),
         }
@@ -70,6 +74,7 @@ def compile_loop(run, network, image_size, arguments):
         converters = {
             "images": lambda arg: jnp.asarray(arg, jnp.float32),
             "masks": lambda arg: jnp.asarray(arg, jnp.float32),
+            "labels": lambda arg: jnp.asarray(arg, jnp.int32),
             "int": jnp.int32,
             "float": jnp.float32,
         }
@@ -87,6 +92,7 @@ def compile_loop(run, network, image_size, arguments):
         converters = {
             "images": lambda arg: keras.ops.convert_to_tensor(arg, "float32"),
             "masks": lambda arg: keras.ops.convert_to_tensor(arg, "float32"),
+            "labels": lambda arg: keras.ops.convert_to_tensor(arg, "int32"),
             "int": int,
             "float": float,
         }
