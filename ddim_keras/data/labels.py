@@ -98,3 +98,17 @@ def labelled_split_sources(name, config, splits, data_dir, seed, shapes_count, b
         labels = {split: folder_labels(sources[split], data_dir, classes) for split in splits}
     identities = {split: dict(identities[split], classes=classes) for split in splits}
     return sources, labels, identities, background, classes
+
+
+def split_sources_for(conditional, name, config, splits, data_dir, seed, shapes_count, background):
+    """``(sources, labels, identities, background)`` of a local source: with labels
+    (:func:`labelled_split_sources`) when ``conditional``, else ``labels[split]`` None."""
+    if conditional:
+        sources, labels, identities, background, _ = labelled_split_sources(
+            name, config, splits, data_dir, seed, shapes_count, background
+        )
+        return sources, labels, identities, background
+    sources, identities, background = split_sources(
+        name, config, splits, data_dir, seed, shapes_count, background
+    )
+    return sources, dict.fromkeys(splits), identities, background

@@ -22,8 +22,8 @@ from ddim_keras.core.datasets import CACHE_MODES
 from ddim_keras.core.errors import UsageError
 from ddim_keras.core.optional import tensorflow_installed
 from ddim_keras.data.cache import cache_prefix
-from ddim_keras.data.labels import SHAPES_CLASSES, folder_classes, labelled_split_sources
-from ddim_keras.data.sources import LOCAL_SOURCES, checked_source, split_sources
+from ddim_keras.data.labels import SHAPES_CLASSES, folder_classes, split_sources_for
+from ddim_keras.data.sources import LOCAL_SOURCES, checked_source
 from ddim_keras.data.splits import SPLITS
 from ddim_keras.data.tf_pipeline import (
     files_dataset,
@@ -206,15 +206,9 @@ def _load_split_images(
     rather than once per split.
     """
     if name in LOCAL_SOURCES:
-        if conditional:
-            sources, labels, identities, background, _ = labelled_split_sources(
-                name, config, splits, data_dir, seed, shapes_count, background
-            )
-        else:
-            sources, identities, background = split_sources(
-                name, config, splits, data_dir, seed, shapes_count, background
-            )
-            labels = dict.fromkeys(splits)
+        sources, labels, identities, background = split_sources_for(
+            conditional, name, config, splits, data_dir, seed, shapes_count, background
+        )
         if name == "shapes":
             return (
                 {

@@ -46,14 +46,13 @@ from ddim_keras.core.errors import DataError, UnreadableImagesWarning
 from ddim_keras.data.cache import CacheWriter
 from ddim_keras.data.decode import ORIENTATIONS, pillow_rgba
 from ddim_keras.data.failures import short_reason, undecodable_message
-from ddim_keras.data.labels import labelled_split_sources
+from ddim_keras.data.labels import split_sources_for
 from ddim_keras.data.numpy_batches import (  # noqa: F401 (this module's names before the move)
     ImageBatches,
     OrderedBatches,
     adapt_normalizer,
     to_unit_range,
 )
-from ddim_keras.data.sources import split_sources
 from ddim_keras.data.splits import check_one_batch
 
 
@@ -67,15 +66,9 @@ def split_images(
     ``conditional``: the images carry their class labels
     (:mod:`ddim_keras.data.labels`), and their batches are (images, labels).
     """
-    if conditional:
-        sources, labels, identities, background, _ = labelled_split_sources(
-            name, config, splits, data_dir, seed, shapes_count, background
-        )
-    else:
-        sources, identities, background = split_sources(
-            name, config, splits, data_dir, seed, shapes_count, background
-        )
-        labels = dict.fromkeys(splits)
+    sources, labels, identities, background = split_sources_for(
+        conditional, name, config, splits, data_dir, seed, shapes_count, background
+    )
     if name == "shapes":
         images = {split: ImageArray(sources[split], labels[split]) for split in splits}
     else:
