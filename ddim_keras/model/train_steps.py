@@ -83,10 +83,18 @@ def differentiated_loss(model, per_pixel_loss):
     return ops.sum(per_pixel_loss), None
 
 
+def _noisy_training_batch(model, images, labels):
+    # Labels only for a labelled batch: a subclass that overrides the example-style
+    # noisy_batch(images, training) keeps working on unconditional data.
+    if labels is None:
+        return model.noisy_batch(images, training=True)
+    return model.noisy_batch(images, training=True, labels=labels)
+
+
 def _tensorflow_train_step(model, images, labels=None):
     import tensorflow as tf
 
-    batch = model.noisy_batch(images, training=True, labels=labels)
+    batch = _noisy_training_batch(model, images, labels)
     with tf.GradientTape() as tape:
         objective, noise_loss, image_loss = model.step_losses(batch, model.network)
         training_loss, gradient_factor = differentiated_loss(model, objective)
@@ -97,7 +105,7 @@ def _tensorflow_train_step(model, images, labels=None):
 def _torch_train_step(model, images, labels=None):
     import torch
 
-    batch = model.noisy_batch(images, training=True, labels=labels)
+    batch = _noisy_training_batch(model, images, labels)
     model.zero_grad()
     objective, noise_loss, image_loss = model.step_losses(batch, model.network)
     training_loss, gradient_factor = differentiated_loss(model, objective)
@@ -131,7 +139,7 @@ def _jax_train_step(model, state, images, labels=None):
     mapping = _state_mapping(model, state, with_optimizer=True)
     network = model.network
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        batch = model.noisy_batch(images, training=True, labels=labels)
+        batch = _noisy_training_batch(model, images, labels)
         weights = [scope.get_current_value(v) for v in network.trainable_variables]
         others = [scope.get_current_value(v) for v in network.non_trainable_variables]
 
