@@ -89,12 +89,9 @@ def inpainting_agreement(
     return {
         "inpainted": label_agreement(originals, inpainted_probabilities),
         "unconditional": label_agreement(originals, generated_probabilities),
-        "recognised_inpainted": shapes_classifier.recognised_fraction(
-            inpainted, classifier=classifier
-        ),
-        "recognised_unconditional": shapes_classifier.recognised_fraction(
-            generated, classifier=classifier
-        ),
+        # From the probabilities above: the classifier runs once per image set.
+        "recognised_inpainted": shapes_classifier.recognised_share(inpainted_probabilities),
+        "recognised_unconditional": shapes_classifier.recognised_share(generated_probabilities),
         "halves": {half: int(np.sum(choices == code)) for code, half in enumerate(HALVES)},
         "masks": masks,
         "inpainted_images": inpainted,

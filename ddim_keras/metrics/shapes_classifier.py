@@ -310,7 +310,11 @@ def recognised_fraction(images, threshold=0.9, classifier=None):
     ``1 - threshold``, and at least one kind is predicted present. Real shapes
     images score near 1; blurred, noisy or shapeless images score low.
     """
-    probabilities = predict(images, classifier)
+    return recognised_share(predict(images, classifier), threshold)
+
+
+def recognised_share(probabilities, threshold=0.9):
+    """:func:`recognised_fraction` from the classifier's (N, 4) ``probabilities``."""
     confident = np.all((probabilities > threshold) | (probabilities < 1.0 - threshold), axis=1)
     some_kind = np.any(probabilities[:, :3] > threshold, axis=1)
     return float(np.mean(confident & some_kind))
