@@ -43,9 +43,15 @@ DEFAULT_SWEEP_ARGS = --num-images 1000 --samplers ddim,dpmpp_2m/logsnr
 # only the cells of their table: DDIM and dpmpp_2m/logsnr at 10 and 20 steps.
 OBJECTIVE_SWEEP_ARGS = --num-images 500 --batch-size 50 --etas 0 --steps 10,20 \
 	--samplers ddim,dpmpp_2m/logsnr
-SWEEP_ARGS ?= $(if $(filter shapes_%,$(EXP)),$(OBJECTIVE_SWEEP_ARGS),$(if $(filter \
-	shapes,$(EXP_DATASET)),$(SHAPES_SWEEP_ARGS),$(DEFAULT_SWEEP_ARGS)))
-TRAIN_ARGS ?=
+# The class-conditional experiments (trained with --conditional) sweep DDIM at 20 steps at
+# each guidance scale of the guidance table.
+GUIDANCE_EXPS = shapes_conditional
+GUIDANCE_SWEEP_ARGS = --num-images 500 --batch-size 50 --etas 0 --steps 20 --samplers ddim \
+	--guidance 0,1,2,3,5
+SWEEP_ARGS ?= $(if $(filter $(GUIDANCE_EXPS),$(EXP)),$(GUIDANCE_SWEEP_ARGS),$(if $(filter \
+	shapes_%,$(EXP)),$(OBJECTIVE_SWEEP_ARGS),$(if $(filter \
+	shapes,$(EXP_DATASET)),$(SHAPES_SWEEP_ARGS),$(DEFAULT_SWEEP_ARGS))))
+TRAIN_ARGS ?= $(if $(filter $(GUIDANCE_EXPS),$(EXP)),--conditional)
 OBJECTIVE_EXPS ?= shapes_noise shapes_velocity shapes_image shapes_noise_minsnr \
 	shapes_velocity_minsnr shapes_image_minsnr shapes_velocity_mse shapes_flip shapes_emawarmup \
 	shapes_best

@@ -271,7 +271,7 @@ def test_every_sampler_guides_inside_the_compiled_loop(conditional, sampler, spa
 @backends
 def test_new_labels_and_guidance_reuse_the_compiled_loop(conditional):
     cache = conditional._samplers.value.functions
-    first = conditional.generate(2, 2, seed=0, labels=0, guidance=1.0)
+    first = conditional.generate(2, 2, seed=0, labels=0, guidance=1.5)
     keys = set(cache)
     second = conditional.generate(2, 2, seed=0, labels=1, guidance=4.0)
     assert set(cache) == keys
@@ -281,6 +281,34 @@ def test_new_labels_and_guidance_reuse_the_compiled_loop(conditional):
     whole = conditional.generate(5, 2, seed=4, labels=labels, guidance=2.0)
     chunked = conditional.generate(5, 2, seed=4, labels=labels, guidance=2.0, batch_size=2)
     np.testing.assert_allclose(whole, chunked, atol=1e-5)
+
+
+@backends
+@pytest.mark.parametrize("guidance", [0.0, 1.0])
+def test_guidance_0_and_1_call_the_network_once_on_the_batch(conditional, guidance):
+    """w = 1 is the plain conditional prediction and w = 0 the unconditional one: the
+    loop of these two calls the network on the batch alone (not doubled)."""
+    steps, seed = 3, 5
+    labels = np.array([1, 0, 2], "int32")
+    images = conditional.generate(3, steps, seed=seed, labels=labels, guidance=guidance)
+    used = [key for key in conditional._samplers.value.functions if key[-1] is False]
+    assert used, "w = 0 and 1 compile the single-prediction loop"
+    asked = labels if guidance == 1.0 else np.full(3, CLASSES, "int32")
+
+    def one_call_denoise(noisy_images, noise_rates, signal_rates):
+        pred_noises = conditional.ema_network(
+            [noisy_images, noise_rates**2, ops.convert_to_tensor(asked)], training=False
+        )
+        return pred_noises, (noisy_images - noise_rates * pred_noises) / signal_rates
+
+    expected = reverse_diffusion_graph(
+        one_call_denoise,
+        conditional.diffusion_schedule,
+        conditional.initial_noise(3, seed),
+        steps,
+        seed=seed,
+    )
+    np.testing.assert_allclose(images, numpy(conditional.denormalize(expected)), atol=2e-4)
 
 
 @backends
@@ -611,3 +639,74 @@ def test_a_conditional_model_saves_and_loads_as_keras_in_safe_mode(conditional, 
         conditional.generate(2, 2, seed=1, labels=[0, 2], guidance=2.0),
         atol=1e-5,
     )
+
+
+def test_evaluate_and_sweep_measure_guided_samples_of_the_validation_classes(
+    conditional_run, tiny_run, tmp_path, capsys
+):
+    """--guidance W: samples of the validation images' classes; KID against those images,
+    per class, and on shapes the share that shows the kind asked for, all recomputed
+    here from model.generate, the shapes classifier and a NumPy KID."""
+    import csv
+    import json
+    import shutil
+
+    from conftest import assert_one_error, run_command
+    from test_guidance_numbers import numpy_kid
+
+    from ddim_keras.cli import evaluate, sweep
+    from ddim_keras.data.shapes import shapes_validation_with_labels
+    from ddim_keras.io.loading import load_model
+    from ddim_keras.metrics.kid import build_encoder
+    from ddim_keras.metrics.shapes_classifier import predict
+
+    run, _ = conditional_run
+    output = tmp_path / "kid.json"
+    common = ["--kid-encoder", "shapes", "--num-images", "8", "--batch-size", "4", "--steps", "2"]
+    code, out, err = run_command(
+        capsys, evaluate.main, "--run", run, *common, "--guidance", "2", "--output", output
+    )
+    assert code == 0, err
+    with open(output, encoding="utf-8") as handle:
+        result = json.load(handle)
+    model = load_model(run=run)
+    config = model.diffusion_config
+    images, record = shapes_validation_with_labels(config.image_size, seed=0)
+    labels = record["shape_kind"][np.arange(8), record["drawn"][:8] - 1]
+    generated = model.generate(8, 2, seed=0, labels=labels, guidance=2.0, batch_size=4)
+    encoder = build_encoder(config.image_size, config.kid_image_size, None, "shapes")
+    real = numpy(encoder(np.asarray(images[:8], "float32") / 255.0, training=False))
+    fake = numpy(encoder(generated, training=False))
+    want = np.mean([numpy_kid(real[i : i + 4], fake[i : i + 4]) for i in (0, 4)])
+    assert result["kid"] == pytest.approx(want, rel=2e-3, abs=1e-4)
+    assert result["guidance"] == 2.0 and result["classes"] == ["circle", "square", "triangle"]
+    shown = predict(generated)[np.arange(8), labels] > 0.5
+    assert result["requested"] == pytest.approx(shown.mean())
+    for index, name in enumerate(result["classes"]):
+        chosen = np.flatnonzero(labels == index)
+        if len(chosen) >= 2:  # whole batches of the class's images (all, under 4)
+            size = min(4, len(chosen))
+            batches = [chosen[i : i + size] for i in range(0, len(chosen) - size + 1, size)]
+            want = np.mean([numpy_kid(real[b], fake[b]) for b in batches])
+            assert result["class_kids"][name] == pytest.approx(want, rel=2e-3, abs=1e-4)
+    assert "show the requested kind" in out
+
+    # The sweep measures every guidance as a cell of its own, with the same numbers.
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    code, _, err = run_command(
+        capsys, sweep.main, "--run", str(copy), *common, "--etas", "0", "--guidance", "0,2"
+    )
+    assert code == 0, err
+    with open(copy / "sweep" / "sweep.csv", newline="", encoding="utf-8") as handle:
+        rows = {row["sampler"]: row for row in csv.DictReader(handle)}
+    assert set(rows) >= {"DDIM w=0", "DDIM w=2"}
+    guided = rows["DDIM w=2"]
+    assert float(guided["kid"]) == pytest.approx(result["kid"], rel=1e-4, abs=1e-6)
+    assert float(guided["requested"]) == pytest.approx(result["requested"], abs=1e-3)
+    assert guided["class_kids"].startswith("circle=")
+
+    # An unconditional run has no classes to guide towards.
+    code, _, err = run_command(capsys, evaluate.main, "--run", tiny_run, *common, "--guidance", "2")
+    assert code == 2
+    assert_one_error(err, ["--guidance needs a class-conditional run"])

@@ -26,12 +26,14 @@ from ddim_keras.cli.args import (
 from ddim_keras.cli.progress import make_progress
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core import checks
+from ddim_keras.core.classes import check_guidance
 from ddim_keras.core.datasets import dataset_slug, format_background
 from ddim_keras.core.errors import DataError
 from ddim_keras.io.loading import load_checked_model, resolve_source
 from ddim_keras.io.run_dir import check_output_files, check_writable_folder
-from ddim_keras.io.run_info import training_background, training_data
+from ddim_keras.io.run_info import run_classes, run_label, training_background, training_data
 from ddim_keras.metrics import evaluation
+from ddim_keras.metrics import guidance as guidance_numbers
 
 DEFAULT_NUM_IMAGES = 1000
 
@@ -68,6 +70,14 @@ def build_parser():
     )
     add_sampler_arguments(parser)
     parser.add_argument(
+        "--guidance",
+        type=float,
+        help="class-conditional runs: guidance scale w (0 = unconditional, 1 = plain "
+        "conditional); the samples are of the validation images' classes, and KID is also "
+        "given per class (on shapes, with the share of samples showing the requested kind). "
+        "Default: unconditional samples",
+    )
+    parser.add_argument(
         "--batch-size",
         type=int,
         help="images per KID estimate, at least 2 (default: the config's batch_size)",
@@ -89,6 +99,8 @@ def check_numbers(args):
         checks.check_steps(args.steps, "--steps")
     checks.check_sampler(args.sampler, args.spacing, args.eta, names=SAMPLER_FLAGS)
     evaluation.check_kid_settings(args.num_images, args.batch_size, args.seed)
+    if args.guidance is not None:
+        check_guidance(args.guidance, "--guidance")
 
 
 def default_output(
@@ -100,6 +112,7 @@ def default_output(
     encoder_name="inception",
     sampler="ddim",
     spacing="time",
+    guidance=None,
 ):
     folder = run_path or os.path.dirname(checkpoint)
     # Another sampler's KID is another cell: only what differs from the example's shows.
@@ -108,6 +121,7 @@ def default_output(
     )
     # Another encoder's KID is another measure: its own file, never mixed up with Inception's.
     suffix += "" if encoder_name == "inception" else f"_{encoder_name}-encoder"
+    suffix += "" if guidance is None else f"_w{guidance:g}"
     name = f"kid_{dataset_slug(dataset)}_{steps}steps_eta{eta:g}{suffix}.json"
     return os.path.join(folder, name)
 
@@ -137,7 +151,10 @@ def evaluate(args):
 
     model = load_checked_model(checkpoint, config, args.kid_weights, args.debug)
     config = model.diffusion_config
-    if config.num_classes:
+    class_names = run_classes(run_path)
+    if args.guidance is not None:
+        guidance_numbers.check_guided_run(run_path or checkpoint, config, class_names)
+    elif config.num_classes:
         say(evaluation.UNCONDITIONAL_KID_NOTE)
     if output is None:  # a .keras file: settled now that its config is known
         output = resolve_output(args, run_path, checkpoint, dataset, config)
@@ -152,8 +169,19 @@ def evaluate(args):
         args.batch_size,
         say,
         background=background,
+        conditional=args.guidance is not None,
+        attribute=run_label(run_path),
     )
     num_batches = num_images // batch_size
+    real_labels = numbers = None
+    if args.guidance is not None:
+        real_batches, real_labels = guidance_numbers.split_labelled(real_batches)
+        numbers = guidance_numbers.GuidedNumbers(
+            real_labels,
+            class_names,
+            batch_size,
+            classify=guidance_numbers.can_check_kinds(dataset, class_names),
+        )
     encoder = evaluation.make_encoder(
         config, kid_weights, say, args.debug, encoder_name=args.kid_encoder, dataset=dataset
     )
@@ -172,6 +200,10 @@ def evaluate(args):
             on_batch=lambda: bar.update(1),
             sampler=args.sampler,
             spacing=args.spacing,
+            on_generated=numbers.on_generated if numbers else None,
+            labels=real_labels,
+            guidance=1.0 if args.guidance is None else args.guidance,
+            on_features=numbers.on_features if numbers else None,
         )
     if not values:
         raise DataError(
@@ -209,7 +241,11 @@ def evaluate(args):
         "data_dir": os.path.abspath(data_dir) if data_dir else None,
         "run": run_path,
         "checkpoint": checkpoint,
+        "guidance": args.guidance,
     }
+    if numbers is not None:
+        result.update(numbers.results(real_features))
+        result["classes"] = class_names
     write_json_atomic(output, result)
     print(
         f"KID {result['kid']:.6g} (std {result['kid_std']:.2g} over {len(values)} batches of "
@@ -221,8 +257,27 @@ def evaluate(args):
             else f"KID weights {result['kid_weights']})"
         )
     )
+    if numbers is not None:
+        print(describe_guided(result))
     print(output)
     return 0
+
+
+def describe_guided(result):
+    """The per-class lines of a guided evaluation."""
+    lines = [f"Guidance {result['guidance']:g}, samples of the validation images' classes:"]
+    shares = result.get("requested_per_class") or {}
+    for name, kid in result["class_kids"].items():
+        line = f"  {name}: KID " + ("n/a (under 2 images)" if kid is None else f"{kid:.4g}")
+        if shares.get(name) is not None:
+            line += f", {100 * shares[name]:.0f} % show the requested kind"
+        lines.append(line)
+    if result.get("requested") is not None:
+        lines.append(
+            f"  all: {100 * result['requested']:.1f} % show the requested kind, "
+            f"{100 * result['recognised']:.1f} % recognised by the shapes classifier"
+        )
+    return "\n".join(lines)
 
 
 def resolve_output(args, run_path, checkpoint, dataset, config):
@@ -239,6 +294,7 @@ def resolve_output(args, run_path, checkpoint, dataset, config):
             args.kid_encoder,
             args.sampler,
             args.spacing,
+            args.guidance,
         )
     )
     check_writable_folder(os.path.dirname(output))

@@ -31,11 +31,12 @@ from ddim_keras.cli.args import (
 )
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core import checks
+from ddim_keras.core.classes import check_guidance
 from ddim_keras.core.datasets import format_background
 from ddim_keras.core.devices import machine_description
 from ddim_keras.core.errors import DdimError, UsageError
 from ddim_keras.io.loading import resolve_source
-from ddim_keras.io.run_info import training_background, training_data
+from ddim_keras.io.run_info import run_classes, run_label, training_background, training_data
 from ddim_keras.io.sweep_results import (
     CSV_NAME,
     PLOT_NAME,
@@ -48,6 +49,7 @@ from ddim_keras.io.sweep_results import (
     write_rows,
 )
 from ddim_keras.metrics import evaluation
+from ddim_keras.metrics import guidance as guidance_numbers
 
 DEFAULT_STEPS = (1, 2, 3, 5, 10, 20, 50)
 
@@ -78,6 +80,13 @@ def build_parser():
         help="comma-separated diffusion step counts (default: %(default)s)",
     )
     add_samplers_list_argument(parser, "ddim", "ddim, the example's")
+    parser.add_argument(
+        "--guidance",
+        help="class-conditional runs: comma-separated guidance scales w (0 = unconditional, "
+        "1 = plain conditional), each a cell of every sampler; samples are of the validation "
+        "images' classes, with per-class KID (and, on shapes, the share showing the requested "
+        "kind). Default: unconditional samples only",
+    )
     parser.add_argument(
         "--etas",
         default="0,1",
@@ -128,33 +137,47 @@ def check_args(args):
     for eta in etas:
         checks.check_eta(eta, "every --etas value")
     evaluation.check_kid_settings(args.num_images, args.batch_size, args.seed)
-    return steps, etas, checks.parse_samplers(args.samplers)
+    guidances = [None]
+    if args.guidance is not None:
+        guidances = checks.parse_number_list(args.guidance, float, "--guidance")
+        for guidance in guidances:
+            check_guidance(guidance, "every --guidance value")
+    return steps, etas, checks.parse_samplers(args.samplers), guidances
 
 
-def sampler_name(eta, solver="ddim", spacing="time"):
+def sampler_name(eta, solver="ddim", spacing="time", guidance=None):
     """A cell's label in the CSV and the plot: DDIM / DDPM / eta=E for the example's
-    sampler (with /SPACING when not time), else SAMPLER/SPACING."""
+    sampler (with /SPACING when not time), else SAMPLER/SPACING; `` w=G`` for a
+    guided cell."""
     if solver != "ddim":
-        return checks.sampler_label(solver, spacing)
-    name = "DDIM" if eta == 0 else "DDPM" if eta == 1 else f"eta={eta:g}"
-    return name if spacing == "time" else f"{name}/{spacing}"
+        name = checks.sampler_label(solver, spacing)
+    else:
+        name = "DDIM" if eta == 0 else "DDPM" if eta == 1 else f"eta={eta:g}"
+        name = name if spacing == "time" else f"{name}/{spacing}"
+    return name if guidance is None else f"{name} w={guidance:g}"
 
 
-def cells_of(steps_list, etas, samplers):
-    """(steps, eta, solver, spacing) of every cell: ddim with each eta, the others with 0."""
+def cells_of(steps_list, etas, samplers, guidances=(None,)):
+    """(steps, eta, solver, spacing, guidance) of every cell: ddim with each eta, the
+    others with 0; each with every guidance (None: unconditional samples)."""
     return [
-        (steps, eta, solver, spacing)
+        (steps, eta, solver, spacing, guidance)
+        for guidance in guidances
         for solver, spacing in samplers
         for eta in (etas if solver == "ddim" else [0.0])
         for steps in steps_list
     ]
 
 
-def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
+def sweep_run(run, args, steps_list, etas, samplers, guidances, kid_weights, say, machine):
     """Measure (or reuse) every cell of one run; returns the path of its CSV."""
     checkpoint, config, run_path = resolve_source(run=run, say=say)
     dataset, data_dir, data_seed = training_data(args.dataset, args.data_dir, run_path)
     background = training_background(args.background, run_path)
+    class_names = run_classes(run_path)
+    guided = guidances != [None]
+    if guided:
+        guidance_numbers.check_guided_run(run_path, config, class_names)
 
     folder = os.path.join(run_path, SWEEP_FOLDER)
     os.makedirs(folder, exist_ok=True)
@@ -190,10 +213,12 @@ def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
             eta=f"{eta:g}",
             solver=solver,
             spacing=spacing,
-            sampler=sampler_name(eta, solver, spacing),
+            sampler=sampler_name(eta, solver, spacing, guidance),
+            # A guided step (w other than 0 and 1) calls the network on a doubled batch.
             network_calls=network_calls(solver, steps),
+            guidance="" if guidance is None else f"{guidance:g}",
         )
-        for steps, eta, solver, spacing in cells_of(steps_list, etas, samplers)
+        for steps, eta, solver, spacing, guidance in cells_of(steps_list, etas, samplers, guidances)
     ]
     # The floor: real training images in place of generated ones (steps 0, no sampler).
     wanted.append(
@@ -230,7 +255,7 @@ def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
         from ddim_keras.io.loading import load_model
 
         model = load_model(checkpoint=checkpoint, config=config, kid_weights=kid_weights)
-        if model.diffusion_config.num_classes:
+        if model.diffusion_config.num_classes and not guided:
             say(evaluation.UNCONDITIONAL_KID_NOTE)
         real_batches, num_images, batch_size = evaluation.validation_batches(
             dataset,
@@ -241,7 +266,12 @@ def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
             args.batch_size,
             say,
             background=background,
+            conditional=guided,
+            attribute=run_label(run_path),
         )
+        real_labels = None
+        if guided:
+            real_batches, real_labels = guidance_numbers.split_labelled(real_batches)
         encoder = evaluation.make_encoder(
             config, kid_weights, say, encoder_name=args.kid_encoder, dataset=dataset
         )
@@ -268,6 +298,15 @@ def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
             classify = (
                 None if recognise is None else (lambda images: fractions.append(recognise(images)))  # noqa: B023
             )
+            numbers = None
+            if cell.get("guidance") and cell["solver"] != "real":
+                numbers = guidance_numbers.GuidedNumbers(
+                    real_labels,
+                    class_names,
+                    batch_size,
+                    classify=guidance_numbers.can_check_kinds(dataset, class_names),
+                )
+                classify = numbers.on_generated
             if cell["solver"] == "real":
                 values = evaluation.real_floor(
                     encoder,
@@ -293,6 +332,9 @@ def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
                     sampler=cell["solver"],
                     spacing=cell["spacing"],
                     on_generated=classify,
+                    labels=real_labels if numbers else None,
+                    guidance=float(cell.get("guidance") or 1),
+                    on_features=numbers.on_features if numbers else None,
                 )
             seconds = time.perf_counter() - started
             cell.update(
@@ -303,6 +345,8 @@ def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
                 machine=machine,
                 recognised=f"{float(np.mean(fractions)):.3f}" if fractions else "",
             )
+            if numbers is not None:
+                cell.update(guided_columns(numbers.results(real_features)))
             cached[cache_key(cell)] = cell
             say(
                 f"  {cell['sampler']:>4} {cell['steps']:>3} steps: KID {cell['kid']} "
@@ -324,8 +368,22 @@ def sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine):
     return csv_path
 
 
+def guided_columns(numbers):
+    """The CSV cells of a guided measurement (:class:`GuidedNumbers` results)."""
+    columns = {"class_kids": guidance_numbers.format_per_class(numbers["class_kids"])}
+    if numbers["requested"] is not None:
+        columns.update(
+            requested=f"{numbers['requested']:.3f}",
+            requested_per_class=guidance_numbers.format_per_class(
+                numbers["requested_per_class"], 3
+            ),
+            recognised=f"{numbers['recognised']:.3f}",
+        )
+    return columns
+
+
 def sweep(args):
-    steps_list, etas, samplers = check_args(args)
+    steps_list, etas, samplers, guidances = check_args(args)
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     from ddim_keras.io.run_dir import RunDir
 
@@ -339,7 +397,9 @@ def sweep(args):
     kid_weights = resolve_weights(args.kid_weights)
     machine = machine_description()
     for run in args.run:
-        print(sweep_run(run, args, steps_list, etas, samplers, kid_weights, say, machine))
+        print(
+            sweep_run(run, args, steps_list, etas, samplers, guidances, kid_weights, say, machine)
+        )
     return 0
 
 

@@ -105,13 +105,23 @@ def load_datasets(
 
 
 def load_images(
-    name, config, split="train", data_dir=None, seed=0, shapes_count=None, background=None
+    name,
+    config,
+    split="train",
+    data_dir=None,
+    seed=0,
+    shapes_count=None,
+    background=None,
+    conditional=False,
+    attribute=None,
 ):
     """Unbatched dataset of single preprocessed images of one split ("train" or "validation").
 
     float32 in [0, 1], shape (image_size, image_size, 3). Without TensorFlow, a
     :class:`ddim_keras.data.numpy_pipeline.SplitImages` of the same images (a sequence);
     :func:`counted_images` and :func:`image_batches` take either kind.
+    ``conditional``: each image comes with its int32 class (as :func:`load_datasets`
+    gives them), and :func:`image_batches` gives (images, labels) batches.
     """
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
@@ -119,12 +129,19 @@ def load_images(
         from ddim_keras.data import numpy_pipeline as numpy_data
 
         images, _ = numpy_data.split_images(
-            name, config, (split,), data_dir, seed, shapes_count, background
+            name, config, (split,), data_dir, seed, shapes_count, background, conditional
         )
         return images[split]
     import tensorflow as tf
 
-    images, _ = _load_split_images(name, config, (split,), data_dir, seed, shapes_count, background)
+    images, _ = _load_split_images(
+        name, config, (split,), data_dir, seed, shapes_count, background, conditional, attribute
+    )
+    if conditional:
+        return images[split].map(
+            lambda image, label: (to_unit_range(image), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return images[split].map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -145,7 +162,8 @@ def counted_images(images, enough):
 
 
 def image_batches(images, batch_size, num_batches):
-    """The first ``num_batches`` whole batches of a :func:`load_images` result, in order."""
+    """The first ``num_batches`` whole batches of a :func:`load_images` result, in order
+    (with a conditional result's labels: (images, labels) batches)."""
     if not _is_tf_dataset(images):
         from ddim_keras.data import numpy_pipeline as numpy_data
 

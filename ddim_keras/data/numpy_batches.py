@@ -103,7 +103,8 @@ class OrderedBatches:
 
     ``images`` is a :class:`~ddim_keras.data.numpy_pipeline.SplitImages`.
 
-    Iterable as often as wanted; each batch is float32 (batch_size, S, S, 3).
+    Iterable as often as wanted; each batch is float32 (batch_size, S, S, 3), or
+    (that, int32 labels) where the images carry labels.
     """
 
     def __init__(self, images, batch_size, num_batches):
@@ -117,7 +118,9 @@ class OrderedBatches:
     def __iter__(self):
         for index in range(self.num_batches):
             start = index * self.batch_size
-            yield to_unit_range(self.images.uint8(range(start, start + self.batch_size)))
+            images = to_unit_range(self.images.uint8(range(start, start + self.batch_size)))
+            labels = self.images.labels
+            yield images if labels is None else (images, labels[start : start + self.batch_size])
 
 
 def adapt_normalizer(layer, batches):

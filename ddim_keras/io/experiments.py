@@ -13,6 +13,7 @@ import os
 import shutil
 
 from ddim_keras.core.datasets import DATASETS
+from ddim_keras.io.guidance_table import guidance_table
 from ddim_keras.io.objectives_table import objectives_table
 from ddim_keras.io.sweep_results import CSV_NAME, PLOT_NAME, SWEEP_FOLDER
 
@@ -465,6 +466,7 @@ def build_report(experiments, runs, results_dir, base):
                 details += sweep_table(run)
         lines.append("")
     lines += objectives_table(experiments, runs, format_kid, format_duration)
+    lines += guidance_table({name: runs[name] for name in names if name in runs}, format_kid)
     if details:
         lines += ["### KID against sampling steps", ""] + details
     if skipped:

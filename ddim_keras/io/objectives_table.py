@@ -79,14 +79,17 @@ def is_objective_experiment(name):
 
 def objectives_table(experiments, runs, format_kid, format_duration):
     """Markdown lines of the table (empty when there is no shapes objective experiment)."""
-    names = [name for name in experiments if is_objective_experiment(name)]
-    names += [n for n in runs if is_objective_experiment(n) and n not in experiments]
-    if not names:
-        return []
 
     def config_of(name):
         run = runs.get(name)
         return run["config"] if run is not None else experiments[name]["config"]
+
+    names = [name for name in experiments if is_objective_experiment(name)]
+    names += [n for n in runs if is_objective_experiment(n) and n not in experiments]
+    # A class-conditional run changes what is drawn, not the objective: its own table.
+    names = [name for name in names if not config_of(name).num_classes]
+    if not names:
+        return []
 
     names.sort(key=lambda name: (_row_order(config_of(name)), name))
     header = (

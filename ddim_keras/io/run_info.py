@@ -59,3 +59,13 @@ def run_classes(run_path):
     from ddim_keras.io.run_dir import RunDir
 
     return [str(name) for name in RunDir(run_path).read_run_info().get("classes") or []]
+
+
+def run_label(run_path):
+    """The attribute a conditional celeba run took its classes from (run.json "label"),
+    or None."""
+    if not run_path:
+        return None
+    from ddim_keras.io.run_dir import RunDir
+
+    return RunDir(run_path).read_run_info().get("label")

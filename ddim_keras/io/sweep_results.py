@@ -51,6 +51,10 @@ COLUMNS = (
     "network_calls",
     "recognised",
     "data_dir",
+    "guidance",
+    "requested",
+    "requested_per_class",
+    "class_kids",
 )
 
 
@@ -70,6 +74,7 @@ KEY_COLUMNS = (
     "background",
     "solver",
     "spacing",
+    "guidance",
 )
 
 
@@ -81,6 +86,8 @@ OLDER_ROWS = {
     "spacing": "time",
     # No folder: a folder's cells always name theirs, so its older rows match none.
     "data_dir": "",
+    # Unguided: unconditional samples (all rows before --guidance).
+    "guidance": "",
 }
 
 
@@ -116,6 +123,8 @@ def cache_key(row):
             value = f"{float(value):g}"
         elif column in ("steps", "num_images_requested", "batch_size", "seed", "checkpoint_size"):
             value = str(int(value))
+        elif column == "guidance" and value:
+            value = f"{float(value):g}"
         elif column == "checkpoint_mtime":
             value = f"{float(value):.6f}"
         key.append(str(value))

@@ -28,11 +28,12 @@ def check_kid_settings(num_images, batch_size, seed):
     checks.check_seed(seed, "--seed")
 
 
-#: What evaluate and sweep say of a class-conditional run: they have no --guidance or
-#: per-class numbers yet, so its samples are its unconditional ("no class") ones.
+#: What evaluate and sweep say of a class-conditional run measured without --guidance:
+#: its samples are its unconditional ("no class") ones.
 UNCONDITIONAL_KID_NOTE = (
-    "This run is class-conditional: KID is measured on its unconditional samples (no "
-    "class; per-class KID and --guidance are not supported by evaluate and sweep yet)."
+    "This run is class-conditional: without --guidance, KID is measured on its "
+    "unconditional samples (no class). Pass --guidance W for samples of the validation "
+    "images' classes, with per-class numbers."
 )
 
 
@@ -52,14 +53,25 @@ def weights_label(kid_weights, encoder_name="inception"):
 
 
 def validation_batches(
-    dataset, config, data_dir, data_seed, requested, batch_size, say, background=None
+    dataset,
+    config,
+    data_dir,
+    data_seed,
+    requested,
+    batch_size,
+    say,
+    background=None,
+    conditional=False,
+    attribute=None,
 ):
     """The validation images as whole batches: (batched dataset, images used, batch size).
 
     N is lowered to the validation set's size (with a notice) and rounded down to
     whole batches of ``batch_size`` (default: the config's). ``background`` is the
     colour under transparent pixels (default white; see
-    :func:`ddim_keras.io.run_info.training_background`).
+    :func:`ddim_keras.io.run_info.training_background`). ``conditional``: the
+    batches are (images, labels), the classes a conditional run trained on
+    (``attribute``: celeba's).
     """
     from ddim_keras.data.loaders import counted_images, image_batches, load_images
 
@@ -70,6 +82,8 @@ def validation_batches(
         data_dir=data_dir,
         seed=data_seed,
         background=background,
+        conditional=conditional,
+        attribute=attribute,
     )
     # A tf.data folder has no known length (unreadable files are skipped): then up to
     # `requested` images are counted while they are cached, so they are decoded once.
@@ -185,6 +199,9 @@ def compute_kid(
     sampler="ddim",
     spacing="time",
     on_generated=None,
+    labels=None,
+    guidance=1.0,
+    on_features=None,
 ):
     """KID of each batch: ``batch_size`` images generated with ``steps`` of ``sampler``
     (``spacing``, ``eta``) against one batch of ``real_features``; returns the list of
@@ -195,7 +212,9 @@ def compute_kid(
     sampling path), batch i being
     images [i * batch_size, (i + 1) * batch_size), so a result does not depend on
     how many batches are evaluated. ``on_generated(images)`` sees every generated batch
-    (in [0, 1]), e.g. to classify it.
+    (in [0, 1]), e.g. to classify it, ``on_features(features)`` their encoder features.
+    A conditional model's ``labels`` (one per generated image) and ``guidance``
+    are passed on to the sampler.
     """
     from keras import ops
 
@@ -214,11 +233,16 @@ def compute_kid(
         batch_size=batch_size,
         sampler=sampler,
         spacing=spacing,
+        labels=None if labels is None else labels[: len(noise)],
+        guidance=guidance,
     )
     for real, (_, generated) in zip(real_features, chunks):
         if on_generated is not None:
             on_generated(generated)
-        value = kernel_inception_distance(real, encoder(generated, training=False))
+        features = encoder(generated, training=False)
+        if on_features is not None:
+            on_features(features)
+        value = kernel_inception_distance(real, features)
         values.append(float(ops.convert_to_numpy(value)))
         if on_batch is not None:
             on_batch()

@@ -21,6 +21,7 @@ deriving the images from the mixed noise: every step rule sees one consistent
 (noise, image) pair, as without guidance.
 """
 
+import numpy as np
 from keras import ops
 
 
@@ -34,6 +35,19 @@ def drop_labels(labels, coins, label_dropout, num_classes):
     labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
     coins = ops.reshape(coins, (-1,))
     return ops.where(coins < label_dropout, null_labels(ops.shape(labels)[0], num_classes), labels)
+
+
+def one_prediction(labels, guidance, num_classes):
+    """``(labels, guided)`` of a sampling call: with w 0 or 1 the mix is one prediction.
+
+    w = 1 is the plain conditional prediction and w = 0 the unconditional one
+    (the "no class" label), so those need the network once on the batch, not on
+    the batch doubled; ``guided`` says whether the two predictions are mixed.
+    ``labels`` are checked int32 labels (NumPy).
+    """
+    if guidance == 0:
+        return np.full(np.shape(labels), num_classes, np.int32), False
+    return labels, guidance != 1
 
 
 def guided_outputs(network_call, noisy_images, noise_rates, labels, guidance, num_classes):

@@ -7,6 +7,7 @@ chunks, seeded like ``generate``; the math is in :mod:`ddim_keras.sampling.editi
 
 from ddim_keras.core import checks
 from ddim_keras.core.classes import check_guidance, check_labels
+from ddim_keras.model.conditioning import one_prediction
 from ddim_keras.sampling.chunks import edit
 
 
@@ -184,6 +185,12 @@ class ImageEditing:
         and ``guidance`` are inputs of the graph, as in ``compiled_reverse_diffusion``.
         """
         network = self.sampling_network(precision)
+        num_classes = self.diffusion_config.num_classes
+        guided = None
+        if num_classes:
+            labels = check_labels(labels, len(initial_noise), num_classes)
+            guidance = check_guidance(guidance)
+            labels, guided = one_prediction(labels, guidance, num_classes)
 
         def denoise(noisy_images, noise_rates, signal_rates, labels=None, guidance=None):
             return self.denoise(
@@ -193,7 +200,7 @@ class ImageEditing:
                 training=False,
                 network=network,
                 labels=labels,
-                guidance=guidance,
+                guidance=guidance if guided else None,
             )
 
         function = self._samplers.value.compiled_editor(
@@ -205,6 +212,7 @@ class ImageEditing:
             paste=bool(paste),
             resampling=int(resample) > 1,
             network=network,
+            guided=guided,
         )
         arguments = (
             initial_noise,
@@ -217,8 +225,6 @@ class ImageEditing:
             int(seed) % checks.SEED_LIMIT,
             int(first_image),
         )
-        num_classes = self.diffusion_config.num_classes
         if num_classes:
-            labels = check_labels(labels, len(initial_noise), num_classes)
-            arguments += (labels, check_guidance(guidance))
+            arguments += (labels, guidance)
         return function(*arguments)

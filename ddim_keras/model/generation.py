@@ -12,6 +12,7 @@ import numpy as np
 
 from ddim_keras.core import checks
 from ddim_keras.core.classes import check_guidance, check_labels, class_rows
+from ddim_keras.model.conditioning import one_prediction
 from ddim_keras.sampling.chunks import sample
 from ddim_keras.sampling.compiled import no_gradients
 from ddim_keras.sampling.loops import reverse_diffusion_loop
@@ -85,6 +86,9 @@ class Generation:
         num_classes = self.diffusion_config.num_classes
         labels = check_labels(labels, len(initial_noise), num_classes)
         guidance = check_guidance(guidance)
+        guided = None
+        if num_classes:
+            labels, guided = one_prediction(labels, guidance, num_classes)
 
         def denoise(noisy_images, noise_rates, signal_rates, labels=None, guidance=None):
             return self.denoise(
@@ -94,13 +98,20 @@ class Generation:
                 training=False,
                 network=network,
                 labels=labels,
-                guidance=guidance,
+                guidance=guidance if guided else None,
             )
 
         # A recording's shape is its step count: record mode compiles per count.
         record = int(diffusion_steps) if record else False
         function = self._samplers.value.compiled(
-            denoise, self.diffusion_schedule, record, precision, sampler, spacing, network=network
+            denoise,
+            self.diffusion_schedule,
+            record,
+            precision,
+            sampler,
+            spacing,
+            network=network,
+            guided=guided,
         )
         arguments = (
             initial_noise,

@@ -59,8 +59,9 @@ class SamplerCache:
         sampler="ddim",
         spacing="time",
         network=None,
+        guided=None,
     ):
-        """The compiled sampler for (record, precision, sampler, spacing), traced once.
+        """The compiled sampler for (record, precision, sampler, spacing, guided), traced once.
 
         ``denoise_fn(noisy_images, noise_rates, signal_rates)`` must use
         ``network``, the network of ``precision``; it is bound on the first
@@ -71,9 +72,11 @@ class SamplerCache:
         of steps, so it is part of the key (False, or the number of steps).
         Each backend compiles in its own way, see :func:`compile_loop`.
         A class-conditional model's function takes (labels, guidance) last,
-        passed on to ``denoise_fn`` as its fourth and fifth arguments.
+        passed on to ``denoise_fn`` as its fourth and fifth arguments; ``guided``
+        (whether it mixes two predictions) is part of the key.
         """
-        key = (record, precision, sampler, spacing)
+        # An unconditional model's keys name no guidance.
+        key = (record, precision, sampler, spacing) + (() if guided is None else (guided,))
         if key not in self.functions:
 
             def run(initial_noise, diffusion_steps, eta, seed, first_image, *condition):
@@ -96,7 +99,16 @@ class SamplerCache:
         return self.functions[key]
 
     def compiled_editor(
-        self, denoise_fn, schedule_fn, precision, sampler, spacing, paste, resampling, network
+        self,
+        denoise_fn,
+        schedule_fn,
+        precision,
+        sampler,
+        spacing,
+        paste,
+        resampling,
+        network,
+        guided=None,
     ):
         """The compiled editing loop for (precision, sampler, spacing, paste, resampling).
 
@@ -108,6 +120,7 @@ class SamplerCache:
         repeated steps) are part of the graph; new numbers do not retrace it.
         """
         key = ("edit", precision, sampler, spacing, paste, resampling)
+        key += () if guided is None else (guided,)
         if key not in self.functions:
 
             def run(
