@@ -126,6 +126,25 @@ def test_the_unconditional_network_is_the_examples_layer_for_layer():
     assert wider and all(sorted(np.subtract(b, a)) == [0] * (len(a) - 1) + [dims] for a, b in wider)
 
 
+def test_the_class_embedding_starts_at_the_noise_embeddings_scale():
+    """The class vectors start as large as the noise embedding's values (root mean square
+    of sines and cosines of a uniform phase: 1/sqrt(2)), not Keras' +-0.05 default,
+    which a demo-budget shapes model learned to ignore."""
+    keras.utils.set_random_seed(0)
+    network = build_network(DiffusionConfig(**{**TINY, "num_classes": 50, "embedding_dims": 64}))
+    (table,) = [w for w in network.weights if w.path.endswith("embeddings")]
+    values = numpy(table)
+    assert values.shape == (51, 64)
+    assert np.sqrt(np.mean(values**2)) == pytest.approx(np.sqrt(0.5), rel=0.05)
+    # The noise embedding over the noise levels of training, computed by hand.
+    variances = np.random.default_rng(0).uniform(0.0025, 0.9996, 4000)
+    speeds = 2 * np.pi * np.exp(np.linspace(0, np.log(1000.0), 32))
+    sinusoids = np.concatenate(
+        [np.sin(np.outer(variances, speeds)), np.cos(np.outer(variances, speeds))], 1
+    )
+    assert np.sqrt(np.mean(sinusoids**2)) == pytest.approx(np.sqrt(0.5), rel=0.05)
+
+
 @backends
 def test_the_label_changes_the_prediction_only_where_the_network_is_conditional(conditional):
     noisy = ops.convert_to_tensor(RNG.standard_normal((2, 16, 16, 3)).astype("float32"))
