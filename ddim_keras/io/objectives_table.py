@@ -9,7 +9,7 @@ recognises), both from the best checkpoint. Every cell is read from a file; a mi
 file reads "not run yet".
 """
 
-from ddim_keras.core.config import PREDICTIONS, DiffusionConfig
+from ddim_keras.core.config import PREDICTIONS, DiffusionConfig, is_gan
 
 NOT_RUN = "not run yet"
 
@@ -88,6 +88,9 @@ def objectives_table(experiments, runs, format_kid, format_duration):
         run = runs.get(name)
         return run["config"] if run is not None else experiments[name]["config"]
 
+    names = [name for name in names if not is_gan(config_of(name))]  # see gan_table.py
+    if not names:
+        return []
     names.sort(key=lambda name: (_row_order(config_of(name)), name))
     header = (
         ["experiment", "objective"]
