@@ -392,7 +392,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
     best_checkpoint = cb.AtomicCheckpoint(
         run_dir.best_checkpoint, monitor=monitor, best=state.get("best")
     )
-    stopper = cb.StopOnNonFinite()
+    stopper = cb.StopOnNonFinite(*model.CURVE_KEYS[:1] if is_gan(config) else ())
     callbacks = [
         stopper,
         # Checkpoints, history and state.json first, with nothing slow between
@@ -418,6 +418,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
                 os.path.join(run_dir.path, "curves.png"),
                 every_epoch=True,
                 history_csv=run_dir.history_path if initial_epoch else None,
+                **({"loss_keys": model.CURVE_KEYS} if is_gan(config) else {}),
             )
         ),
     ]

@@ -61,6 +61,9 @@ class GANModel(keras.Model):
 
     #: No data statistics: the generator outputs pixels in [0, 1] directly.
     normalizer = None
+    #: What a run's curves.png plots (the losses and the augmentation probability); the
+    #: first is what training watches for NaN.
+    CURVE_KEYS = ("d_loss", "g_loss", "aug_p", "val_d_loss", "val_g_loss")
 
     def __init__(self, config=None, kid_weights="imagenet", kid_encoder=None, **kwargs):
         super().__init__(**kwargs)
