@@ -1,8 +1,9 @@
 """The GAN baseline's train and test steps on each Keras backend.
 
 As in :mod:`ddim_keras.model.train_steps`, the math is the model's
-(:meth:`GANModel.draw`, :meth:`~GANModel.step_losses`,
-:meth:`~GANModel.finish_train_step`, in ``keras.ops``); only the way the two
+(:meth:`~ddim_keras.model.gan.GANModel.draw`,
+:meth:`~ddim_keras.model.gan.GANModel.step_losses`,
+:meth:`~ddim_keras.model.gan.GANModel.finish_train_step`, in ``keras.ops``); only the way the two
 gradients are taken differs. The generator's gradient is that of the
 generator loss, the discriminator's that of the discriminator loss, both from
 one forward pass:
