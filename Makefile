@@ -31,6 +31,9 @@ TRAIN_FLAGS := --dataset $(DATASET) \
 # The dataset is the name's first word (flowers_mse -> flowers). shapes runs offline: its KID
 # uses the shipped shapes classifier's features (--kid-encoder shapes) over the 500 validation
 # images, and compares the few-step samplers with the example's.
+# EXP=shapes_gan trains the GAN baseline (--model gan, from the file's "model") instead;
+# its sweep is one cell (one generator call per image), and the report puts it beside the
+# `shapes` diffusion run (EXP=shapes_gan_walltime: the same GAN for the demo's wall time).
 EXP ?= shapes
 EXP_DATASET = $(firstword $(subst _, ,$(EXP)))
 KID_FLAGS ?= $(if $(filter shapes,$(EXP_DATASET)),--kid-encoder shapes,--kid-weights imagenet)

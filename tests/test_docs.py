@@ -29,7 +29,7 @@ API_DIR = os.path.join(ROOT, "docs", "api")
 README = os.path.join(ROOT, "README.md")
 README_MAX_LINES = 250
 #: Modules of cli/ that are shared by the commands, not commands.
-CLI_SHARED = ("__init__", "args", "runner", "quiet", "progress")
+CLI_SHARED = ("__init__", "args", "gan_args", "runner", "quiet", "progress")
 #: A table row that documents a flag: its first cell starts with `--flag`.
 FLAG_ROW = re.compile(r"^\|\s*`(--[A-Za-z0-9][A-Za-z0-9-]*)")
 #: A Markdown link or image: [text](target) or ![alt](target "title").

@@ -31,7 +31,7 @@ PARTS = ("core", "sampling", "data", "metrics", "model", "io", "callbacks", "ben
 ENTRY = len(PARTS)
 MAX_LINES = 500
 #: Shared modules of cli/ that are not commands.
-CLI_SHARED = ("__init__", "args", "runner", "quiet", "progress")
+CLI_SHARED = ("__init__", "args", "gan_args", "runner", "quiet", "progress")
 
 
 def _modules():

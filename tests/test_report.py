@@ -253,12 +253,16 @@ def test_variants_exist():
 
 
 def test_objective_experiment_files_hold_only_what_they_change():
-    """experiments/shapes_*.json are the shapes preset with KID on and one objective change."""
+    """experiments/shapes_*.json are the shapes preset with KID on and one objective change
+    (but for the GAN baseline's)."""
     shapes = preset("shapes")
     for path in glob.glob(os.path.join(REPO, "experiments", "shapes_*.json")):
         config = report_tables.load_experiments(os.path.dirname(path))[
             os.path.splitext(os.path.basename(path))[0]
         ]["config"]
+        if config.model == "gan":  # the GAN baseline (shapes_gan*.json): the demo's budget
+            assert (config.image_size, config.batch_size, config.kid) == (32, 32, False)
+            continue
         assert config.kid and (config.image_size, config.epochs) == (32, 24)
         assert config.widths == shapes.widths and config.learning_rate == shapes.learning_rate
 
@@ -341,3 +345,45 @@ def test_results_saved_by_an_earlier_report_are_kept_without_the_run(results, ca
     assert shapes_row["KID, 5 DDIM steps (lower is better)"].startswith("0.0123")
     assert shapes_row["training time"] == "not recorded"
     assert "results/shapes/final.png" in shapes_row["samples"]
+
+
+def test_gan_table_puts_the_gan_beside_diffusion(tmp_path, capsys):
+    from ddim_keras.core.config import as_gan
+
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "README.md").write_text("# Experiments\n")
+    (experiments / "shapes.json").write_text("{}")
+    (experiments / "shapes_gan.json").write_text('{"model": "gan", "kid": false}')
+    gan_row = {**sweep_row("shapes_gan", "shapes", 1, 0, 7.5, "shapes_classifier")}
+    gan_row.update(sampler="GAN (1 call)", network_calls=1, recognised="0.2")
+    make_run(tmp_path / "runs", "shapes_gan", "shapes", as_gan(preset("shapes")), [gan_row])
+    rows = []
+    for sampler in ("DDIM", "dpmpp_2m/logsnr"):
+        for calls, kid in ((1, 4000.0), (5, 10.0), (10, 2.5), (20, 1.25)):
+            row = {**sweep_row("shapes", "shapes", calls, 0, kid, "shapes_classifier")}
+            row.update(sampler=sampler, network_calls=calls, recognised="0.3")
+            rows.append(row)
+    make_run(tmp_path / "runs", "shapes", "shapes", preset("shapes"), rows)
+    code, _, _ = run_report(capsys, tmp_path)
+    assert code == 0
+    text = (experiments / "README.md").read_text()
+    section = text.split("### GAN baseline against diffusion (shapes)")[1].split("###")[0]
+    lines = {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| GAN") or line.startswith("| diffusion")
+    }
+    assert lines["GAN `shapes_gan`"][1:4] == ["1", "7.5", "20%"]
+    assert lines["GAN `shapes_gan`"][4] == "48,000 (24 epochs)"
+    # The GAN is no training-objective row: with no other shapes_* file there is no table.
+    assert "### Training objectives" not in text
+    # Diffusion: one row per sampler and number of calls, read from its sweep.
+    assert len([line for line in section.splitlines() if line.startswith("| diffusion")]) == 8
+    rows = [line for line in section.splitlines() if line.startswith("| diffusion `shapes`, DDIM")]
+    assert [row.split("|")[2:5] for row in rows] == [
+        [" 1 ", " 4000 ", " 30% "],
+        [" 5 ", " 10 ", " 30% "],
+        [" 10 ", " 2.5 ", " 30% "],
+        [" 20 ", " 1.25 ", " 30% "],
+    ]

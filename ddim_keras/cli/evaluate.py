@@ -23,6 +23,7 @@ from ddim_keras.cli.args import (
     add_result_file_arguments,
     add_sampler_arguments,
 )
+from ddim_keras.cli.gan_args import refuse_diffusion_flags
 from ddim_keras.cli.progress import make_progress
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core import checks
@@ -130,6 +131,7 @@ def evaluate(args):
     check_numbers(args)
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     checkpoint, config, run_path = resolve_source(args.run, args.checkpoint, args.config, say)
+    refuse_diffusion_flags(args, config, "evaluate")  # a GAN run: one call per image
 
     from ddim_keras.io.run_dir import write_json_atomic
 
@@ -151,6 +153,7 @@ def evaluate(args):
 
     model = load_checked_model(checkpoint, config, args.kid_weights, args.debug)
     config = model.diffusion_config
+    refuse_diffusion_flags(args, config, "evaluate")
     class_names = run_classes(run_path)
     if args.guidance is not None:
         guidance_numbers.check_guided_run(run_path or checkpoint, config, class_names)

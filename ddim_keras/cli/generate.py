@@ -46,6 +46,7 @@ from ddim_keras.cli.args import (
     describe_sampling,
     sampling_classes,
 )
+from ddim_keras.cli.gan_args import refuse_diffusion_flags
 from ddim_keras.cli.progress import make_progress
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core import checks
@@ -450,6 +451,7 @@ def generate(args):
     check_numbers(args)
     say = lambda message: print(message, file=sys.stderr)  # noqa: E731
     checkpoint, config, run_path = resolve_source(args.run, args.checkpoint, args.config, say)
+    refuse_diffusion_flags(args, config, "generate")  # a GAN run: grid and images only
     seed = args.seed if args.seed is not None else checks.draw_seed()
     # "auto" asks TensorFlow for GPUs; the other choices need no import.
     precision = resolve_precision_name(args.mixed_precision)
@@ -459,6 +461,7 @@ def generate(args):
     # Heavy imports (Keras, TensorFlow) only now that the cheap checks have passed.
     model = load_checked_model(checkpoint, config, args.kid_weights, args.debug)
     if config is None:  # a .keras file: its own config decides the defaults
+        refuse_diffusion_flags(args, model.diffusion_config, "generate")
         plan = Plan(args, model.diffusion_config, run_path, seed, precision)
     if args.seed is None:
         say(f"Seed {seed} (pass --seed {seed} to repeat).")

@@ -29,9 +29,11 @@ from ddim_keras.cli.args import (
     add_kid_encoder_argument,
     add_samplers_list_argument,
 )
+from ddim_keras.cli.gan_args import GAN_LABEL
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core import checks
 from ddim_keras.core.classes import check_guidance
+from ddim_keras.core.config import is_gan
 from ddim_keras.core.datasets import format_background
 from ddim_keras.core.devices import machine_description
 from ddim_keras.core.errors import DdimError, UsageError
@@ -172,6 +174,10 @@ def cells_of(steps_list, etas, samplers, guidances=(None,)):
 def sweep_run(run, args, steps_list, etas, samplers, guidances, kid_weights, say, machine):
     """Measure (or reuse) every cell of one run; returns the path of its CSV."""
     checkpoint, config, run_path = resolve_source(run=run, say=say)
+    gan = is_gan(config)
+    if gan:  # one cell: a GAN has no steps or sampler, each image is one generator call
+        say(f"{run_path} is a GAN run: one cell, one generator call per image.")
+        steps_list, etas, samplers = [1], [0.0], [("ddim", "time")]
     dataset, data_dir, data_seed = training_data(args.dataset, args.data_dir, run_path)
     background = training_background(args.background, run_path)
     class_names = run_classes(run_path)
@@ -192,7 +198,7 @@ def sweep_run(run, args, steps_list, etas, samplers, guidances, kid_weights, say
         if data_dir and dataset != "shapes"
         else "",
         "config": os.path.basename(run_path),
-        "loss": config.loss,
+        "loss": "non-saturating" if gan else config.loss,
         "schedule": config.schedule,
         "kid_weights": evaluation.weights_label(kid_weights, args.kid_encoder),
         "kid_encoder": args.kid_encoder,
@@ -213,7 +219,7 @@ def sweep_run(run, args, steps_list, etas, samplers, guidances, kid_weights, say
             eta=f"{eta:g}",
             solver=solver,
             spacing=spacing,
-            sampler=sampler_name(eta, solver, spacing, guidance),
+            sampler=GAN_LABEL if gan else sampler_name(eta, solver, spacing, guidance),
             # A guided step (w other than 0 and 1) calls the network on a doubled batch.
             network_calls=network_calls(solver, steps),
             guidance="" if guidance is None else f"{guidance:g}",

@@ -21,8 +21,9 @@ from ddim_keras.cli.args import (
     describe_classes,
     objective_changes,
 )
+from ddim_keras.cli.gan_args import add_model_kind_argument, load_config_of_kind
 from ddim_keras.cli.runner import ArgumentParser, run_cli
-from ddim_keras.core.config import PRESETS, DiffusionConfig, preset
+from ddim_keras.core.config import PRESETS, is_gan, preset
 from ddim_keras.core.datasets import (
     CACHE_MODES,
     dataset_slug,
@@ -131,6 +132,7 @@ def build_parser():
     )
     add_objective_arguments(parser)
     add_conditional_arguments(parser)
+    add_model_kind_argument(parser)
     speed = parser.add_argument_group("speed and multiple devices")
     speed.add_argument(
         "--steps-per-execution",
@@ -180,7 +182,7 @@ def build_parser():
 
 def resolve_config(args):
     base = preset(args.preset or (args.dataset if args.dataset in PRESETS else "flowers"))
-    config = DiffusionConfig.load(args.config, base=base) if args.config else base
+    config = load_config_of_kind(args.config, base, args.model)
     changes = {}
     if args.epochs is not None:
         changes["epochs"] = args.epochs
@@ -309,13 +311,13 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
     from ddim_keras.data.loaders import adapt_normalizer, load_datasets
     from ddim_keras.io.loading import load_weights
     from ddim_keras.metrics.kid import build_encoder, resolve_weights
-    from ddim_keras.model.diffusion_model import DiffusionModel
+    from ddim_keras.model.kinds import build_model
 
     kid_weights = resolve_weights(args.kid_weights)
     keras.utils.set_random_seed(args.seed)
     # The model first, straight after the seed: its initial weights then depend on
     # --seed alone, not on what the data or the KID encoder drew before them.
-    model = DiffusionModel(config, kid_weights=kid_weights)
+    model = build_model(config, kid_weights=kid_weights)
     background = resolve_background(args.background, source_dir, args.overwrite)
     cache = args.cache or ("disk" if args.cache_dir else "memory")
     train_ds, val_ds = load_datasets(
@@ -356,7 +358,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
         # The checkpoint brought back the old step size; a resumed run may change it.
         model.optimizer.learning_rate = config.learning_rate
         completed_history_rows(run_dir.history_path, initial_epoch)
-    else:
+    elif model.normalizer is not None:  # (a GAN has none)
         print("Adapting the normalizer to the training set...", file=sys.stderr)
         adapt_normalizer(model.normalizer, train_ds)
     if args.steps_per_epoch:
@@ -386,11 +388,11 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
             f"cannot write the run directory {run_dir.path}: {error.strerror or error}."
         ) from None
 
-    monitor = "val_kid" if config.kid else "val_n_loss"
+    monitor = "val_kid" if config.kid else None if is_gan(config) else "val_n_loss"
     best_checkpoint = cb.AtomicCheckpoint(
         run_dir.best_checkpoint, monitor=monitor, best=state.get("best")
     )
-    stopper = cb.StopOnNonFinite()
+    stopper = cb.StopOnNonFinite(*model.CURVE_KEYS[:1] if is_gan(config) else ())
     callbacks = [
         stopper,
         # Checkpoints, history and state.json first, with nothing slow between
@@ -416,6 +418,7 @@ def _train_in_scope(args, config, source_dir, run_dir, state, initial_epoch):
                 os.path.join(run_dir.path, "curves.png"),
                 every_epoch=True,
                 history_csv=run_dir.history_path if initial_epoch else None,
+                **({"loss_keys": model.CURVE_KEYS} if is_gan(config) else {}),
             )
         ),
     ]

@@ -25,6 +25,10 @@ PREDICTIONS = ("noise", "velocity", "image")
 LOSS_WEIGHTINGS = ("none", "min_snr")
 #: Training-time augmentation: none (the example's) or random horizontal flips.
 AUGMENTS = ("none", "flip")
+#: The kind of model a run trains: the diffusion model (the example's) or the GAN
+#: baseline of :mod:`ddim_keras.model.gan` (keras.io's data-efficient GAN with
+#: adaptive discriminator augmentation).
+MODELS = ("diffusion", "gan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +66,20 @@ class DiffusionConfig:
     # class conditioning (0 classes: unconditional, the example's; see model/conditioning.py)
     num_classes: int = 0
     label_dropout: float = 0.1
+    # the GAN baseline (model "gan"; the defaults are the keras.io ADA example's). A
+    # diffusion config leaves these out of its dict and config.json.
+    model: str = "diffusion"
+    gan_noise_size: int = 64
+    gan_width: int = 128
+    gan_depth: int = 4
+    gan_dropout: float = 0.4
+    gan_leaky_relu_slope: float = 0.2
+    gan_beta_1: float = 0.5
+    gan_target_accuracy: float = 0.85
+    gan_integration_steps: int = 1000
+    gan_max_translation: float = 0.125
+    gan_max_rotation: float = 0.125
+    gan_max_zoom: float = 0.25
 
     def __post_init__(self):
         # JSON gives lists; keep widths hashable and immutable.
@@ -117,7 +135,9 @@ class DiffusionConfig:
         if any(w < 1 for w in self.widths):
             refuse("widths", "every width must be a positive number of channels.")
         factor = 2 ** (len(self.widths) - 1)
-        if self.image_size % factor:
+        if self.model == "gan":
+            self._check_gan_values(refuse)
+        elif self.image_size % factor:
             refuse(
                 "image_size",
                 f"must be divisible by 2**(len(widths)-1) = {factor} so that "
@@ -163,6 +183,8 @@ class DiffusionConfig:
             )
         if not (self.snr_gamma > 0 and math.isfinite(self.snr_gamma)):
             refuse("snr_gamma", "the min-SNR cap must be a positive number (the paper uses 5).")
+        if self.model not in MODELS:
+            refuse("model", f"must be one of {', '.join(MODELS)}.")
         if self.schedule not in SCHEDULES:
             refuse("schedule", f"must be one of {', '.join(SCHEDULES)}.")
         if self.kid and self.kid_image_size < 75:
@@ -173,6 +195,26 @@ class DiffusionConfig:
                 "KID compares pairs of images within a batch, so it needs at "
                 "least 2; raise batch_size or turn KID off (--no-kid).",
             )
+
+    def _check_gan_values(self, refuse):
+        if self.image_size % 2**self.gan_depth or self.gan_depth < 1:
+            refuse(
+                "gan_depth",
+                f"the generator doubles its {self.image_size // 2**self.gan_depth or 0} px start "
+                f"gan_depth times up to image_size {self.image_size}: image_size must be "
+                "divisible by 2**gan_depth, and gan_depth at least 1.",
+            )
+        for name in ("gan_noise_size", "gan_width", "gan_integration_steps"):
+            if getattr(self, name) < 1:
+                refuse(name, "must be at least 1.")
+        for name in ("gan_dropout", "gan_beta_1", "gan_max_zoom"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                refuse(name, "must be in [0, 1).")
+        for name in ("gan_target_accuracy", "gan_max_translation", "gan_max_rotation"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                refuse(name, "must be in [0, 1].")
+        if self.gan_leaky_relu_slope < 0:
+            refuse("gan_leaky_relu_slope", "must be zero or positive.")
 
     # -- conversions ------------------------------------------------------------
 
@@ -186,6 +228,10 @@ class DiffusionConfig:
     def to_dict(self):
         data = dataclasses.asdict(self)
         data["widths"] = list(self.widths)
+        if self.model == "diffusion":
+            # A diffusion run's config.json stays the one it was before the GAN existed.
+            for key in GAN_FIELDS:
+                del data[key]
         return data
 
     @classmethod
@@ -252,6 +298,13 @@ _FIELD_TYPES = {
 }
 
 
+#: The fields of the GAN baseline, ``model`` first: absent from a diffusion config's dict.
+GAN_FIELDS = tuple(name for name in _FIELD_TYPES if name == "model" or name.startswith("gan_"))
+
+#: Fields that define a GAN's networks (checked like :data:`ARCHITECTURE_FIELDS`
+#: whenever either config is a GAN's).
+GAN_ARCHITECTURE_FIELDS = ("model", "gan_noise_size", "gan_width", "gan_depth")
+
 _TYPE_WORDS = {
     int: "an integer",
     float: "a number",
@@ -287,7 +340,7 @@ ARCHITECTURE_FIELDS = (
 #: The value an architecture field has in a config.json written before the field
 #: existed (runs of release 0.1.0 predate ``prediction``; unconditional runs predate
 #: ``num_classes``).
-_ARCHITECTURE_FIELD_BEFORE = {"prediction": "noise", "num_classes": 0}
+_ARCHITECTURE_FIELD_BEFORE = {"prediction": "noise", "num_classes": 0, "model": "diffusion"}
 
 
 #: Config fields a resumed run may change: how long it trains and the optimizer's
@@ -304,13 +357,29 @@ RESUME_MAY_CHANGE = (
 )
 
 
-def architecture_fields(config):
+def architecture_fields(config, with_gan=False):
     """``(field, value)`` for each of :data:`ARCHITECTURE_FIELDS` (widths as a list)."""
     data = config.to_dict() if isinstance(config, DiffusionConfig) else dict(config)
     if "widths" in data:
         data["widths"] = list(data["widths"])
     before = _ARCHITECTURE_FIELD_BEFORE
-    return [(key, data.get(key, before.get(key))) for key in ARCHITECTURE_FIELDS]
+    keys = ARCHITECTURE_FIELDS + (GAN_ARCHITECTURE_FIELDS if with_gan or is_gan(data) else ())
+    return [(key, data.get(key, before.get(key))) for key in keys]
+
+
+def is_gan(config):
+    """Whether a config (or its dict) is the GAN baseline's."""
+    data = config.to_dict() if isinstance(config, DiffusionConfig) else config
+    return data.get("model", "diffusion") == "gan"
+
+
+def as_gan(config):
+    """``config`` turned into the GAN baseline's: the ADA example's optimizer and EMA,
+    and as many generator doublings as go from 4 x 4 to ``image_size`` (4 at 64 px)."""
+    depth = max(1, (config.image_size // 4).bit_length() - 1)
+    while config.image_size % 2**depth:
+        depth -= 1
+    return config.replace(model="gan", learning_rate=2e-4, ema=0.99, gan_depth=max(depth, 1))
 
 
 def architecture_differences(a, b):
@@ -319,9 +388,12 @@ def architecture_differences(a, b):
     Empty when a checkpoint of one fits a model of the other. ``a`` and ``b`` are
     DiffusionConfigs (or their ``to_dict()``).
     """
+    gan = is_gan(a) or is_gan(b)
     return [
         f"{key} {value_a!r} vs {value_b!r}"
-        for (key, value_a), (_, value_b) in zip(architecture_fields(a), architecture_fields(b))
+        for (key, value_a), (_, value_b) in zip(
+            architecture_fields(a, gan), architecture_fields(b, gan)
+        )
         if value_a != value_b
     ]
 

@@ -12,7 +12,9 @@ import json
 import os
 import shutil
 
+from ddim_keras.core.config import is_gan
 from ddim_keras.core.datasets import DATASETS
+from ddim_keras.io.gan_table import gan_table
 from ddim_keras.io.guidance_table import guidance_table
 from ddim_keras.io.objectives_table import objectives_table
 from ddim_keras.io.sweep_results import CSV_NAME, PLOT_NAME, SWEEP_FOLDER
@@ -187,7 +189,7 @@ def examples_sampler(record, sampler_field):
 def headline_kid(run):
     """The run's KID at its config's kid_diffusion_steps with DDIM (eta 0), from the
     sweep or a kid_*.json; prefers ImageNet weights, then more images. None if none."""
-    steps = run["config"].kid_diffusion_steps
+    steps = 1 if is_gan(run["config"]) else run["config"].kid_diffusion_steps
     candidates = []
     for row in run["sweep"]:
         try:
@@ -287,6 +289,8 @@ def copy_results(run, results_dir):
 
 
 def config_text(config):
+    if is_gan(config):
+        return f"GAN baseline (ADA), {config.epochs} epochs, {config.image_size} px"
     return f"{config.loss}, {config.schedule}, {config.epochs} epochs, {config.image_size} px"
 
 
@@ -321,6 +325,8 @@ def row_cells(name, dataset, config, run, copied, base):
                 else f" ({describe_weights(kid['kid_weights'])})"
             )
         kid_how = f"{kid['num_images']} images, {describe_weights(kid['kid_weights'])}"
+        if is_gan(run["config"]):
+            kid_text += " (GAN: 1 generator call)"
     epochs_done = run["state"].get("epoch")
     if run["training_seconds"] is not None:
         training = f"≈{format_duration(run['training_seconds'])}"
@@ -467,6 +473,7 @@ def build_report(experiments, runs, results_dir, base):
         lines.append("")
     lines += objectives_table(experiments, runs, format_kid, format_duration)
     lines += guidance_table({name: runs[name] for name in names if name in runs}, format_kid)
+    lines += gan_table(experiments, runs, format_kid, format_duration)
     if details:
         lines += ["### KID against sampling steps", ""] + details
     if skipped:

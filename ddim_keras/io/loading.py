@@ -142,7 +142,7 @@ def load_model(run=None, checkpoint=None, config=None, kid_weights=None):
     CheckpointError: Keras would load it into another image size without
     complaint.
     """
-    from ddim_keras.model.diffusion_model import DiffusionModel
+    from ddim_keras.model.kinds import build_model
 
     if run is None and checkpoint is None:
         raise UsageError("pass a run directory (--run) or a checkpoint file (--checkpoint).")
@@ -187,7 +187,7 @@ def load_model(run=None, checkpoint=None, config=None, kid_weights=None):
     config = _check_owner_config(checkpoint, config)
     if config is None:
         config = DiffusionConfig()
-    model = DiffusionModel(config, kid_weights=kid_weights)
+    model = build_model(config, kid_weights=kid_weights)
     load_weights(model, checkpoint)
     return model
 

@@ -9,7 +9,7 @@ recognises), both from the best checkpoint. Every cell is read from a file; a mi
 file reads "not run yet".
 """
 
-from ddim_keras.core.config import PREDICTIONS, DiffusionConfig
+from ddim_keras.core.config import PREDICTIONS, DiffusionConfig, is_gan
 
 NOT_RUN = "not run yet"
 
@@ -86,8 +86,11 @@ def objectives_table(experiments, runs, format_kid, format_duration):
 
     names = [name for name in experiments if is_objective_experiment(name)]
     names += [n for n in runs if is_objective_experiment(n) and n not in experiments]
-    # A class-conditional run changes what is drawn, not the objective: its own table.
-    names = [name for name in names if not config_of(name).num_classes]
+    # A class-conditional run changes what is drawn, not the objective (its own table);
+    # a GAN is no diffusion objective (gan_table.py).
+    names = [
+        name for name in names if not config_of(name).num_classes and not is_gan(config_of(name))
+    ]
     if not names:
         return []
 

@@ -53,10 +53,11 @@ def prepare_run_dir(run_dir, config, dataset, background=None, resume=False, ove
         # an unreadable dataset found before then leaves the old run whole.
         return {}
     old, new = existing.to_dict(), config.to_dict()
+    # A GAN's config has fields a diffusion config leaves out (absent: None).
     differences = [
-        f"{key}: {old[key]!r} -> {new[key]!r}"
-        for key in old
-        if key not in RESUME_MAY_CHANGE and new[key] != old[key]
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in list(old) + [key for key in new if key not in old]
+        if key not in RESUME_MAY_CHANGE and new.get(key) != old.get(key)
     ]
     if differences:
         raise UsageError(
