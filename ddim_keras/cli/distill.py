@@ -16,8 +16,8 @@ from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core.errors import DdimError, UsageError
 
 SAMPLE_SEED = 42
-DEFAULT_TEACHER_STEPS = 64
-DEFAULT_EPOCHS_PER_HALVING = 3
+DEFAULT_TEACHER_STEPS = 32
+DEFAULT_EPOCHS_PER_HALVING = 2
 
 
 def build_parser():
