@@ -76,9 +76,11 @@ def test_one_student_step_lands_where_two_teacher_steps_do():
     images = rng.normal(size=(4, 16, 16, 3)).astype("float32")
     noises = rng.normal(size=images.shape).astype("float32")
     times = np.array([1.0, 0.75, 0.5, 0.25], "float32").reshape(4, 1, 1, 1)
-    noise_rates, signal_rates = (np.asarray(r) for r in teacher.diffusion_schedule(times))
+    noise_rates, signal_rates = (
+        keras.ops.convert_to_numpy(r) for r in teacher.diffusion_schedule(times)
+    )
     noisy_images = signal_rates * images + noise_rates * noises
-    targets = np.asarray(
+    targets = keras.ops.convert_to_numpy(
         two_step_target(
             lambda x, n, s: teacher.denoise(x, n, s, training=False),
             teacher.diffusion_schedule,
@@ -107,7 +109,7 @@ def test_one_student_step_lands_where_two_teacher_steps_do():
 
 
 def _student_sample_error(student, teacher_two_steps, noise):
-    samples = np.asarray(student.compiled_reverse_diffusion(noise, 1))
+    samples = keras.ops.convert_to_numpy(student.compiled_reverse_diffusion(noise, 1))
     return float(np.sqrt(np.mean((samples - teacher_two_steps) ** 2)))
 
 

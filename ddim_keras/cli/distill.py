@@ -248,7 +248,10 @@ def _distill_rounds(args, rounds, settings, teacher_config, teacher_info, run_di
                     f"good epoch is in {run_dir.last_checkpoint}. Lower --learning-rate and "
                     "distil into a new --output."
                 )
-        teacher = _finish_round(model, run_dir, config, run_info, steps, round_number)
+        seconds = {"distill_seconds": run_dir.read_state().get("train_seconds")}
+        teacher = _finish_round(
+            model, run_dir, config, {**run_info, **seconds}, steps, round_number
+        )
     import shutil
 
     shutil.copyfile(
