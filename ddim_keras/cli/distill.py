@@ -62,7 +62,9 @@ def build_parser():
         "(default: the teacher's learning_rate)",
     )
     parser.add_argument(
-        "--steps-per-epoch", type=int, help="cap the training batches per epoch (quick tests)"
+        "--steps-per-epoch",
+        type=int,
+        help="cap the training (and validation) batches per epoch (quick tests)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
     parser.add_argument(
@@ -324,6 +326,7 @@ def _fit_round(model, run_dir, train_ds, val_ds, initial_epoch, last_epoch, stat
         initial_epoch=initial_epoch,
         validation_data=val_ds,
         steps_per_epoch=args.steps_per_epoch,
+        validation_steps=args.steps_per_epoch,
         shuffle=False,
         callbacks=callbacks,
         verbose=verbose,
