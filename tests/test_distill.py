@@ -198,6 +198,16 @@ def test_distill_command_writes_a_student_per_round(sampling_run, tmp_path, caps
     code, _, err = _distil(capsys, sampling_run, output, "--steps", 1)
     assert code == 0 and "already distilled" in err
     assert (output / "checkpoints" / "best.weights.h5").stat().st_mtime_ns == before
+    # Interrupted after round 1: the same command resumes with round 2.
+    state = json.loads((output / "state.json").read_text())
+    (output / "state.json").write_text(json.dumps({**state, "epoch": 1}))
+    for name in ("students/1steps/checkpoints/best.weights.h5", "checkpoints/best.weights.h5"):
+        os.remove(output / name)
+    code, _, err = _distil(capsys, sampling_run, output, "--steps", 1)
+    assert code == 0, err
+    assert "Round 1/2" not in err and "Round 2/2" in err
+    assert (output / "students" / "1steps" / "checkpoints" / "best.weights.h5").is_file()
+    assert json.loads((output / "state.json").read_text())["epoch"] == 2
     # Other settings on the same output: refused, nothing written.
     code, _, err = _distil(capsys, sampling_run, output, "--steps", 2)
     assert code != 0 and "other settings" in err and "Traceback" not in err
