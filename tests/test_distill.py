@@ -171,7 +171,7 @@ def test_distill_command_writes_a_student_per_round(sampling_run, tmp_path, caps
     config = json.loads((output / "config.json").read_text())
     assert (config["distilled_steps"], config["distillation_rounds"]) == (1, 2)
     assert config["teacher_run"] == os.path.abspath(sampling_run)
-    assert config["prediction"] == "velocity"
+    assert config["prediction"] == "noise"  # the teacher's (--prediction teacher)
     samples = sorted(os.listdir(output / "samples"))
     assert samples == [
         "epoch_0001.png",

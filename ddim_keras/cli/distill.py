@@ -51,9 +51,11 @@ def build_parser():
     )
     parser.add_argument(
         "--prediction",
-        choices=("velocity", "image"),
-        default="velocity",
-        help="what the student's network outputs (default: %(default)s, the paper's)",
+        choices=("teacher", "velocity", "image", "noise"),
+        default="teacher",
+        help="what the student's network outputs: velocity or image (the paper's), noise, "
+        "or the teacher's own, whose first student starts as the teacher itself "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--learning-rate",
@@ -164,9 +166,10 @@ def distill(args):
 def _round_config(teacher_config, args, settings, steps, round_number):
     from ddim_keras.model.distillation import student_config
 
+    prediction = teacher_config.prediction if args.prediction == "teacher" else args.prediction
     return student_config(
         teacher_config,
-        args.prediction,
+        prediction,
         steps,
         round_number,
         settings["teacher_run"],

@@ -32,10 +32,11 @@ from keras import ops
 
 from ddim_keras.core import PACKAGE
 from ddim_keras.core.untracked import Untracked
+from ddim_keras.model import objectives
 from ddim_keras.model.diffusion_model import DiffusionModel
 
-#: What a student may predict (the paper's choices).
-STUDENT_PREDICTIONS = ("velocity", "image")
+#: What a student may predict: the paper's choices (velocity, image), or noise.
+STUDENT_PREDICTIONS = ("velocity", "image", "noise")
 
 
 def halving_rounds(teacher_steps, student_steps):
@@ -161,6 +162,27 @@ class DistillationModel(DiffusionModel):
         target_noises = (noisy_images - signal_rates * target_images) / noise_rates
         return target_images, target_noises, noisy_images, noise_rates, signal_rates
 
+    def step_losses(self, batch, network):
+        """Per-pixel (objective, noise_loss, image_loss) against the teacher's targets.
+
+        The objective is the paper's: the squared error of the predicted image
+        against ``x~`` weighted by ``max(SNR, 1)`` ("truncated SNR" weighting),
+        whatever the network outputs. For a velocity student it is the squared
+        velocity error up to the weight's truncation; for a noise student it
+        weighs the image error at high noise, which a noise loss would leave
+        almost unweighted (its image is the noise divided by the signal rate).
+        """
+        target_images, target_noises, noisy_images, noise_rates, signal_rates = batch
+        outputs = self.network_outputs(noisy_images, noise_rates, True, network)
+        pred_noises, pred_images = objectives.components(
+            self.diffusion_config.prediction, outputs, noisy_images, noise_rates, signal_rates
+        )
+        noise_loss = self.loss_fn(target_noises, pred_noises)
+        image_loss = self.loss_fn(target_images, pred_images)
+        weights = ops.maximum(ops.square(signal_rates) / ops.square(noise_rates), 1.0)
+        # (batch, 1, 1, 1) -> (batch, 1, 1): the loss has no channel axis.
+        return image_loss * ops.squeeze(weights, axis=-1), noise_loss, image_loss
+
     def get_config(self):
         # Saved as what it leaves behind: a DiffusionModel of the student's config.
         return DiffusionModel.get_config(self)
@@ -169,9 +191,11 @@ class DistillationModel(DiffusionModel):
 def student_config(teacher_config, prediction, steps, rounds, teacher_run, loss="mse"):
     """The config a student of ``teacher_config`` trains and samples with.
 
-    The teacher's architecture and schedule; ``prediction`` (velocity or image), the
-    mean squared error of the paper, no KID during training, and grids of its own
-    step count. ``steps``, ``rounds`` and ``teacher_run`` record what it was distilled
+    The teacher's architecture and schedule; ``prediction`` (velocity, image or
+    noise), the squared error of the paper, no KID during training, and grids of
+    its own step count. The EMA warms up (``ema_warmup``): a round is short, and a
+    fixed decay of 0.99 still holds half of the round's starting weights after 62
+    steps. ``steps``, ``rounds`` and ``teacher_run`` record what it was distilled
     for, from whom.
     """
     return teacher_config.replace(
@@ -179,6 +203,7 @@ def student_config(teacher_config, prediction, steps, rounds, teacher_run, loss=
         loss=loss,
         loss_weighting="none",
         kid=False,
+        ema_warmup=True,
         plot_diffusion_steps=steps,
         kid_diffusion_steps=steps,
         distilled_steps=steps,
