@@ -17,7 +17,7 @@ from ddim_keras.core.errors import DdimError, UsageError
 
 SAMPLE_SEED = 42
 DEFAULT_TEACHER_STEPS = 32
-DEFAULT_EPOCHS_PER_HALVING = 2
+DEFAULT_EPOCHS_PER_HALVING = 1
 
 
 def build_parser():
@@ -61,7 +61,7 @@ def build_parser():
         "--learning-rate",
         type=float,
         help="AdamW's step size at the start of each round, annealed linearly to 0 "
-        "(default: the teacher's learning_rate)",
+        "(default: a tenth of the teacher's learning_rate)",
     )
     parser.add_argument(
         "--steps-per-epoch",
@@ -148,7 +148,7 @@ def distill(args):
         "steps": args.steps,
         "epochs_per_halving": args.epochs_per_halving,
         "prediction": args.prediction,
-        "learning_rate": args.learning_rate or teacher_config.learning_rate,
+        "learning_rate": args.learning_rate or teacher_config.learning_rate / 10.0,
         "steps_per_epoch": args.steps_per_epoch,
         "seed": args.seed,
     }
