@@ -202,8 +202,9 @@ def _distill_rounds(args, rounds, settings, teacher_config, teacher_info, run_di
         train_ds = train_ds.repeat()
     final_config = _round_config(teacher_config, args, settings, args.steps, len(rounds))
     run_info = {
-        **{key: teacher_info.get(key) for key in ("dataset", "data_dir", "background")},
-        "seed": args.seed,
+        # The teacher's data: its seed picks the shapes' images and the splits.
+        **{key: teacher_info.get(key) for key in ("dataset", "data_dir", "background", "seed")},
+        "distill_seed": args.seed,
         "kid_encoder": teacher_info.get("kid_encoder"),
         "teacher_run": settings["teacher_run"],
         "machine": machine_description(),
