@@ -61,6 +61,11 @@ def build_parser():
         "--seed", type=int, default=0, help="seed of the initial noise (default: %(default)s)"
     )
     parser.add_argument(
+        "--reference-run",
+        help="run directory whose long DDIM decode is the reference, e.g. a distilled "
+        "student's teacher (default: the measured model's own)",
+    )
+    parser.add_argument(
         "--output", help="JSON file (default: RUN_DIR/sampler_error.json, or beside the checkpoint)"
     )
     add_result_file_arguments(parser)
@@ -94,6 +99,11 @@ def sampler_error(args):
     from ddim_keras.sampling.solution_error import solution_errors
 
     model = load_checked_model(checkpoint, config, resolve_weights(args.kid_weights), args.debug)
+    reference_model = None
+    if args.reference_run:
+        from ddim_keras.io.loading import load_model
+
+        reference_model = load_model(run=args.reference_run, kid_weights=None)
     cells = len(samplers) * len(calls)
     with make_progress(not args.no_progress, cells, "samplers", "cell") as bar:
         errors = solution_errors(
@@ -105,10 +115,12 @@ def sampler_error(args):
             args.seed,
             args.batch_size,
             on_cell=lambda *_: bar.update(1),
+            reference_model=reference_model,
         )
     result = {
         "rmse": {label: {str(k): v for k, v in row.items()} for label, row in errors.items()},
-        "reference": f"{args.reference_steps} DDIM steps, time spacing",
+        "reference": f"{args.reference_steps} DDIM steps, time spacing"
+        + (f", of {os.path.abspath(args.reference_run)}" if args.reference_run else ""),
         "num_images": args.num_images,
         "seed": args.seed,
         "checkpoint": checkpoint,

@@ -80,6 +80,11 @@ class DiffusionConfig:
     gan_max_translation: float = 0.125
     gan_max_rotation: float = 0.125
     gan_max_zoom: float = 0.25
+    # progressive distillation (0: an ordinary run; see model/distillation.py): the DDIM
+    # step count a student was distilled for, its halving rounds and its teacher's run
+    distilled_steps: int = 0
+    distillation_rounds: int = 0
+    teacher_run: str = ""
 
     def __post_init__(self):
         # JSON gives lists; keep widths hashable and immutable.
@@ -171,6 +176,9 @@ class DiffusionConfig:
         ):
             if getattr(self, name) not in allowed:
                 refuse(name, f"must be one of {', '.join(allowed)}.")
+        for name in ("distilled_steps", "distillation_rounds"):
+            if getattr(self, name) < 0:
+                refuse(name, "must be 0 (not distilled) or positive.")
         if self.num_classes < 0:
             refuse("num_classes", "must be 0 (unconditional) or the number of classes.")
         if self.num_classes == 1:

@@ -13,6 +13,7 @@ import numpy as np
 from ddim_keras.core import checks
 from ddim_keras.core.classes import check_guidance, check_labels, class_rows
 from ddim_keras.model.conditioning import one_prediction
+from ddim_keras.model.distilled_steps import warn_distilled_steps
 from ddim_keras.sampling.chunks import sample
 from ddim_keras.sampling.compiled import no_gradients
 from ddim_keras.sampling.loops import reverse_diffusion_loop
@@ -169,6 +170,7 @@ class Generation:
         checks.check_at_least(num_images, 1, "num_images")
         labels = check_labels(labels, num_images, self.diffusion_config.num_classes)
         guidance = check_guidance(guidance)
+        warn_distilled_steps(self.diffusion_config, diffusion_steps, sampler, spacing)
         if seed is None:
             seed = checks.draw_seed()
         on_chunk = None if progress is None else (lambda done: progress(done, num_images))

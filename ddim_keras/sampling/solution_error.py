@@ -21,6 +21,7 @@ def solution_errors(
     seed=0,
     batch_size=None,
     on_cell=None,
+    reference_model=None,
 ):
     """How far each sampler's images are from the solution the model defines.
 
@@ -30,10 +31,17 @@ def solution_errors(
     calls (Heun's steps take two calls but the last, so it makes the largest
     odd number within the budget). Returns ``{label: {budget: rmse}}``, the RMSE
     in [0, 1] pixel units. ``on_cell(label, budget, rmse)`` is called after
-    each cell.
+    each cell. ``reference_model``: another model whose decode is the reference
+    (a distilled student's teacher), the same size; None: ``model`` itself.
     """
     noise = model.initial_noise(num_images, seed)
-    reference = sample(model, noise, reference_steps, seed=seed, batch_size=batch_size)
+    reference = sample(
+        model if reference_model is None else reference_model,
+        noise,
+        reference_steps,
+        seed=seed,
+        batch_size=batch_size,
+    )
     errors = {}
     for sampler_name, spacing in samplers:
         label = checks.sampler_label(sampler_name, spacing)
