@@ -254,7 +254,7 @@ def test_variants_exist():
 
 def test_objective_experiment_files_hold_only_what_they_change():
     """experiments/shapes_*.json are the shapes preset with KID on and one objective change
-    (but for the GAN baseline's)."""
+    (but for the GAN baseline's and the guidance experiment's)."""
     shapes = preset("shapes")
     for path in glob.glob(os.path.join(REPO, "experiments", "shapes_*.json")):
         config = report_tables.load_experiments(os.path.dirname(path))[
@@ -262,6 +262,9 @@ def test_objective_experiment_files_hold_only_what_they_change():
         ]["config"]
         if config.model == "gan":  # the GAN baseline (shapes_gan*.json): the demo's budget
             assert (config.image_size, config.batch_size, config.kid) == (32, 32, False)
+            continue
+        if config.num_classes:  # the guidance experiment: the demo's config, conditional
+            assert config == shapes.replace(num_classes=3, label_dropout=0.1)
             continue
         assert config.kid and (config.image_size, config.epochs) == (32, 24)
         assert config.widths == shapes.widths and config.learning_rate == shapes.learning_rate

@@ -375,7 +375,7 @@ def sweep_run(run, args, steps_list, etas, samplers, guidances, kid_weights, say
 
 
 def guided_columns(numbers):
-    """The CSV cells of a guided measurement (:class:`GuidedNumbers` results)."""
+    """The CSV cells of a guided measurement (``GuidedNumbers`` results)."""
     columns = {"class_kids": guidance_numbers.format_per_class(numbers["class_kids"])}
     if numbers["requested"] is not None:
         columns.update(

@@ -108,7 +108,7 @@ def parse_per_class(text):
 class GuidedNumbers:
     """What one guided measurement collects beside its KID, and the numbers made of it.
 
-    Pass :meth:`on_generated` and :meth:`on_features` to
+    Pass ``on_generated`` and ``on_features`` to
     :func:`ddim_keras.metrics.evaluation.compute_kid`; ``labels`` are the
     classes asked for, image by image. With ``classify`` (a ``shapes`` run and
     its classes) the shapes classifier looks at every sample.
