@@ -33,8 +33,32 @@ LOSS_FUNCTIONS = {
 }
 
 
+class ConfiguredModel:
+    """What a model built from a :class:`DiffusionConfig` saves and is rebuilt from
+    (``.keras`` files, safe mode): its name, config and KID weights (a path or name)."""
+
+    @property
+    def image_size(self):
+        return self.diffusion_config.image_size
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "config": self.diffusion_config.to_dict(),
+            "kid_weights": self.kid_weights
+            if isinstance(self.kid_weights, (str, type(None)))
+            else None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        model_config = DiffusionConfig.from_dict(config.pop("config"))
+        return cls(config=model_config, **config)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class DiffusionModel(Generation, ImageEditing, keras.Model):
+class DiffusionModel(ConfiguredModel, Generation, ImageEditing, keras.Model):
     """Denoising diffusion model with DDIM (and DDPM) sampling.
 
     Example::
@@ -104,25 +128,6 @@ class DiffusionModel(Generation, ImageEditing, keras.Model):
         )
 
     # -- configuration -------------------------------------------------------------
-
-    @property
-    def image_size(self):
-        return self.diffusion_config.image_size
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "config": self.diffusion_config.to_dict(),
-            "kid_weights": self.kid_weights
-            if isinstance(self.kid_weights, (str, type(None)))
-            else None,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        diffusion_config = DiffusionConfig.from_dict(config.pop("config"))
-        return cls(config=diffusion_config, **config)
 
     def compile(self, optimizer=None, loss=None, **kwargs):
         """Compile with the config's AdamW and loss unless others are given."""

@@ -24,6 +24,7 @@ from ddim_keras.core import PACKAGE, checks
 from ddim_keras.core.config import DiffusionConfig, as_gan, is_gan
 from ddim_keras.metrics.kid import KID
 from ddim_keras.model import gan_steps
+from ddim_keras.model.diffusion_model import ConfiguredModel
 from ddim_keras.model.ema import update_ema
 from ddim_keras.model.gan_augment import AdaptiveAugmenter
 from ddim_keras.model.gan_networks import build_discriminator, build_generator
@@ -44,7 +45,7 @@ def discriminator_loss(real_logits, generated_logits):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class GANModel(keras.Model):
+class GANModel(ConfiguredModel, keras.Model):
     """Generator, EMA generator, discriminator and augmenter, trained adversarially.
 
     Example::
@@ -106,10 +107,6 @@ class GANModel(keras.Model):
     # -- configuration ----------------------------------------------------------------
 
     @property
-    def image_size(self):
-        return self.diffusion_config.image_size
-
-    @property
     def network(self):
         """The trained generator (the name the package's tools use for the trained network)."""
         return self.generator
@@ -117,21 +114,6 @@ class GANModel(keras.Model):
     @property
     def ema_network(self):
         return self.ema_generator
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "config": self.diffusion_config.to_dict(),
-            "kid_weights": self.kid_weights
-            if isinstance(self.kid_weights, (str, type(None)))
-            else None,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        gan_config = DiffusionConfig.from_dict(config.pop("config"))
-        return cls(config=gan_config, **config)
 
     @property
     def trained_weights(self):
