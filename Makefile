@@ -48,7 +48,7 @@ OBJECTIVE_SWEEP_ARGS = --num-images 500 --batch-size 50 --etas 0 --steps 10,20 \
 	--samplers ddim,dpmpp_2m/logsnr
 # The class-conditional experiments (trained with --conditional) sweep DDIM at 20 steps at
 # each guidance scale of the guidance table.
-GUIDANCE_EXPS = shapes_conditional
+GUIDANCE_EXPS = shapes_conditional shapes_conditional_attention
 GUIDANCE_SWEEP_ARGS = --num-images 500 --batch-size 50 --etas 0 --steps 20 --samplers ddim \
 	--guidance 0,1,2,3,5
 SWEEP_ARGS ?= $(if $(filter $(GUIDANCE_EXPS),$(EXP)),$(GUIDANCE_SWEEP_ARGS),$(if $(filter \

@@ -228,8 +228,12 @@ def _env():
 
 @pytest.mark.parametrize(
     "objective",
-    [{}, {"prediction": "velocity", "loss_weighting": "min_snr", "ema_warmup": True}],
-    ids=["example", "velocity_min_snr_warmup"],
+    [
+        {},
+        {"prediction": "velocity", "loss_weighting": "min_snr", "ema_warmup": True},
+        {"attention_heads": 2, "block_embedding": True},
+    ],
+    ids=["example", "velocity_min_snr_warmup", "attention_block_embedding"],
 )
 def test_mirrored_two_replicas_equals_one_device(objective):
     config = dict(TINY, batch_size=8, **objective)

@@ -80,6 +80,7 @@ def test_generate_and_evaluate_on_a_gan_run(gan_run, tmp_path, capsys):
         "32", "--batch-size", "16", "--no-progress", "--output", tmp_path / "kid.json",
     )  # fmt: skip
     assert code == 0
+    assert "one generator call each" in out and "steps of" not in out
     with open(tmp_path / "kid.json", encoding="utf-8") as handle:
         result = json.load(handle)
     assert result["network_calls"] == 1 and result["steps"] == 1

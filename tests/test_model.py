@@ -431,6 +431,8 @@ OBJECTIVES = {
         prediction="velocity", loss_weighting="min_snr", augment="flip", ema_warmup=True
     ),
     "image_min_snr": dict(prediction="image", loss_weighting="min_snr", snr_gamma=2.0),
+    # Not an objective but the network's optional layers (attention, per-block embedding).
+    "attention_block_embedding": dict(attention_heads=2, block_embedding=True),
 }
 
 

@@ -28,6 +28,7 @@ from ddim_keras.cli.progress import make_progress
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core import checks
 from ddim_keras.core.classes import check_guidance
+from ddim_keras.core.config import is_gan
 from ddim_keras.core.datasets import dataset_slug, format_background
 from ddim_keras.core.errors import DataError
 from ddim_keras.io.loading import load_checked_model, resolve_source
@@ -250,10 +251,15 @@ def evaluate(args):
         result.update(numbers.results(real_features))
         result["classes"] = class_names
     write_json_atomic(output, result)
+    made = (
+        "one generator call each"
+        if is_gan(config)
+        else f"{steps} steps of {sampler_label(args.sampler, args.spacing)}, eta {args.eta:g}"
+    )
     print(
         f"KID {result['kid']:.6g} (std {result['kid_std']:.2g} over {len(values)} batches of "
         f"{batch_size}; {num_images} generated vs {num_images} {dataset} validation images, "
-        f"{steps} steps of {sampler_label(args.sampler, args.spacing)}, eta {args.eta:g}, "
+        f"{made}, "
         + (
             "shapes classifier features)"
             if args.kid_encoder == "shapes"

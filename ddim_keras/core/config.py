@@ -51,6 +51,10 @@ class DiffusionConfig:
     embedding_max_frequency: float = 1000.0
     widths: tuple[int, ...] = (32, 64, 96, 128)
     block_depth: int = 2
+    # additions to the example's U-Net, off by default (see model/network.py): heads of
+    # self-attention at the lowest resolution, and the noise level in every block
+    attention_heads: int = 0
+    block_embedding: bool = False
     # optimization
     batch_size: int = 64
     ema: float = 0.999
@@ -135,6 +139,14 @@ class DiffusionConfig:
         ):
             if getattr(self, name) < 1:
                 refuse(name, "must be at least 1.")
+        if self.attention_heads < 0:
+            refuse("attention_heads", "must be 0 (no self-attention, the example's) or positive.")
+        if self.attention_heads and self.widths and self.widths[-1] % self.attention_heads:
+            refuse(
+                "attention_heads",
+                f"must divide the lowest resolution's width {self.widths[-1]} "
+                "(each head attends over an equal share of its channels).",
+            )
         if not self.widths:
             refuse("widths", "needs at least one width (the example uses [32, 64, 96, 128]).")
         if any(w < 1 for w in self.widths):
@@ -343,12 +355,21 @@ ARCHITECTURE_FIELDS = (
     "prediction",
     # A conditional network has a class embedding (and a label input) of this size.
     "num_classes",
+    # Layers the example's U-Net does not have.
+    "attention_heads",
+    "block_embedding",
 )
 
 #: The value an architecture field has in a config.json written before the field
 #: existed (runs of release 0.1.0 predate ``prediction``; unconditional runs predate
 #: ``num_classes``).
-_ARCHITECTURE_FIELD_BEFORE = {"prediction": "noise", "num_classes": 0, "model": "diffusion"}
+_ARCHITECTURE_FIELD_BEFORE = {
+    "prediction": "noise",
+    "num_classes": 0,
+    "model": "diffusion",
+    "attention_heads": 0,
+    "block_embedding": False,
+}
 
 
 #: Config fields a resumed run may change: how long it trains and the optimizer's

@@ -61,8 +61,12 @@ class SinusoidalEmbedding(layers.Layer):
         return config
 
 
-def residual_block(x, width, dtype=None):
-    """BatchNorm -> 3x3 swish conv -> 3x3 conv, plus a (projected) shortcut."""
+def residual_block(x, width, dtype=None, embedding=None):
+    """BatchNorm -> 3x3 swish conv -> 3x3 conv, plus a (projected) shortcut.
+
+    ``embedding`` (batch, 1, 1, dims), when given, is projected to ``width`` and added
+    between the two convolutions (DDPM's U-Net), so each block knows the noise level.
+    """
     input_width = x.shape[3]
     if input_width == width:
         residual = x
@@ -72,22 +76,48 @@ def residual_block(x, width, dtype=None):
     # center/scale are redundant: a convolution follows.
     x = BatchNormalization(center=False, scale=False, dtype=dtype)(x)
     x = Conv2D(width, kernel_size=3, padding="same", activation="swish", dtype=dtype)(x)
+    if embedding is not None:
+        # float32 like the embedding (see build_unet): a (batch, width) product costs nothing.
+        x = layers.Add(dtype=dtype)([x, layers.Dense(width, dtype="float32")(embedding)])
     x = Conv2D(width, kernel_size=3, padding="same", dtype=dtype)(x)
     return layers.Add(dtype=dtype)([x, residual])
 
 
-def down_block(x, skips, width, block_depth, dtype=None):
+#: Channels per normalisation group before self-attention (at most; fewer channels
+#: than groups make one group per channel).
+ATTENTION_GROUPS = 8
+
+
+def attention_block(x, heads, dtype=None):
+    """Self-attention over all positions of ``x``, added to it (pre-normalised).
+
+    Every pixel sees every other, so the lowest resolution agrees on the whole
+    picture (one background, whole shapes) instead of only on a neighbourhood.
+    It computes in float32 under every policy: at the lowest resolution it is a small
+    share of the network, its softmax is safer so, and XLA:CPU has no float16 matmul.
+    """
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    y = layers.GroupNormalization(
+        groups=math.gcd(channels, ATTENTION_GROUPS), epsilon=1e-5, dtype="float32"
+    )(x)
+    y = layers.Reshape((height * width, channels), dtype="float32")(y)
+    y = layers.MultiHeadAttention(heads, channels // heads, dtype="float32")(y, y)
+    y = layers.Reshape((height, width, channels), dtype="float32")(y)
+    return layers.Add(dtype=dtype)([x, y])
+
+
+def down_block(x, skips, width, block_depth, dtype=None, embedding=None):
     for _ in range(block_depth):
-        x = residual_block(x, width, dtype)
+        x = residual_block(x, width, dtype, embedding)
         skips.append(x)
     return layers.AveragePooling2D(pool_size=2, dtype=dtype)(x)
 
 
-def up_block(x, skips, width, block_depth, dtype=None):
+def up_block(x, skips, width, block_depth, dtype=None, embedding=None):
     x = layers.UpSampling2D(size=2, interpolation="bilinear", dtype=dtype)(x)
     for _ in range(block_depth):
         x = layers.Concatenate(dtype=dtype)([x, skips.pop()])
-        x = residual_block(x, width, dtype)
+        x = residual_block(x, width, dtype, embedding)
     return x
 
 
@@ -105,6 +135,8 @@ def build_unet(
     name="residual_unet",
     dtype=None,
     num_classes=0,
+    attention_heads=0,
+    block_embedding=False,
 ):
     """The residual U-Net; 1,953,507 parameters at the example's defaults.
 
@@ -141,6 +173,10 @@ def build_unet(
         )(labels)
         c = layers.Reshape((1, 1, embedding_dims), dtype=dtype)(c)
         e = layers.Concatenate(dtype=dtype)([e, c])
+    block_e = None
+    if block_embedding:
+        # One projection for all blocks; each block then maps it to its own width.
+        block_e = layers.Dense(4 * embedding_dims, activation="swish", dtype="float32")(e)
     e = layers.UpSampling2D(size=image_size, interpolation="nearest", dtype=dtype)(e)
 
     x = Conv2D(widths[0], kernel_size=1, dtype=dtype)(noisy_images)
@@ -148,13 +184,15 @@ def build_unet(
 
     skips = []
     for width in widths[:-1]:
-        x = down_block(x, skips, width, block_depth, dtype)
+        x = down_block(x, skips, width, block_depth, dtype, block_e)
 
     for _ in range(block_depth):
-        x = residual_block(x, widths[-1], dtype)
+        x = residual_block(x, widths[-1], dtype, block_e)
+        if attention_heads:
+            x = attention_block(x, attention_heads, dtype)
 
     for width in reversed(widths[:-1]):
-        x = up_block(x, skips, width, block_depth, dtype)
+        x = up_block(x, skips, width, block_depth, dtype, block_e)
 
     # Zero init: the untrained network predicts zero noise, the targets' mean.
     x = Conv2D(3, kernel_size=1, kernel_initializer="zeros", dtype=dtype)(x)
@@ -173,4 +211,6 @@ def build_network(config, name="residual_unet", dtype=None):
         name=name,
         dtype=dtype,
         num_classes=config.num_classes,
+        attention_heads=config.attention_heads,
+        block_embedding=config.block_embedding,
     )
