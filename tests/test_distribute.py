@@ -94,18 +94,25 @@ SCRIPT = textwrap.dedent("""
     assert int(single.optimizer.iterations.numpy()) == 3
     assert int(mirrored.optimizer.iterations.numpy()) == 3
 
+    # Attention's key bias gets a zero gradient in exact arithmetic (the softmax ignores
+    # a shift shared by all keys), so its gradient, moments and AdamW steps are float
+    # rounding alone, different in every run and inert: left out of the comparisons.
+    inert = lambda name: "key" in name and "bias" in name
+    kept = [not inert(w.path) for w in single.network.weights]
+
     worst = 0.0
     for a, b in zip(single.get_weights(), mirrored.get_weights()):
         worst = max(worst, float(np.max(np.abs(a - b))) if a.size else 0.0)
     # Adam's first and second moments scale with the gradients (relative gap).
     moments = 0.0
-    for a, b in zip(single.optimizer.variables, mirrored.optimizer.variables):
-        a, b = np.asarray(a), np.asarray(b)
-        if a.dtype.kind == "f" and a.size:
+    for v, w in zip(single.optimizer.variables, mirrored.optimizer.variables):
+        a, b = np.asarray(v), np.asarray(w)
+        if a.dtype.kind == "f" and a.size and not inert(v.path):
             moments = max(moments, float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-30)))
     moved = max(float(np.max(np.abs(a - b))) for a, b in
                 zip(single.network.get_weights(), initial_network))
-    flat = lambda weights: np.concatenate([np.ravel(w) for w in weights])
+    flat = lambda weights: np.concatenate(
+        [np.ravel(w) for w, keep in zip(weights, kept) if keep])
     # The two runs' distance relative to how far training moved the weights (L2).
     relative_gap = float(np.linalg.norm(flat(single.network.get_weights())
                                         - flat(mirrored.network.get_weights()))
@@ -248,9 +255,11 @@ def test_mirrored_two_replicas_equals_one_device(objective):
     assert result.returncode == 0, result.stderr[-3000:]
     numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert numbers["moved"] > 1e-4  # training did change the weights
-    # Float rounding only (measured: 1e-4 and 4e-5); halving or doubling the
-    # replicas' gradients would move the moments by 50 % or more.
-    assert numbers["relative_gap"] < 1e-3, numbers
+    # Float rounding only (measured: 1e-4 and 4e-5; 1.2e-3 with attention and the
+    # per-block embedding, most of it in one 3x3 convolution of the first block, while
+    # their moments agree to 4e-4); halving or doubling the replicas' gradients would
+    # move the moments by 50 % or more.
+    assert numbers["relative_gap"] < (3e-3 if objective.get("attention_heads") else 1e-3), numbers
     assert numbers["moments"] < 1e-3, numbers
     assert numbers["replica_gap"] == 0.0
     assert numbers["n_loss"][0] == pytest.approx(numbers["n_loss"][1], rel=1e-5)

@@ -254,7 +254,7 @@ def test_variants_exist():
 
 def test_objective_experiment_files_hold_only_what_they_change():
     """experiments/shapes_*.json are the shapes preset with KID on and one objective change
-    (but for the GAN baseline's and the guidance experiment's)."""
+    (but for the GAN baseline's, the guidance experiments' and the network options')."""
     shapes = preset("shapes")
     for path in glob.glob(os.path.join(REPO, "experiments", "shapes_*.json")):
         config = report_tables.load_experiments(os.path.dirname(path))[
@@ -263,8 +263,14 @@ def test_objective_experiment_files_hold_only_what_they_change():
         if config.model == "gan":  # the GAN baseline (shapes_gan*.json): the demo's budget
             assert (config.image_size, config.batch_size, config.kid) == (32, 32, False)
             continue
-        if config.num_classes:  # the guidance experiment: the demo's config, conditional
-            assert config == shapes.replace(num_classes=3, label_dropout=0.1)
+        base = shapes
+        if config.attention_heads:  # the network options: the demo's config, as the demo
+            base = shapes.replace(attention_heads=4, block_embedding=True)
+        if config.num_classes:  # the guidance experiments: the demo's config, conditional
+            assert config == base.replace(num_classes=3, label_dropout=0.1)
+            continue
+        if config.attention_heads:
+            assert config == base
             continue
         assert config.kid and (config.image_size, config.epochs) == (32, 24)
         assert config.widths == shapes.widths and config.learning_rate == shapes.learning_rate
