@@ -197,6 +197,18 @@ def add_debug_argument(parser):
     )
 
 
+def add_verbose_argument(parser):
+    """--verbose, Keras' fit verbosity, of the commands that train (train, distill)."""
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        default=None,
+        choices=(0, 1, 2),
+        help="Keras fit verbosity (default: progress bar on a terminal, "
+        "one line per epoch otherwise)",
+    )
+
+
 def add_result_file_arguments(parser, what="the result file"):
     """--overwrite, --no-progress and --debug of a command that writes results and shows a
     progress bar (generate, evaluate, sampler_error)."""

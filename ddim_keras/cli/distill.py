@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from ddim_keras.cli.args import add_debug_argument
+from ddim_keras.cli.args import add_debug_argument, add_verbose_argument
 from ddim_keras.cli.runner import ArgumentParser, run_cli
 from ddim_keras.core.errors import DdimError, UsageError
 
@@ -69,14 +69,7 @@ def build_parser():
         help="cap the training (and validation) batches per epoch (quick tests)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
-    parser.add_argument(
-        "--verbose",
-        type=int,
-        default=None,
-        choices=(0, 1, 2),
-        help="Keras fit verbosity (default: progress bar on a terminal, one line per epoch "
-        "otherwise)",
-    )
+    add_verbose_argument(parser)
     add_debug_argument(parser)
     return parser
 

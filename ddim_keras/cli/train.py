@@ -16,6 +16,7 @@ from ddim_keras.cli.args import (
     add_debug_argument,
     add_kid_encoder_argument,
     add_objective_arguments,
+    add_verbose_argument,
     check_resumed_classes,
     conditional_config,
     describe_classes,
@@ -122,14 +123,7 @@ def build_parser():
         action="store_true",
         help="start over in an existing run directory with a different config",
     )
-    parser.add_argument(
-        "--verbose",
-        type=int,
-        default=None,
-        choices=(0, 1, 2),
-        help="Keras fit verbosity (default: progress bar on a terminal, "
-        "one line per epoch otherwise)",
-    )
+    add_verbose_argument(parser)
     add_objective_arguments(parser)
     add_conditional_arguments(parser)
     add_model_kind_argument(parser)
